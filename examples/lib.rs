@@ -1,0 +1,168 @@
+//! Examples of building on homepot's crates. [`InMemoryStore`] is the "write your own
+//! backend" example: every storage trait over plain maps, proven by the same conformance kit
+//! as the SQLite and PostgreSQL backends. It keeps nothing across restarts, so it suits
+//! tests and demos, not production.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+use homepot_storage::{
+    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, NewHealthCheck, NewKey, StorageError, Store,
+    StoredHealthCheck, StoredKey,
+};
+
+#[derive(Debug, Default)]
+struct Tables {
+    devices: BTreeMap<DeviceId, Device>,
+    keys: Vec<StoredKey>,
+    health: Vec<StoredHealthCheck>,
+    next_id: i64,
+}
+
+impl Tables {
+    fn next_id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// All storage traits over in-process maps behind one mutex.
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the maps half-updated: every method
+        // checks first and mutates last.
+        self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl DeviceStore for InMemoryStore {
+    async fn register_device(
+        &self,
+        new: &NewDevice,
+        key: &KeyHash,
+        now: DateTime<Utc>,
+    ) -> Result<Device, StorageError> {
+        let mut t = self.tables();
+        if t.devices.contains_key(new.id()) {
+            return Err(StorageError::conflict(format!("device '{}'", new.id())));
+        }
+        let device = new.clone().into_device(now);
+        let id = KeyId(t.next_id());
+        t.keys.push(StoredKey { id, hash: *key, role: Role::Device, device_id: Some(device.id.clone()) });
+        t.devices.insert(device.id.clone(), device.clone());
+        Ok(device)
+    }
+
+    async fn device(&self, id: &DeviceId) -> Result<Option<Device>, StorageError> {
+        Ok(self.tables().devices.get(id).cloned())
+    }
+
+    async fn devices(&self) -> Result<Vec<Device>, StorageError> {
+        Ok(self.tables().devices.values().cloned().collect())
+    }
+
+    async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        if t.devices.remove(id).is_none() {
+            return Err(StorageError::not_found(format!("device '{id}'")));
+        }
+        t.keys.retain(|k| k.device_id.as_ref() != Some(id));
+        t.health.retain(|h| &h.device_id != id);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for InMemoryStore {
+    async fn insert_key(&self, key: &NewKey) -> Result<KeyId, StorageError> {
+        let mut t = self.tables();
+        if let Some(device) = &key.device_id
+            && !t.devices.contains_key(device)
+        {
+            return Err(StorageError::not_found(format!("device '{device}'")));
+        }
+        if t.keys.iter().any(|k| k.hash == key.hash) {
+            return Err(StorageError::conflict("api key"));
+        }
+        let id = KeyId(t.next_id());
+        t.keys.push(StoredKey { id, hash: key.hash, role: key.role, device_id: key.device_id.clone() });
+        Ok(id)
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StorageError> {
+        Ok(self.tables().keys.iter().find(|k| k.hash.matches(hash)).cloned())
+    }
+
+    async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError> {
+        Ok(self.tables().keys.iter().any(|k| k.role == role))
+    }
+}
+
+#[async_trait]
+impl HealthStore for InMemoryStore {
+    async fn insert_health(&self, batch: &[NewHealthCheck]) -> Result<Vec<HealthCheckId>, StorageError> {
+        let mut t = self.tables();
+        if let Some(missing) = batch.iter().find(|c| !t.devices.contains_key(&c.device_id)) {
+            return Err(StorageError::not_found(format!("device '{}'", missing.device_id)));
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        for item in batch {
+            let id = HealthCheckId(t.next_id());
+            let report = item.check.report();
+            t.health.push(StoredHealthCheck {
+                id,
+                device_id: item.device_id.clone(),
+                is_healthy: report.is_healthy,
+                response_time_ms: report.response_time_ms,
+                status_code: report.status_code,
+                endpoint: report.endpoint.clone(),
+                response_data: item.check.document(),
+                error_message: report.error_message.clone(),
+                checked_at: item.checked_at,
+            });
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    async fn health_since(
+        &self,
+        device: &DeviceId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredHealthCheck>, StorageError> {
+        let t = self.tables();
+        let mut found: Vec<StoredHealthCheck> =
+            t.health.iter().filter(|h| &h.device_id == device && h.checked_at >= since).cloned().collect();
+        found.sort_by_key(|h| std::cmp::Reverse((h.checked_at, h.id)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError> {
+        let t = self.tables();
+        Ok(t.health.iter().filter(|h| &h.device_id == device).max_by_key(|h| (h.checked_at, h.id)).cloned())
+    }
+}
+
+#[async_trait]
+impl Store for InMemoryStore {
+    async fn ping(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}

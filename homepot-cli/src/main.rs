@@ -1,0 +1,58 @@
+//! The `homepot` binary: parses settings, then hands over to the library crates.
+#![forbid(unsafe_code)]
+
+mod device;
+mod serve;
+mod settings;
+mod simulate;
+
+use clap::{Parser, Subcommand};
+
+use crate::settings::{DatabaseArgs, ServeArgs};
+
+/// Collects, filters, stores and serves telemetry from fleets of devices.
+#[derive(Debug, Parser)]
+#[command(name = "homepot", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+    /// Manage registered devices in the configured database.
+    #[command(subcommand)]
+    Device(device::DeviceCommand),
+    /// Simulate a fleet of devices sending health checks to a server.
+    Simulate(simulate::SimulateArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // sqlx and reqwest both use rustls; choose its crypto provider once, before either runs.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            settings::init_logging();
+            serve::run(args).await
+        }
+        Command::Openapi => {
+            println!("{}", homepot_http::openapi_json());
+            Ok(())
+        }
+        Command::Device(command) => device::run(command).await,
+        Command::Simulate(args) => simulate::run(args).await,
+    }
+}
+
+/// Connects to the configured database (used by commands that work on it directly).
+async fn connect(database: &DatabaseArgs) -> anyhow::Result<homepot_storage::SeaOrmStore> {
+    homepot_storage::SeaOrmStore::connect(&database.database_url, &database.store_options())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", database.redacted_url()))
+}

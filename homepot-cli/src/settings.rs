@@ -1,0 +1,132 @@
+//! Settings from flags and environment variables. Secrets never appear in `Debug`.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use homepot_core::ApiKey;
+use homepot_http::ServerConfig;
+use homepot_storage::{SqliteSync, StoreOptions};
+
+/// Where data lives.
+#[derive(Clone, Args)]
+pub(crate) struct DatabaseArgs {
+    /// Database URL: `sqlite://FILE` (created if missing) or `postgres://USER@HOST/DB`.
+    #[arg(long, env = "HOMEPOT_DATABASE_URL", default_value = "sqlite://homepot.db")]
+    pub(crate) database_url: String,
+    /// SQLite durability: `full` syncs every commit (survives power loss), `normal` only
+    /// survives a crash of homepot itself.
+    #[arg(long, env = "HOMEPOT_SQLITE_SYNC", value_enum, default_value_t = SyncMode::Full)]
+    pub(crate) sqlite_sync: SyncMode,
+    /// Most database connections.
+    #[arg(long, env = "HOMEPOT_DATABASE_MAX_CONNECTIONS", default_value_t = 8)]
+    pub(crate) max_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum SyncMode {
+    Full,
+    Normal,
+}
+
+impl DatabaseArgs {
+    pub(crate) fn store_options(&self) -> StoreOptions {
+        StoreOptions {
+            max_connections: self.max_connections,
+            sqlite_sync: match self.sqlite_sync {
+                SyncMode::Full => SqliteSync::Full,
+                SyncMode::Normal => SqliteSync::Normal,
+            },
+            ..StoreOptions::default()
+        }
+    }
+
+    /// The URL without its password, for messages.
+    pub(crate) fn redacted_url(&self) -> String {
+        redact_password(&self.database_url)
+    }
+}
+
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("database_url", &self.redacted_url())
+            .field("sqlite_sync", &self.sqlite_sync)
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// `homepot serve`.
+#[derive(Clone, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on. Loopback by default: expose it deliberately.
+    #[arg(long, env = "HOMEPOT_BIND", default_value = "127.0.0.1:8000")]
+    pub(crate) bind: String,
+    #[command(flatten)]
+    pub(crate) database: DatabaseArgs,
+    /// Admin API key. Without one, the first start generates a key and prints it once.
+    #[arg(long, env = "HOMEPOT_ADMIN_KEY", hide_env_values = true)]
+    pub(crate) admin_key: Option<String>,
+    /// Enable `POST /api/v1/simulator/device-metrics` (development only).
+    #[arg(long, env = "HOMEPOT_SIMULATOR", default_value_t = false)]
+    pub(crate) simulator: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "HOMEPOT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub(crate) max_body_bytes: usize,
+    /// Seconds shutdown waits for in-flight requests.
+    #[arg(long, env = "HOMEPOT_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub(crate) shutdown_timeout_seconds: u64,
+}
+
+impl fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("bind", &self.bind)
+            .field("database", &self.database)
+            .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
+            .field("simulator", &self.simulator)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+impl ServeArgs {
+    pub(crate) fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
+            simulator: self.simulator,
+            max_body_bytes: self.max_body_bytes,
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
+            ..ServerConfig::default()
+        }
+    }
+}
+
+/// Structured logs to stderr; `RUST_LOG` overrides the default `info`.
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_password("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_password("sqlite://homepot.db"), "sqlite://homepot.db");
+    }
+}

@@ -1,0 +1,350 @@
+//! Device health checks (seed 01): the submitted report, its validation rules and the
+//! document that is stored for it.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::validation::{
+    ErrorKind, ErrorSink, LocSegment, ValidationErrors, check_float_range, check_int_range, check_len,
+};
+
+/// Longest `endpoint` accepted (the column is `VARCHAR(200)`).
+pub const MAX_ENDPOINT_LEN: usize = 200;
+/// Longest `error_message` accepted.
+pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
+/// Deepest nesting accepted inside `response_data`.
+pub const MAX_RESPONSE_DATA_DEPTH: usize = 16;
+/// Keys of the stored document that hold the metric groups.
+pub const GROUP_KEYS: [&str; 3] = ["system", "app_metrics", "network"];
+
+/// System resource metrics of a health report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SystemMetrics {
+    /// CPU usage, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_percent: Option<f64>,
+    /// Memory usage, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_percent: Option<f64>,
+    /// Used memory in MB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_used_mb: Option<i64>,
+    /// Total memory in MB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_total_mb: Option<i64>,
+    /// Disk usage, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_percent: Option<f64>,
+    /// Used disk in GB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_used_gb: Option<i64>,
+    /// Total disk in GB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_total_gb: Option<i64>,
+    /// Seconds since boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uptime_seconds: Option<i64>,
+}
+
+/// Application metrics of a health report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AppMetrics {
+    /// Application version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_version: Option<String>,
+    /// Transactions processed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transactions_count: Option<i64>,
+    /// Errors encountered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors_count: Option<i64>,
+    /// Warnings raised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warnings_count: Option<i64>,
+    /// Average response time in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_response_time_ms: Option<i64>,
+}
+
+/// Network metrics of a health report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NetworkMetrics {
+    /// Latency in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<i64>,
+    /// Bytes received.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rx_bytes: Option<i64>,
+    /// Bytes transmitted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tx_bytes: Option<i64>,
+}
+
+/// A health report as submitted, before validation. Serialises to the seed's request shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HealthReport {
+    /// Overall health.
+    pub is_healthy: bool,
+    /// Health-check response time in ms.
+    pub response_time_ms: i64,
+    /// HTTP status of the device's own health check (default 200).
+    pub status_code: i64,
+    /// Health-check endpoint path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Free-form device data.
+    #[serde(skip_serializing_if = "Map::is_empty")]
+    pub response_data: Map<String, Value>,
+    /// Error description when unhealthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// System metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system: Option<SystemMetrics>,
+    /// Application metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_metrics: Option<AppMetrics>,
+    /// Network metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMetrics>,
+}
+
+impl HealthReport {
+    /// A minimal report: only the two required fields.
+    pub fn minimal(is_healthy: bool, response_time_ms: i64) -> Self {
+        Self {
+            is_healthy,
+            response_time_ms,
+            status_code: 200,
+            endpoint: None,
+            response_data: Map::new(),
+            error_message: None,
+            system: None,
+            app_metrics: None,
+            network: None,
+        }
+    }
+
+    /// Records every rule this report breaks, with locations relative to the report.
+    pub(crate) fn check(&self, sink: &mut ErrorSink) {
+        let root: &[LocSegment] = &[];
+        check_int_range(sink, root, "response_time_ms", self.response_time_ms, 0, i64::from(i32::MAX));
+        check_int_range(sink, root, "status_code", self.status_code, 100, 599);
+        if let Some(endpoint) = &self.endpoint {
+            check_len(sink, root, "endpoint", endpoint, 0, MAX_ENDPOINT_LEN);
+        }
+        if let Some(message) = &self.error_message {
+            check_len(sink, root, "error_message", message, 0, MAX_ERROR_MESSAGE_LEN);
+        }
+        let data_loc = [LocSegment::from("response_data")];
+        for key in GROUP_KEYS {
+            let group_present = match key {
+                "system" => self.system.is_some(),
+                "app_metrics" => self.app_metrics.is_some(),
+                _ => self.network.is_some(),
+            };
+            if group_present && self.response_data.contains_key(key) {
+                sink.at(&data_loc, key, ErrorKind::Inconsistent, format!("conflicts with the top-level '{key}' group"));
+            }
+        }
+        if self.response_data.values().any(|v| depth(v) >= MAX_RESPONSE_DATA_DEPTH) {
+            sink.at(
+                root,
+                "response_data",
+                ErrorKind::TooLong,
+                format!("nesting deeper than {MAX_RESPONSE_DATA_DEPTH} levels"),
+            );
+        }
+        if let Some(system) = &self.system {
+            let loc = [LocSegment::from("system")];
+            for (name, value) in [
+                ("cpu_percent", system.cpu_percent),
+                ("memory_percent", system.memory_percent),
+                ("disk_percent", system.disk_percent),
+            ] {
+                if let Some(value) = value {
+                    check_float_range(sink, &loc, name, value, 0.0, 100.0);
+                }
+            }
+            non_negative(
+                sink,
+                &loc,
+                &[
+                    ("memory_used_mb", system.memory_used_mb),
+                    ("memory_total_mb", system.memory_total_mb),
+                    ("disk_used_gb", system.disk_used_gb),
+                    ("disk_total_gb", system.disk_total_gb),
+                    ("uptime_seconds", system.uptime_seconds),
+                ],
+            );
+            used_within_total(
+                sink,
+                &loc,
+                "memory_used_mb",
+                system.memory_used_mb,
+                "memory_total_mb",
+                system.memory_total_mb,
+            );
+            used_within_total(sink, &loc, "disk_used_gb", system.disk_used_gb, "disk_total_gb", system.disk_total_gb);
+        }
+        if let Some(app) = &self.app_metrics {
+            let loc = [LocSegment::from("app_metrics")];
+            if let Some(version) = &app.app_version {
+                check_len(sink, &loc, "app_version", version, 0, 64);
+            }
+            non_negative(
+                sink,
+                &loc,
+                &[
+                    ("transactions_count", app.transactions_count),
+                    ("errors_count", app.errors_count),
+                    ("warnings_count", app.warnings_count),
+                    ("avg_response_time_ms", app.avg_response_time_ms),
+                ],
+            );
+        }
+        if let Some(network) = &self.network {
+            let loc = [LocSegment::from("network")];
+            non_negative(
+                sink,
+                &loc,
+                &[("latency_ms", network.latency_ms), ("rx_bytes", network.rx_bytes), ("tx_bytes", network.tx_bytes)],
+            );
+        }
+    }
+}
+
+fn non_negative(sink: &mut ErrorSink, loc: &[LocSegment], fields: &[(&str, Option<i64>)]) {
+    for (name, value) in fields {
+        if let Some(value) = value {
+            check_int_range(sink, loc, name, *value, 0, i64::MAX);
+        }
+    }
+}
+
+fn used_within_total(
+    sink: &mut ErrorSink,
+    loc: &[LocSegment],
+    used_name: &str,
+    used: Option<i64>,
+    total_name: &str,
+    total: Option<i64>,
+) {
+    if let (Some(used), Some(total)) = (used, total)
+        && used > total
+        && total >= 0
+    {
+        sink.at(
+            loc,
+            used_name,
+            ErrorKind::Inconsistent,
+            format!("{used_name} ({used}) exceeds {total_name} ({total})"),
+        );
+    }
+}
+
+/// Nesting depth of a JSON value (a scalar is 0). Iterative, so hostile input cannot
+/// overflow the stack.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((value, level)) = stack.pop() {
+        deepest = deepest.max(level);
+        match value {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, level + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, level + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// A validated health report.
+///
+/// **Invariant:** every rule of [`HealthReport::check`] holds: percentages in 0–100, counters
+/// and sizes non-negative, used ≤ total, bounded strings, no group duplicated in `response_data`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck(HealthReport);
+
+impl HealthCheck {
+    /// Validates a report.
+    ///
+    /// # Errors
+    /// Every rule the report breaks, located from the report's root.
+    pub fn validate(report: HealthReport) -> Result<Self, ValidationErrors> {
+        let mut sink = ErrorSink::default();
+        report.check(&mut sink);
+        sink.finish().map(|()| Self(report))
+    }
+
+    /// Wraps a report already checked by an adapter that ran [`HealthReport::check`].
+    pub(crate) fn checked(report: HealthReport) -> Self {
+        Self(report)
+    }
+
+    /// The validated report.
+    pub fn report(&self) -> &HealthReport {
+        &self.0
+    }
+
+    /// CPU usage, if reported (a hot, indexed column).
+    pub fn cpu_percent(&self) -> Option<f64> {
+        self.0.system.as_ref().and_then(|s| s.cpu_percent)
+    }
+    /// Memory usage, if reported.
+    pub fn memory_percent(&self) -> Option<f64> {
+        self.0.system.as_ref().and_then(|s| s.memory_percent)
+    }
+    /// Disk usage, if reported.
+    pub fn disk_percent(&self) -> Option<f64> {
+        self.0.system.as_ref().and_then(|s| s.disk_percent)
+    }
+
+    /// The stored `response_data` document: the submitted `response_data` with the `system`,
+    /// `app_metrics` and `network` groups added under their own keys, as in seed 01, so
+    /// `response_data->'system'->>'cpu_percent'` works in SQL.
+    pub fn document(&self) -> Map<String, Value> {
+        let report = &self.0;
+        let mut doc = report.response_data.clone();
+        let groups = [
+            ("system", report.system.as_ref().map(serde_json::to_value)),
+            ("app_metrics", report.app_metrics.as_ref().map(serde_json::to_value)),
+            ("network", report.network.as_ref().map(serde_json::to_value)),
+        ];
+        for (key, value) in groups {
+            // Serialising plain structs of numbers and strings cannot fail.
+            if let Some(Ok(value)) = value {
+                doc.insert(key.to_owned(), value);
+            }
+        }
+        doc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_carries_groups_under_their_keys() {
+        let mut report = HealthReport::minimal(true, 10);
+        report.response_data.insert("status".into(), Value::from("healthy"));
+        report.system = Some(SystemMetrics { cpu_percent: Some(65.5), ..Default::default() });
+        let check = HealthCheck::validate(report).unwrap();
+        let doc = check.document();
+        assert_eq!(doc["status"], "healthy");
+        assert_eq!(doc["system"]["cpu_percent"], 65.5);
+        assert!(!doc.contains_key("network"));
+    }
+
+    #[test]
+    fn depth_is_bounded() {
+        let mut deep = Value::from(1);
+        for _ in 0..20 {
+            deep = Value::Array(vec![deep]);
+        }
+        let mut report = HealthReport::minimal(true, 1);
+        report.response_data.insert("deep".into(), deep);
+        assert!(HealthCheck::validate(report).is_err());
+    }
+}

@@ -1,0 +1,61 @@
+//! The JSON adapter for device registrations: the body of `POST /api/v1/devices`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::device::NewDevice;
+use crate::ingest::json_reader::{ObjectReader, parse_object};
+use crate::validation::{ErrorKind, ErrorSink, LocSegment, ValidationErrors};
+
+/// Parses and validates a registration: `device_id` (required), `name`, `device_type`, and
+/// `labels` (an object of strings).
+///
+/// # Errors
+/// Every missing, mistyped or invalid field, located from the document root.
+pub fn parse_new_device(bytes: &[u8]) -> Result<NewDevice, ValidationErrors> {
+    let map = parse_object(bytes)?;
+    let root = ObjectReader::new(&map, &[]);
+    let mut sink = ErrorSink::default();
+    let device_id = root.required_str(&mut sink, "device_id");
+    let name = root.optional_str(&mut sink, "name").map(str::to_owned);
+    let device_type = root.optional_str(&mut sink, "device_type").map(str::to_owned);
+    let mut labels = BTreeMap::new();
+    let labels_loc = [LocSegment::from("labels")];
+    if let Some(raw) = root.optional_object(&mut sink, "labels") {
+        for (key, value) in raw {
+            match value {
+                Value::String(s) => {
+                    labels.insert(key.clone(), s.clone());
+                }
+                _ => sink.at(&labels_loc, key, ErrorKind::NotString, "str type expected"),
+            }
+        }
+    }
+    sink.finish()?;
+    NewDevice::parse(device_id.unwrap_or_default(), name, device_type, labels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn registrations() {
+        let ok = parse_new_device(br#"{"device_id": "pos-1", "name": "Till", "labels": {"zone": "zone-1"}}"#).unwrap();
+        assert_eq!(ok.id().as_str(), "pos-1");
+        assert_eq!(ok.labels().as_map()["zone"], "zone-1");
+        let err = parse_new_device(br#"{"labels": {"zone": 1}}"#).unwrap_err();
+        let kinds: Vec<_> = err.errors().iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [ErrorKind::Missing, ErrorKind::NotString]);
+        assert!(parse_new_device(br#"{"device_id": "no spaces"}"#).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = parse_new_device(&bytes);
+        }
+    }
+}

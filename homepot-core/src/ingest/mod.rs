@@ -1,0 +1,6 @@
+//! Adapters from submitted documents to domain values. Each adapter reports every problem it
+//! finds with its location, so all ingest formats answer bad input the same way.
+
+pub mod device_json;
+pub mod health_json;
+pub mod json_reader;

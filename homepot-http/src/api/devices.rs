@@ -1,0 +1,169 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use homepot_core::ingest::device_json::parse_new_device;
+use homepot_core::{Device, DeviceId};
+use poem::web::Data;
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::health::HealthCheckView;
+use super::{ApiTags, AppState, now, rfc3339};
+use crate::auth::{ApiKeyAuth, generate_key};
+use crate::body::JsonBody;
+use crate::error::ApiError;
+
+/// Device registry operations.
+#[derive(Debug)]
+pub(crate) struct DevicesApi;
+
+/// A device to register.
+#[derive(Debug, Object)]
+struct RegisterDeviceRequest {
+    /// Unique, case-sensitive identifier: 1-128 of `A-Z a-z 0-9 . _ - :`.
+    #[oai(validator(min_length = 1, max_length = 128))]
+    device_id: String,
+    /// Human-readable name.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 200))]
+    name: Option<String>,
+    /// Kind of device, e.g. `pos-terminal`.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 64))]
+    device_type: Option<String>,
+    /// Labels such as `zone` or `env` (at most 64).
+    #[oai(skip_serializing_if_is_none)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+/// A registered device.
+#[derive(Debug, Object)]
+struct DeviceView {
+    /// Identifier.
+    device_id: String,
+    /// Human-readable name.
+    #[oai(skip_serializing_if_is_none)]
+    name: Option<String>,
+    /// Kind of device.
+    #[oai(skip_serializing_if_is_none)]
+    device_type: Option<String>,
+    /// Labels.
+    labels: BTreeMap<String, String>,
+    /// When it was registered (RFC 3339, UTC).
+    created_at: String,
+    /// Its newest health check, on single-device reads.
+    #[oai(skip_serializing_if_is_none)]
+    latest_health: Option<HealthCheckView>,
+}
+
+impl From<Device> for DeviceView {
+    fn from(d: Device) -> Self {
+        Self {
+            device_id: d.id.to_string(),
+            name: d.name,
+            device_type: d.device_type,
+            labels: d.labels.as_map().clone(),
+            created_at: rfc3339(d.created_at),
+            latest_health: None,
+        }
+    }
+}
+
+/// A newly registered device with its API key.
+#[derive(Debug, Object)]
+struct RegisteredDevice {
+    /// The device.
+    #[oai(flatten)]
+    device: DeviceView,
+    /// The device's API key. Shown only in this response: store it on the device.
+    api_key: String,
+}
+
+/// Every registered device.
+#[derive(Debug, Object)]
+struct DeviceList {
+    /// Devices ordered by id.
+    devices: Vec<DeviceView>,
+    /// How many.
+    count: usize,
+}
+
+#[derive(Debug, ApiResponse)]
+enum RegisterResponse {
+    /// Registered.
+    #[oai(status = 201)]
+    Created(Json<RegisteredDevice>),
+}
+
+#[derive(Debug, ApiResponse)]
+enum RemoveResponse {
+    /// Removed, with its keys and health checks.
+    #[oai(status = 204)]
+    Removed,
+}
+
+#[OpenApi]
+impl DevicesApi {
+    /// Register a device. The answer carries the device's API key, shown only this once.
+    /// Needs an admin key.
+    #[oai(path = "/api/v1/devices", method = "post", tag = "ApiTags::Devices")]
+    async fn register(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<RegisterDeviceRequest>,
+    ) -> Result<RegisterResponse, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        let new = parse_new_device(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
+        let key = generate_key();
+        let device = state.store.register_device(&new, &key.hash(), now()).await?;
+        tracing::info!(device_id = %device.id, "device registered");
+        Ok(RegisterResponse::Created(Json(RegisteredDevice {
+            device: device.into(),
+            api_key: key.expose().to_owned(),
+        })))
+    }
+
+    /// Every registered device. Needs an admin or read key.
+    #[oai(path = "/api/v1/devices", method = "get", tag = "ApiTags::Devices")]
+    async fn list(&self, state: Data<&Arc<AppState>>, auth: ApiKeyAuth) -> Result<Json<DeviceList>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_reader()?;
+        let devices: Vec<DeviceView> = state.store.devices().await?.into_iter().map(DeviceView::from).collect();
+        Ok(Json(DeviceList { count: devices.len(), devices }))
+    }
+
+    /// One device with its newest health check. Needs an admin or read key.
+    #[oai(path = "/api/v1/devices/:device_id", method = "get", tag = "ApiTags::Devices")]
+    async fn get(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Device identifier.
+        device_id: Path<String>,
+    ) -> Result<Json<DeviceView>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_reader()?;
+        let id = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
+        let device = state.store.device(&id).await?.ok_or_else(|| ApiError::device_not_found(&device_id))?;
+        let mut view = DeviceView::from(device);
+        view.latest_health = state.store.latest_health(&id).await?.map(HealthCheckView::from);
+        Ok(Json(view))
+    }
+
+    /// Remove a device with its keys and health checks. Needs an admin key.
+    #[oai(path = "/api/v1/devices/:device_id", method = "delete", tag = "ApiTags::Devices")]
+    async fn remove(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Device identifier.
+        device_id: Path<String>,
+    ) -> Result<RemoveResponse, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        let id = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
+        state.store.remove_device(&id).await.map_err(|e| match e {
+            homepot_storage::StorageError::NotFound { .. } => ApiError::device_not_found(&device_id),
+            other => other.into(),
+        })?;
+        tracing::info!(device_id = %id, "device removed");
+        Ok(RemoveResponse::Removed)
+    }
+}

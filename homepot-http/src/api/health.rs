@@ -1,0 +1,284 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use homepot_core::ingest::health_json::parse_health_check;
+use homepot_core::{AppMetrics, DeviceId, HealthReport, NetworkMetrics, SystemMetrics};
+use homepot_storage::{NewHealthCheck, StoredHealthCheck};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde_json::Value;
+
+use super::{ApiTags, AppState, now, rfc3339};
+use crate::auth::ApiKeyAuth;
+use crate::body::JsonBody;
+use crate::error::ApiError;
+
+/// Device health operations (seed 01).
+#[derive(Debug)]
+pub(crate) struct HealthApi;
+
+/// System resource metrics.
+#[derive(Debug, Object)]
+pub(crate) struct SystemMetricsBody {
+    /// CPU usage percentage (0-100).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "100")))]
+    cpu_percent: Option<f64>,
+    /// Memory usage percentage (0-100).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "100")))]
+    memory_percent: Option<f64>,
+    /// Used memory in MB (at most `memory_total_mb`).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    memory_used_mb: Option<i64>,
+    /// Total memory in MB.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    memory_total_mb: Option<i64>,
+    /// Disk usage percentage (0-100).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "100")))]
+    disk_percent: Option<f64>,
+    /// Used disk in GB (at most `disk_total_gb`).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    disk_used_gb: Option<i64>,
+    /// Total disk in GB.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    disk_total_gb: Option<i64>,
+    /// Seconds since boot.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    uptime_seconds: Option<i64>,
+}
+
+/// Application metrics.
+#[derive(Debug, Object)]
+pub(crate) struct AppMetricsBody {
+    /// Application version.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 64))]
+    app_version: Option<String>,
+    /// Transactions processed.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    transactions_count: Option<i64>,
+    /// Errors encountered.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    errors_count: Option<i64>,
+    /// Warnings raised.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    warnings_count: Option<i64>,
+    /// Average response time in ms.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    avg_response_time_ms: Option<i64>,
+}
+
+/// Network metrics.
+#[derive(Debug, Object)]
+pub(crate) struct NetworkMetricsBody {
+    /// Latency in ms.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    latency_ms: Option<i64>,
+    /// Bytes received.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    rx_bytes: Option<i64>,
+    /// Bytes transmitted.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
+    tx_bytes: Option<i64>,
+}
+
+/// A health check as a device submits it. Unknown fields are ignored.
+#[derive(Debug, Object)]
+pub(crate) struct HealthCheckRequest {
+    /// Overall health status of the device.
+    is_healthy: bool,
+    /// Response time in milliseconds.
+    #[oai(validator(minimum(value = "0"), maximum(value = "2147483647")))]
+    response_time_ms: i64,
+    /// HTTP status code of the device's own check (default 200).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "100"), maximum(value = "599")))]
+    status_code: Option<i64>,
+    /// Health check endpoint path.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 200))]
+    endpoint: Option<String>,
+    /// Additional device-specific data, stored intact. It may not repeat a metric group's key.
+    #[oai(skip_serializing_if_is_none)]
+    response_data: Option<BTreeMap<String, Value>>,
+    /// Error description if unhealthy.
+    #[oai(skip_serializing_if_is_none, validator(max_length = 4096))]
+    error_message: Option<String>,
+    /// System metrics.
+    #[oai(skip_serializing_if_is_none)]
+    system: Option<SystemMetricsBody>,
+    /// Application metrics.
+    #[oai(skip_serializing_if_is_none)]
+    app_metrics: Option<AppMetricsBody>,
+    /// Network metrics.
+    #[oai(skip_serializing_if_is_none)]
+    network: Option<NetworkMetricsBody>,
+}
+
+impl From<&HealthReport> for HealthCheckRequest {
+    fn from(r: &HealthReport) -> Self {
+        let system = r.system.as_ref().map(|s: &SystemMetrics| SystemMetricsBody {
+            cpu_percent: s.cpu_percent,
+            memory_percent: s.memory_percent,
+            memory_used_mb: s.memory_used_mb,
+            memory_total_mb: s.memory_total_mb,
+            disk_percent: s.disk_percent,
+            disk_used_gb: s.disk_used_gb,
+            disk_total_gb: s.disk_total_gb,
+            uptime_seconds: s.uptime_seconds,
+        });
+        let app_metrics = r.app_metrics.as_ref().map(|a: &AppMetrics| AppMetricsBody {
+            app_version: a.app_version.clone(),
+            transactions_count: a.transactions_count,
+            errors_count: a.errors_count,
+            warnings_count: a.warnings_count,
+            avg_response_time_ms: a.avg_response_time_ms,
+        });
+        let network = r.network.as_ref().map(|n: &NetworkMetrics| NetworkMetricsBody {
+            latency_ms: n.latency_ms,
+            rx_bytes: n.rx_bytes,
+            tx_bytes: n.tx_bytes,
+        });
+        Self {
+            is_healthy: r.is_healthy,
+            response_time_ms: r.response_time_ms,
+            status_code: Some(r.status_code),
+            endpoint: r.endpoint.clone(),
+            response_data: (!r.response_data.is_empty()).then(|| r.response_data.clone().into_iter().collect()),
+            error_message: r.error_message.clone(),
+            system,
+            app_metrics,
+            network,
+        }
+    }
+}
+
+/// The answer to an accepted health check: it is durable when this is sent.
+#[derive(Debug, Object)]
+pub(crate) struct HealthCheckAccepted {
+    /// `Health check recorded successfully`.
+    pub(crate) message: String,
+    /// The reporting device.
+    pub(crate) device_id: String,
+    /// Identifier of the stored check.
+    pub(crate) health_check_id: i64,
+    /// When the server accepted it (RFC 3339, UTC).
+    pub(crate) timestamp: String,
+}
+
+/// A stored health check (the seed's `health_checks` row).
+#[derive(Debug, Object)]
+pub(crate) struct HealthCheckView {
+    /// Identifier.
+    id: i64,
+    /// The reporting device.
+    device_id: String,
+    /// Overall health.
+    is_healthy: bool,
+    /// Response time in ms.
+    response_time_ms: i64,
+    /// Status code of the device's own check.
+    status_code: i64,
+    /// Health check endpoint path.
+    #[oai(skip_serializing_if_is_none)]
+    endpoint: Option<String>,
+    /// `response_data` with the `system`, `app_metrics` and `network` groups.
+    response_data: BTreeMap<String, Value>,
+    /// Error description.
+    #[oai(skip_serializing_if_is_none)]
+    error_message: Option<String>,
+    /// When it was accepted (RFC 3339, UTC).
+    checked_at: String,
+}
+
+impl From<StoredHealthCheck> for HealthCheckView {
+    fn from(h: StoredHealthCheck) -> Self {
+        Self {
+            id: h.id.0,
+            device_id: h.device_id.to_string(),
+            is_healthy: h.is_healthy,
+            response_time_ms: h.response_time_ms,
+            status_code: h.status_code,
+            endpoint: h.endpoint,
+            response_data: h.response_data.into_iter().collect(),
+            error_message: h.error_message,
+            checked_at: rfc3339(h.checked_at),
+        }
+    }
+}
+
+/// A device's recent health checks.
+#[derive(Debug, Object)]
+struct HealthHistory {
+    /// The device.
+    device_id: String,
+    /// The window, in hours before now.
+    time_range_hours: u32,
+    /// How many checks follow.
+    count: usize,
+    /// Newest first.
+    health_checks: Vec<HealthCheckView>,
+}
+
+#[OpenApi]
+impl HealthApi {
+    /// Submit a health check with optional system, application and network metrics. Answered
+    /// once the check is durable. Needs the device's own key or an admin key.
+    #[oai(path = "/api/v1/devices/:device_id/health", method = "post", tag = "ApiTags::Health")]
+    async fn submit_health(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Device identifier, e.g. `pos-terminal-001` (case-sensitive).
+        device_id: Path<String>,
+        body: JsonBody<HealthCheckRequest>,
+    ) -> Result<Json<HealthCheckAccepted>, ApiError> {
+        let principal = state.auth.authenticate(&auth).await?;
+        principal.require_writer_for(&device_id)?;
+        let check = parse_health_check(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
+        let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
+        let accepted_at = now();
+        let id = state
+            .pipeline
+            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
+            .await
+            .map_err(|e| ApiError::from_write(e, &device_id))?;
+        Ok(Json(HealthCheckAccepted {
+            message: "Health check recorded successfully".to_owned(),
+            device_id: device_id.0,
+            health_check_id: id.0,
+            timestamp: rfc3339(accepted_at),
+        }))
+    }
+
+    /// A device's health checks of the last `hours`, newest first. Needs an admin or read key.
+    #[oai(path = "/api/v1/devices/:device_id/health", method = "get", tag = "ApiTags::Health")]
+    async fn health_history(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Device identifier.
+        device_id: Path<String>,
+        /// Window in hours before now (1-720, default 24).
+        #[oai(validator(minimum(value = "1"), maximum(value = "720")))]
+        hours: Query<Option<u32>>,
+        /// Most checks returned (1-10000, default 100).
+        #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<HealthHistory>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_reader()?;
+        let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
+        if state.store.device(&device).await?.is_none() {
+            return Err(ApiError::device_not_found(&device_id));
+        }
+        let hours = hours.0.unwrap_or(24);
+        let limit = limit.0.unwrap_or(100) as usize;
+        let since = now() - TimeDelta::hours(i64::from(hours));
+        let checks = state.store.health_since(&device, since, limit).await?;
+        Ok(Json(HealthHistory {
+            device_id: device_id.0,
+            time_range_hours: hours,
+            count: checks.len(),
+            health_checks: checks.into_iter().map(HealthCheckView::from).collect(),
+        }))
+    }
+}

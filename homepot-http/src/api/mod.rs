@@ -1,0 +1,56 @@
+//! The HTTP operations, grouped by resource. Handlers are thin: authenticate, hand the body
+//! to a `homepot-core` adapter, call the pipeline or the store, shape the answer.
+
+mod devices;
+mod health;
+mod service;
+mod simulator;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
+use homepot_storage::Store;
+use poem_openapi::Tags;
+
+use crate::auth::Authenticator;
+use crate::pipeline::Pipeline;
+
+pub(crate) use self::devices::DevicesApi;
+pub(crate) use self::health::HealthApi;
+pub(crate) use self::service::ServiceApi;
+pub(crate) use self::simulator::SimulatorApi;
+
+#[derive(Debug, Tags)]
+enum ApiTags {
+    /// Device registry (admin).
+    Devices,
+    /// Device health checks (seed 01).
+    Health,
+    /// Development helpers, enabled with `--simulator`.
+    Simulator,
+    /// Liveness and service information.
+    Service,
+}
+
+/// What every handler shares.
+#[derive(Debug)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) auth: Authenticator,
+    pub(crate) pipeline: Pipeline,
+    pub(crate) started: Instant,
+    pub(crate) simulator: bool,
+}
+
+/// Now, at the microsecond precision every backend keeps, so what is answered equals what
+/// is read back.
+pub(crate) fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+}
+
+/// The seeds' timestamp format: `2025-11-19T10:00:00.000Z`.
+pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

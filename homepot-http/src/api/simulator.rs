@@ -1,0 +1,74 @@
+use std::sync::Arc;
+
+use homepot_core::simulate::{random_suffix, simulated_report};
+use homepot_core::{DeviceId, HealthCheck, NewDevice};
+use homepot_storage::{NewHealthCheck, StorageError};
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::health::HealthCheckRequest;
+use super::{ApiTags, AppState, now, rfc3339};
+use crate::auth::generate_key;
+use crate::error::ApiError;
+
+/// The device metrics simulator (seed 01), for development only.
+#[derive(Debug)]
+pub(crate) struct SimulatorApi;
+
+/// A simulated health check that was stored.
+#[derive(Debug, Object)]
+struct SimulatedMetrics {
+    /// `Simulated metrics submitted successfully`.
+    message: String,
+    /// The simulated device.
+    device_id: String,
+    /// Identifier of the stored check.
+    health_check_id: i64,
+    /// When it was accepted (RFC 3339, UTC).
+    timestamp: String,
+    /// The generated report.
+    metrics: HealthCheckRequest,
+}
+
+#[OpenApi]
+impl SimulatorApi {
+    /// Generate and store realistic metrics for a device, registering it when it does not
+    /// exist. Needs no key; answers 404 unless the server runs with `--simulator`.
+    #[oai(path = "/api/v1/simulator/device-metrics", method = "post", tag = "ApiTags::Simulator")]
+    async fn device_metrics(
+        &self,
+        state: Data<&Arc<AppState>>,
+        /// Device to simulate (default: `simulator-pos-` and a random suffix).
+        device_id: Query<Option<String>>,
+        /// Health status to simulate (default true).
+        is_healthy: Query<Option<bool>>,
+    ) -> Result<Json<SimulatedMetrics>, ApiError> {
+        if !state.simulator {
+            return Err(ApiError::not_found("Not Found"));
+        }
+        let raw_id = device_id.0.unwrap_or_else(|| format!("simulator-pos-{}", random_suffix(&mut rand::rng(), 6)));
+        let device = DeviceId::parse(&raw_id).map_err(|e| ApiError::invalid("query", e.prefixed("device_id")))?;
+        match state.store.register_device(&NewDevice::with_id(device.clone()), &generate_key().hash(), now()).await {
+            Ok(_) | Err(StorageError::Conflict { .. }) => {}
+            Err(other) => return Err(other.into()),
+        }
+        let report = simulated_report(&mut rand::rng(), is_healthy.0.unwrap_or(true));
+        let metrics = HealthCheckRequest::from(&report);
+        let check = HealthCheck::validate(report).map_err(|e| ApiError::invalid("body", e))?;
+        let accepted_at = now();
+        let id = state
+            .pipeline
+            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
+            .await
+            .map_err(|e| ApiError::from_write(e, &raw_id))?;
+        Ok(Json(SimulatedMetrics {
+            message: "Simulated metrics submitted successfully".to_owned(),
+            device_id: raw_id,
+            health_check_id: id.0,
+            timestamp: rfc3339(accepted_at),
+            metrics,
+        }))
+    }
+}

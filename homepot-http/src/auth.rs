@@ -1,0 +1,124 @@
+//! Authentication: who holds the presented `X-API-Key`, and what that role may do.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use homepot_core::{ApiKey, DeviceId, KeyHash, Role};
+use homepot_storage::{NewKey, StorageError, Store};
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::ApiKey as PresentedKey;
+use rand::RngCore;
+
+use crate::error::ApiError;
+
+/// The `X-API-Key` header.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "X-API-Key", key_in = "header")]
+pub(crate) struct ApiKeyAuth(PresentedKey);
+
+impl std::fmt::Debug for ApiKeyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKeyAuth(<redacted>)")
+    }
+}
+
+/// The holder of a valid key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Principal {
+    Admin,
+    Device(DeviceId),
+    Reader,
+}
+
+impl Principal {
+    pub(crate) fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            _ => Err(ApiError::forbidden("This operation requires an admin API key")),
+        }
+    }
+
+    /// Reading fleet data: admin and read keys. Device keys read nothing.
+    pub(crate) fn require_reader(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin | Principal::Reader => Ok(()),
+            Principal::Device(_) => Err(ApiError::forbidden("Device API keys cannot read data")),
+        }
+    }
+
+    /// Writing a device's data: admin keys, or that device's own key.
+    pub(crate) fn require_writer_for(&self, device: &str) -> Result<(), ApiError> {
+        match self {
+            Principal::Admin => Ok(()),
+            Principal::Device(own) if own.as_str() == device => Ok(()),
+            Principal::Device(_) => {
+                Err(ApiError::forbidden(format!("This API key may not write data for device '{device}'")))
+            }
+            Principal::Reader => Err(ApiError::forbidden("Read-only API keys cannot write data")),
+        }
+    }
+}
+
+/// Resolves presented keys to principals.
+#[derive(Debug, Clone)]
+pub(crate) struct Authenticator {
+    configured_admin: Option<KeyHash>,
+    store: Arc<dyn Store>,
+}
+
+impl Authenticator {
+    pub(crate) fn new(configured_admin: Option<&ApiKey>, store: Arc<dyn Store>) -> Self {
+        Self { configured_admin: configured_admin.map(ApiKey::hash), store }
+    }
+
+    pub(crate) async fn authenticate(&self, auth: &ApiKeyAuth) -> Result<Principal, ApiError> {
+        let hash = KeyHash::of(&auth.0.key);
+        if self.configured_admin.is_some_and(|admin| admin.matches(&hash)) {
+            return Ok(Principal::Admin);
+        }
+        match self.store.key_by_hash(&hash).await? {
+            Some(key) if key.hash.matches(&hash) => match (key.role, key.device_id) {
+                (Role::Admin, _) => Ok(Principal::Admin),
+                (Role::Read, _) => Ok(Principal::Reader),
+                (Role::Device, Some(device)) => Ok(Principal::Device(device)),
+                (Role::Device, None) => Err(ApiError::unauthorized("Invalid API key")),
+            },
+            _ => Err(ApiError::unauthorized("Invalid API key")),
+        }
+    }
+}
+
+/// A new key with 256 bits from the thread-local CSPRNG (seeded by the OS).
+pub fn generate_key() -> ApiKey {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    ApiKey::from_entropy(bytes)
+}
+
+/// What [`ensure_admin_key`] found or did.
+#[derive(Debug)]
+pub enum AdminKeyOutcome {
+    /// The operator configured one; nothing is stored.
+    Configured,
+    /// An admin key is already stored.
+    Existing,
+    /// None existed: this one was generated and its hash stored. Show it once.
+    Generated(ApiKey),
+}
+
+/// Makes sure some admin key can reach the server: the configured one, a stored one, or a
+/// newly generated one whose hash is stored.
+///
+/// # Errors
+/// Storage failures.
+pub async fn ensure_admin_key(store: &dyn Store, configured: Option<&ApiKey>) -> Result<AdminKeyOutcome, StorageError> {
+    if configured.is_some() {
+        return Ok(AdminKeyOutcome::Configured);
+    }
+    if store.has_key_with_role(Role::Admin).await? {
+        return Ok(AdminKeyOutcome::Existing);
+    }
+    let key = generate_key();
+    store.insert_key(&NewKey { hash: key.hash(), role: Role::Admin, device_id: None, created_at: Utc::now() }).await?;
+    Ok(AdminKeyOutcome::Generated(key))
+}

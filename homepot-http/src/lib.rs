@@ -1,0 +1,17 @@
+//! The homepot server: the poem-openapi HTTP API, API-key authentication, and the ingest
+//! pipeline that turns accepted data into durable writes (group commit).
+//!
+//! Depends on `homepot-core` for every rule and on the `homepot-storage` traits for every
+//! byte it keeps; it never names a database. It takes its settings as a [`ServerConfig`]
+//! and must not read the environment or the command line (the CLI does).
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+mod body;
+mod error;
+mod pipeline;
+mod server;
+
+pub use auth::{AdminKeyOutcome, ensure_admin_key, generate_key};
+pub use server::{RunningServer, ServerConfig, openapi_json, start};

@@ -1,0 +1,20 @@
+//! Schema migrations, run at start-up. One file per migration: sea-orm takes the version
+//! from the file name. The same code creates the schema on SQLite and PostgreSQL.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_create_devices_and_keys;
+mod m20261122_000002_create_health_checks;
+
+#[derive(Debug)]
+pub(crate) struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261122_000001_create_devices_and_keys::Migration),
+            Box::new(m20261122_000002_create_health_checks::Migration),
+        ]
+    }
+}

@@ -1,0 +1,352 @@
+//! The sea-orm backend: one implementation of the storage traits for SQLite (the embedded
+//! default) and PostgreSQL, chosen by the connection URL.
+
+mod entity;
+mod migration;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use serde_json::Value;
+
+use self::entity::{api_key, device, health_check};
+use crate::{
+    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, NewHealthCheck, NewKey, StorageError, Store,
+    StoredHealthCheck, StoredKey,
+};
+
+/// Rows per INSERT statement: well under SQLite's bound-parameter limit.
+const INSERT_CHUNK: usize = 500;
+
+/// How hard SQLite syncs commits to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSync {
+    /// fsync the WAL at every commit: an acknowledged write survives power loss.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a crash of homepot, may lose the last commits
+    /// on power loss.
+    Normal,
+}
+
+/// Connection settings for [`SeaOrmStore::connect`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most pooled connections.
+    pub max_connections: u32,
+    /// How long to wait for a connection before reporting the store unavailable.
+    pub acquire_timeout: Duration,
+    /// SQLite's `synchronous` setting (ignored for PostgreSQL).
+    pub sqlite_sync: SqliteSync,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), sqlite_sync: SqliteSync::Full }
+    }
+}
+
+/// The storage traits over sea-orm. `sqlite://path.db` or `postgres://...`.
+#[derive(Debug, Clone)]
+pub struct SeaOrmStore {
+    db: DatabaseConnection,
+}
+
+impl SeaOrmStore {
+    /// Connects and brings the schema up to date.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when the database cannot be reached;
+    /// [`StorageError::Backend`] when a migration fails.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self, StorageError> {
+        let mut connect = ConnectOptions::new(url);
+        connect
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_timeout(options.acquire_timeout)
+            .sqlx_logging(false);
+        let sync = match options.sqlite_sync {
+            SqliteSync::Full => SqliteSynchronous::Full,
+            SqliteSync::Normal => SqliteSynchronous::Normal,
+        };
+        connect.map_sqlx_sqlite_opts(move |opts| {
+            opts.create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(sync)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(5))
+        });
+        let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
+        migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
+        Ok(Self { db })
+    }
+
+    async fn device_pk(&self, id: &DeviceId) -> Result<Option<i64>, StorageError> {
+        let row = device::Entity::find()
+            .filter(device::Column::DeviceId.eq(id.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|d| d.id))
+    }
+}
+
+/// Maps errors no caller singled out. Connection problems are worth a retry; the rest are not.
+fn db_error(err: DbErr) -> StorageError {
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StorageError::Unavailable { source: Box::new(err) },
+        other => StorageError::backend(other),
+    }
+}
+
+fn to_device(model: device::Model) -> Device {
+    let labels: BTreeMap<String, String> = serde_json::from_value(model.labels).unwrap_or_default();
+    Device::from_stored(model.device_id, model.name, model.device_type, labels, model.created_at)
+}
+
+fn to_stored_health(model: health_check::Model, device_id: DeviceId) -> StoredHealthCheck {
+    let response_data = match model.response_data {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    StoredHealthCheck {
+        id: HealthCheckId(model.id),
+        device_id,
+        is_healthy: model.is_healthy,
+        response_time_ms: i64::from(model.response_time_ms),
+        status_code: i64::from(model.status_code),
+        endpoint: model.endpoint,
+        response_data,
+        error_message: model.error_message,
+        checked_at: model.checked_at,
+    }
+}
+
+#[async_trait]
+impl DeviceStore for SeaOrmStore {
+    async fn register_device(
+        &self,
+        new: &NewDevice,
+        key: &KeyHash,
+        now: DateTime<Utc>,
+    ) -> Result<Device, StorageError> {
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let labels = serde_json::to_value(new.labels().as_map()).map_err(StorageError::backend)?;
+        let inserted = device::ActiveModel {
+            device_id: Set(new.id().as_str().to_owned()),
+            name: Set(new.name().map(str::to_owned)),
+            device_type: Set(new.device_type().map(str::to_owned)),
+            labels: Set(labels),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|e| match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::conflict(format!("device '{}'", new.id())),
+            _ => db_error(e),
+        })?;
+        api_key::ActiveModel {
+            key_hash: Set(key.to_hex()),
+            role: Set(Role::Device.as_str().to_owned()),
+            device_id: Set(Some(inserted.id)),
+            created_at: Set(now),
+            revoked_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(to_device(inserted))
+    }
+
+    async fn device(&self, id: &DeviceId) -> Result<Option<Device>, StorageError> {
+        let row = device::Entity::find()
+            .filter(device::Column::DeviceId.eq(id.as_str()))
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(to_device))
+    }
+
+    async fn devices(&self) -> Result<Vec<Device>, StorageError> {
+        let rows =
+            device::Entity::find().order_by_asc(device::Column::DeviceId).all(&self.db).await.map_err(db_error)?;
+        Ok(rows.into_iter().map(to_device).collect())
+    }
+
+    async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError> {
+        let result = device::Entity::delete_many()
+            .filter(device::Column::DeviceId.eq(id.as_str()))
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        if result.rows_affected == 0 {
+            return Err(StorageError::not_found(format!("device '{id}'")));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyStore for SeaOrmStore {
+    async fn insert_key(&self, key: &NewKey) -> Result<KeyId, StorageError> {
+        let device_pk = match &key.device_id {
+            Some(id) => {
+                Some(self.device_pk(id).await?.ok_or_else(|| StorageError::not_found(format!("device '{id}'")))?)
+            }
+            None => None,
+        };
+        let inserted = api_key::ActiveModel {
+            key_hash: Set(key.hash.to_hex()),
+            role: Set(key.role.as_str().to_owned()),
+            device_id: Set(device_pk),
+            created_at: Set(key.created_at),
+            revoked_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(|e| match e.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::conflict("api key"),
+            Some(SqlErr::ForeignKeyConstraintViolation(_)) => StorageError::not_found("device"),
+            _ => db_error(e),
+        })?;
+        Ok(KeyId(inserted.id))
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StorageError> {
+        let Some(row) = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(hash.to_hex()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .one(&self.db)
+            .await
+            .map_err(db_error)?
+        else {
+            return Ok(None);
+        };
+        let (Some(role), Some(stored_hash)) = (Role::parse(&row.role), KeyHash::from_hex(&row.key_hash)) else {
+            return Err(StorageError::backend(format!("api key {} has a corrupt role or hash", row.id)));
+        };
+        let device_id = match row.device_id {
+            Some(pk) => device::Entity::find_by_id(pk).one(&self.db).await.map_err(db_error)?.map(|d| to_device(d).id),
+            None => None,
+        };
+        Ok(Some(StoredKey { id: KeyId(row.id), hash: stored_hash, role, device_id }))
+    }
+
+    async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError> {
+        let count = api_key::Entity::find()
+            .filter(api_key::Column::Role.eq(role.as_str()))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .count(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(count > 0)
+    }
+}
+
+#[async_trait]
+impl HealthStore for SeaOrmStore {
+    async fn insert_health(&self, batch: &[NewHealthCheck]) -> Result<Vec<HealthCheckId>, StorageError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let mut wanted: Vec<&str> = batch.iter().map(|c| c.device_id.as_str()).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let pks: HashMap<String, i64> = device::Entity::find()
+            .filter(device::Column::DeviceId.is_in(wanted.iter().copied()))
+            .all(&txn)
+            .await
+            .map_err(db_error)?
+            .into_iter()
+            .map(|d| (d.device_id, d.id))
+            .collect();
+        let mut ids = Vec::with_capacity(batch.len());
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let mut rows = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                let pk = *pks
+                    .get(item.device_id.as_str())
+                    .ok_or_else(|| StorageError::not_found(format!("device '{}'", item.device_id)))?;
+                let report = item.check.report();
+                rows.push(health_check::ActiveModel {
+                    device_id: Set(pk),
+                    is_healthy: Set(report.is_healthy),
+                    // Validation bounds both to i32.
+                    response_time_ms: Set(i32::try_from(report.response_time_ms).unwrap_or(i32::MAX)),
+                    status_code: Set(i32::try_from(report.status_code).unwrap_or(0)),
+                    endpoint: Set(report.endpoint.clone()),
+                    response_data: Set(Value::Object(item.check.document())),
+                    error_message: Set(report.error_message.clone()),
+                    cpu_percent: Set(item.check.cpu_percent()),
+                    memory_percent: Set(item.check.memory_percent()),
+                    disk_percent: Set(item.check.disk_percent()),
+                    checked_at: Set(item.checked_at),
+                    ..Default::default()
+                });
+            }
+            let mut chunk_ids =
+                health_check::Entity::insert_many(rows).exec_with_returning_keys(&txn).await.map_err(db_error)?;
+            // Both backends assign keys in VALUES order; RETURNING's row order is not promised.
+            chunk_ids.sort_unstable();
+            ids.extend(chunk_ids.into_iter().map(HealthCheckId));
+        }
+        txn.commit().await.map_err(db_error)?;
+        Ok(ids)
+    }
+
+    async fn health_since(
+        &self,
+        device: &DeviceId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredHealthCheck>, StorageError> {
+        let Some(pk) = self.device_pk(device).await? else {
+            return Ok(Vec::new());
+        };
+        let rows = health_check::Entity::find()
+            .filter(health_check::Column::DeviceId.eq(pk))
+            .filter(health_check::Column::CheckedAt.gte(since))
+            .order_by_desc(health_check::Column::CheckedAt)
+            .order_by_desc(health_check::Column::Id)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(|m| to_stored_health(m, device.clone())).collect())
+    }
+
+    async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError> {
+        let Some(pk) = self.device_pk(device).await? else {
+            return Ok(None);
+        };
+        let row = health_check::Entity::find()
+            .filter(health_check::Column::DeviceId.eq(pk))
+            .order_by_desc(health_check::Column::CheckedAt)
+            .order_by_desc(health_check::Column::Id)
+            .one(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(row.map(|m| to_stored_health(m, device.clone())))
+    }
+}
+
+#[async_trait]
+impl Store for SeaOrmStore {
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.db.ping().await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })
+    }
+}

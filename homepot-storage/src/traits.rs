@@ -1,0 +1,106 @@
+//! The storage traits. **API boundary:** third-party backends implement these; the
+//! conformance kit states their contracts as tests.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+
+use crate::{HealthCheckId, KeyId, NewHealthCheck, NewKey, StorageError, StoredHealthCheck, StoredKey};
+
+/// The device registry.
+#[async_trait]
+pub trait DeviceStore: Send + Sync + fmt::Debug {
+    /// Registers a device together with its first device key, atomically: either both exist
+    /// afterwards or neither does.
+    ///
+    /// # Errors
+    /// [`StorageError::Conflict`] when the device id is taken.
+    async fn register_device(
+        &self,
+        device: &NewDevice,
+        key: &KeyHash,
+        now: DateTime<Utc>,
+    ) -> Result<Device, StorageError>;
+
+    /// The device with this id, if registered.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn device(&self, id: &DeviceId) -> Result<Option<Device>, StorageError>;
+
+    /// Every registered device, ordered by id.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn devices(&self) -> Result<Vec<Device>, StorageError>;
+
+    /// Removes a device with its keys and health checks.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when no such device is registered.
+    async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError>;
+}
+
+/// API keys, stored as hashes.
+#[async_trait]
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// Stores a key.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when `device_id` names an unregistered device;
+    /// [`StorageError::Conflict`] when the hash is already stored.
+    async fn insert_key(&self, key: &NewKey) -> Result<KeyId, StorageError>;
+
+    /// The unrevoked key with this hash, if any.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StorageError>;
+
+    /// Whether any unrevoked key has this role.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError>;
+}
+
+/// Device health checks.
+#[async_trait]
+pub trait HealthStore: Send + Sync + fmt::Debug {
+    /// Stores a batch durably, all or nothing, and returns the ids in batch order. The
+    /// pipeline hands every check that arrived together to one call (group commit).
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when a check names an unregistered device (nothing is
+    /// stored then).
+    async fn insert_health(&self, batch: &[NewHealthCheck]) -> Result<Vec<HealthCheckId>, StorageError>;
+
+    /// A device's checks accepted at or after `since`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures only; an unknown device has no checks.
+    async fn health_since(
+        &self,
+        device: &DeviceId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredHealthCheck>, StorageError>;
+
+    /// A device's newest check.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError>;
+}
+
+/// Everything the server needs from one backend.
+#[async_trait]
+pub trait Store: DeviceStore + KeyStore + HealthStore {
+    /// Checks that the backend answers, for `/health`.
+    ///
+    /// # Errors
+    /// [`StorageError::Unavailable`] when it does not.
+    async fn ping(&self) -> Result<(), StorageError>;
+}

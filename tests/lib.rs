@@ -1,0 +1,194 @@
+//! Helpers for homepot's end-to-end tests: start the real server on `127.0.0.1:0` over a
+//! real backend and talk to it with a real HTTP client.
+//!
+//! PostgreSQL tests run when `HOMEPOT_TEST_DATABASE_URL` is set and skip with a notice
+//! otherwise, so a machine without PostgreSQL still passes.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use homepot_core::ApiKey;
+use homepot_http::{RunningServer, ServerConfig};
+use homepot_storage::{SeaOrmStore, Store, StoreOptions};
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+/// The environment variable naming the PostgreSQL database for tests.
+pub const POSTGRES_ENV: &str = "HOMEPOT_TEST_DATABASE_URL";
+
+/// The backends a test can run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in a fresh temporary directory.
+    Sqlite,
+    /// The PostgreSQL database named by [`POSTGRES_ENV`].
+    Postgres,
+}
+
+/// Installs rustls' provider once (sqlx and reqwest share rustls).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The PostgreSQL URL, or `None` after printing why the test is skipped.
+pub fn postgres_url(test: &str) -> Option<String> {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("SKIPPED {test}: set {POSTGRES_ENV} to run it against PostgreSQL");
+            None
+        }
+    }
+}
+
+// Migrations of concurrent tests in one process must not race on PostgreSQL.
+static CONNECT: Mutex<()> = Mutex::const_new(());
+
+/// An open store on `backend`, with the directory that holds it (if any); `None` when the
+/// backend is not configured.
+pub async fn open_store(backend: Backend, test: &str) -> Option<(SeaOrmStore, Option<tempfile::TempDir>)> {
+    init();
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let url = format!("sqlite://{}", dir.path().join("homepot.db").display());
+            let store = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("open SQLite");
+            Some((store, Some(dir)))
+        }
+        Backend::Postgres => {
+            let url = postgres_url(test)?;
+            let _guard = CONNECT.lock().await;
+            let store = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("open PostgreSQL");
+            Some((store, None))
+        }
+    }
+}
+
+/// A running server with an admin key and a client.
+#[derive(Debug)]
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A configured admin key.
+    pub admin_key: String,
+    /// The client.
+    pub client: reqwest::Client,
+    /// The store behind the server.
+    pub store: Arc<dyn Store>,
+    server: Option<RunningServer>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Starts a server on `backend` with `config` (its admin key is replaced by a fresh
+    /// one). `None` when the backend is not configured.
+    pub async fn start(backend: Backend, test: &str, config: ServerConfig) -> Option<Self> {
+        let (store, dir) = open_store(backend, test).await?;
+        let store: Arc<dyn Store> = Arc::new(store);
+        Some(Self::start_on(store, dir, config).await)
+    }
+
+    /// Starts a server over an existing store.
+    pub async fn start_on(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, mut config: ServerConfig) -> Self {
+        init();
+        let admin_key = format!("test-admin-{}", unique(""));
+        config.admin_key = Some(ApiKey::from_configured(admin_key.clone()));
+        let server = homepot_http::start("127.0.0.1:0", Arc::clone(&store), config).await.expect("start server");
+        Self {
+            base: format!("http://{}", server.local_addr()),
+            admin_key,
+            client: reqwest::Client::new(),
+            store,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    /// The full URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends `method path` with an optional key and JSON body; returns status and JSON body
+    /// (`Value::Null` when the body is empty or not JSON).
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            request = request.header("X-API-Key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body read");
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Registers a device with the admin key and returns its device key.
+    pub async fn register(&self, device_id: &str) -> String {
+        let (status, body) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/devices",
+                Some(&self.admin_key),
+                Some(&serde_json::json!({"device_id": device_id})),
+            )
+            .await;
+        assert_eq!(status, 201, "register {device_id}: {body}");
+        body["api_key"].as_str().expect("api_key").to_owned()
+    }
+
+    /// Graceful shutdown: in-flight requests finish and queued writes are drained.
+    pub async fn shutdown(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+/// A string unique to this test run, with `prefix` (device ids that never collide, even in
+/// a shared PostgreSQL database).
+pub fn unique(prefix: &str) -> String {
+    let n: u64 = rand::rng().random();
+    format!("{prefix}{n:016x}")
+}
+
+/// Generates one `#[tokio::test]` per backend for each scenario
+/// `async fn name(server: &TestServer)` in scope, each on a fresh server with the default
+/// configuration. PostgreSQL variants skip with a notice when it is not configured.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let server = $crate::TestServer::start($crate::Backend::Sqlite, stringify!($scenario), Default::default())
+                        .await
+                        .expect("SQLite is always available");
+                    super::$scenario(&server).await;
+                    server.shutdown().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $scenario() {
+                    let Some(server) = $crate::TestServer::start($crate::Backend::Postgres, stringify!($scenario), Default::default()).await
+                    else { return };
+                    super::$scenario(&server).await;
+                    server.shutdown().await;
+                }
+            )*
+        }
+    };
+}
