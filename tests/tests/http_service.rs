@@ -6,6 +6,7 @@ use homepot_http::ServerConfig;
 use homepot_storage::{HealthStore, Store};
 use homepot_tests::{Backend, TestServer, open_store, unique};
 use reqwest::Method;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 async fn sqlite(config: ServerConfig) -> TestServer {
@@ -181,4 +182,37 @@ async fn graceful_shutdown_loses_no_acknowledged_write() {
         assert!(stored.contains(id), "acknowledged health check {id} is stored");
     }
     eprintln!("graceful shutdown: {} acknowledged, {} stored", acknowledged.len(), stored.len());
+}
+
+#[tokio::test]
+async fn locked_storage_answers_503_and_recovers() {
+    homepot_tests::init();
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("locked.db").display());
+    let options = homepot_storage::StoreOptions {
+        sqlite_busy_timeout: std::time::Duration::from_millis(100),
+        ..Default::default()
+    };
+    let store = homepot_storage::SeaOrmStore::connect(&url, &options).await.expect("open");
+    let s = TestServer::start_on(Arc::new(store) as Arc<dyn Store>, Some(dir), ServerConfig::default()).await;
+    let device = unique("pos-");
+    let key = s.register(&device).await;
+    let path = format!("/api/v1/devices/{device}/health");
+    let check = json!({"is_healthy": true, "response_time_ms": 1});
+
+    // Another process holds SQLite's write lock for longer than homepot waits.
+    let mut lock_options = sea_orm::ConnectOptions::new(url.clone());
+    lock_options.max_connections(1);
+    let locker = sea_orm::Database::connect(lock_options).await.expect("second connection");
+    locker.execute_unprepared("BEGIN IMMEDIATE").await.expect("take the write lock");
+
+    let response = s.client.post(s.url(&path)).header("X-API-Key", &key).json(&check).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(response.json::<Value>().await.unwrap()["detail"].is_string());
+
+    locker.execute_unprepared("COMMIT").await.expect("release the lock");
+    let (status, body) = s.call(Method::POST, &path, Some(&key), Some(&check)).await;
+    assert_eq!(status, 200, "recovers by itself once storage is back: {body}");
+    s.shutdown().await;
 }

@@ -13,7 +13,7 @@ use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
@@ -47,11 +47,18 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// SQLite's `synchronous` setting (ignored for PostgreSQL).
     pub sqlite_sync: SqliteSync,
+    /// How long SQLite waits for another writer's lock before reporting the store unavailable.
+    pub sqlite_busy_timeout: Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 8, acquire_timeout: Duration::from_secs(5), sqlite_sync: SqliteSync::Full }
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(5),
+            sqlite_sync: SqliteSync::Full,
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -78,12 +85,13 @@ impl SeaOrmStore {
             SqliteSync::Full => SqliteSynchronous::Full,
             SqliteSync::Normal => SqliteSynchronous::Normal,
         };
+        let busy_timeout = options.sqlite_busy_timeout;
         connect.map_sqlx_sqlite_opts(move |opts| {
             opts.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(sync)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(5))
+                .busy_timeout(busy_timeout)
         });
         let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
         migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
@@ -100,12 +108,34 @@ impl SeaOrmStore {
     }
 }
 
-/// Maps errors no caller singled out. Connection problems are worth a retry; the rest are not.
+/// Maps errors no caller singled out. Transient ones (unreachable server, exhausted pool, a
+/// locked SQLite file) become `Unavailable`, which clients may retry; the rest do not.
 fn db_error(err: DbErr) -> StorageError {
-    match err {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StorageError::Unavailable { source: Box::new(err) },
-        other => StorageError::backend(other),
+    if is_transient(&err) { StorageError::Unavailable { source: Box::new(err) } } else { StorageError::backend(err) }
+}
+
+fn is_transient(err: &DbErr) -> bool {
+    let runtime = match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => return true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => runtime,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(error) = runtime else { return false };
+    match error.as_ref() {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_transient_code(&code)),
+        _ => false,
     }
+}
+
+/// PostgreSQL SQLSTATEs have five characters: classes 08 (connection), 53 (resources) and 57P
+/// (server shutting down) are transient. SQLite's extended codes have at most four digits and
+/// their low byte is the primary code: 5 (BUSY) and 6 (LOCKED) are transient.
+fn is_transient_code(code: &str) -> bool {
+    if code.len() == 5 {
+        return code.starts_with("08") || code.starts_with("53") || code.starts_with("57P");
+    }
+    code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 fn to_device(model: device::Model) -> Device {
@@ -348,5 +378,20 @@ impl HealthStore for SeaOrmStore {
 impl Store for SeaOrmStore {
     async fn ping(&self) -> Result<(), StorageError> {
         self.db.ping().await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_transient_code;
+
+    #[test]
+    fn transient_codes() {
+        for code in ["5", "6", "517", "261", "262", "773", "08006", "08001", "53300", "57P01", "57P03"] {
+            assert!(is_transient_code(code), "{code}");
+        }
+        for code in ["19", "1", "2067", "23505", "23503", "42P01", "22001"] {
+            assert!(!is_transient_code(code), "{code}");
+        }
     }
 }
