@@ -1,0 +1,121 @@
+//! The `homepot` binary itself: device management, the OpenAPI printout, serving until
+//! SIGTERM, and the fleet simulator against a served instance.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_homepot");
+
+fn homepot(args: &[&str], database: &str) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("HOMEPOT_DATABASE_URL", database)
+        .env_remove("HOMEPOT_ADMIN_KEY")
+        .output()
+        .expect("run homepot")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn device_commands_manage_the_registry() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("cli.db").display());
+    let added = homepot(
+        &["device", "add", "pos-terminal-001", "--name", "Till 1", "--type", "pos", "--label", "zone=zone-1"],
+        &db,
+    );
+    assert!(added.status.success(), "{}", text(&added.stderr));
+    let out = text(&added.stdout);
+    assert!(out.contains("Registered device 'pos-terminal-001'"), "{out}");
+    assert!(out.contains("API key (shown once): hpk_"), "{out}");
+
+    let again = homepot(&["device", "add", "pos-terminal-001"], &db);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already registered"));
+
+    let bad = homepot(&["device", "add", "not valid"], &db);
+    assert!(!bad.status.success());
+
+    let listed = homepot(&["device", "list"], &db);
+    let out = text(&listed.stdout);
+    assert!(out.contains("pos-terminal-001") && out.contains("zone=zone-1") && out.contains("1 device(s)"), "{out}");
+
+    let removed = homepot(&["device", "remove", "pos-terminal-001"], &db);
+    assert!(removed.status.success(), "{}", text(&removed.stderr));
+    assert!(text(&homepot(&["device", "list"], &db).stdout).contains("0 device(s)"));
+    assert!(!homepot(&["device", "remove", "pos-terminal-001"], &db).status.success());
+}
+
+#[test]
+fn openapi_prints_the_document() {
+    let out = Command::new(BIN).arg("openapi").output().expect("run");
+    assert!(out.status.success());
+    let spec: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(spec["paths"]["/api/v1/devices/{device_id}/health"]["post"].is_object());
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts `homepot serve` and returns it with the admin key it printed on first start.
+fn serve(dir: &std::path::Path, port: u16) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("HOMEPOT_DATABASE_URL", format!("sqlite://{}", dir.join("serve.db").display()))
+        .env_remove("HOMEPOT_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).expect("first line");
+    let key = line.trim().rsplit(' ').next().unwrap_or_default().to_owned();
+    assert!(key.starts_with("hpk_"), "admin key printed once: {line}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, key)
+}
+
+fn terminate(mut child: Child) {
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "SIGTERM is a clean exit, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn serve_takes_simulated_traffic_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (server, key) = serve(dir.path(), port);
+    let url = format!("http://127.0.0.1:{port}");
+    let simulated = Command::new(BIN)
+        .args(["simulate", "--devices", "3", "--interval", "0.2", "--rounds", "2", "--url", &url, "--admin-key", &key])
+        .output()
+        .expect("run simulate");
+    let err = text(&simulated.stderr);
+    assert!(simulated.status.success(), "{err}");
+    assert!(err.contains("Sent 6 health checks: 6 stored, 0 failed."), "{err}");
+    terminate(server);
+
+    // What the server stored outlives it.
+    let db = format!("sqlite://{}", dir.path().join("serve.db").display());
+    let listed = text(&homepot(&["device", "list"], &db).stdout);
+    assert!(listed.contains("sim-pos-0001") && listed.contains("3 device(s)"), "{listed}");
+}
