@@ -9,10 +9,12 @@ pub mod api_key;
 pub mod device;
 pub mod health;
 pub mod ingest;
+pub mod metric;
 pub mod simulate;
 pub mod validation;
 
 pub use api_key::{ApiKey, KeyHash, Role};
 pub use device::{Device, DeviceId, Labels, NewDevice};
 pub use health::{AppMetrics, HealthCheck, HealthReport, NetworkMetrics, SystemMetrics};
+pub use metric::{FieldValue, MetricType, Point, PointError};
 pub use validation::{ErrorKind, FieldError, LocSegment, ValidationErrors};

@@ -165,6 +165,11 @@ impl ErrorSink {
         self.push(FieldError::new(path, kind, msg));
     }
 
+    /// How many errors have been recorded.
+    pub fn len(&self) -> usize {
+        self.errors.len()
+    }
+
     /// Whether nothing has been recorded.
     pub fn is_empty(&self) -> bool {
         self.errors.is_empty()

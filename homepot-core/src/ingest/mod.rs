@@ -4,3 +4,5 @@
 pub mod device_json;
 pub mod health_json;
 pub mod json_reader;
+pub mod line_protocol;
+pub mod metrics_json;
