@@ -9,9 +9,9 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
-    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, NewHealthCheck, NewKey, StorageError, Store,
+    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey, StorageError, Store,
     StoredHealthCheck, StoredKey,
 };
 
@@ -20,6 +20,7 @@ struct Tables {
     devices: BTreeMap<DeviceId, Device>,
     keys: Vec<StoredKey>,
     health: Vec<StoredHealthCheck>,
+    points: Vec<Point>,
     next_id: i64,
 }
 
@@ -157,6 +158,35 @@ impl HealthStore for InMemoryStore {
     async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError> {
         let t = self.tables();
         Ok(t.health.iter().filter(|h| &h.device_id == device).max_by_key(|h| (h.checked_at, h.id)).cloned())
+    }
+}
+
+#[async_trait]
+impl MetricStore for InMemoryStore {
+    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
+        self.tables().points.extend_from_slice(batch);
+        Ok(())
+    }
+
+    async fn points_since(
+        &self,
+        name: &str,
+        since_ns: i64,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Point>, StorageError> {
+        let t = self.tables();
+        // Index order breaks ties between equal times: later inserts count as newer.
+        let mut found: Vec<(usize, &Point)> = t
+            .points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.name() == name && p.timestamp_ns() >= since_ns && tags.iter().all(|pair| p.tags().contains(pair))
+            })
+            .collect();
+        found.sort_by_key(|(i, p)| std::cmp::Reverse((p.timestamp_ns(), *i)));
+        Ok(found.into_iter().take(limit).map(|(_, p)| p.clone()).collect())
     }
 }
 

@@ -155,16 +155,25 @@ impl From<StorageError> for ApiError {
     }
 }
 
-impl ApiError {
-    /// The answer to a write the pipeline did not store for `device_id`.
-    pub(crate) fn from_write(error: WriteError, device_id: &str) -> Self {
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> Self {
         match error {
             WriteError::Overloaded => Self::unavailable("Write queue is full, retry later"),
             WriteError::Stopped => Self::unavailable("Server is shutting down"),
-            WriteError::Storage(error) => match error.as_ref() {
-                StorageError::NotFound { .. } => Self::device_not_found(device_id),
-                other => Self::from(other),
-            },
+            WriteError::Storage(error) => Self::from(error.as_ref()),
+        }
+    }
+}
+
+impl ApiError {
+    /// The answer to a write for `device_id` that the pipeline did not store: an unknown
+    /// device is the seed's `Device '...' not found`.
+    pub(crate) fn from_device_write(error: WriteError, device_id: &str) -> Self {
+        match error {
+            WriteError::Storage(error) if matches!(error.as_ref(), StorageError::NotFound { .. }) => {
+                Self::device_not_found(device_id)
+            }
+            other => other.into(),
         }
     }
 }

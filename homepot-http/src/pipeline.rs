@@ -1,9 +1,10 @@
 //! The ingest pipeline's write path. Every adapter hands validated domain values to
-//! [`Pipeline`]; one writer task commits whatever has queued up in one transaction (group
-//! commit) and answers each request only once its transaction is durable.
+//! [`Pipeline`]; one writer task commits whatever has queued up (group commit: one
+//! transaction per kind of record) and answers each request only once its data is durable.
 
 use std::sync::Arc;
 
+use homepot_core::Point;
 use homepot_storage::{HealthCheckId, NewHealthCheck, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,15 +20,19 @@ pub(crate) enum WriteError {
     Storage(Arc<StorageError>),
 }
 
-struct HealthJob {
-    check: NewHealthCheck,
-    reply: oneshot::Sender<Result<HealthCheckId, Arc<StorageError>>>,
+type Reply<T> = oneshot::Sender<Result<T, Arc<StorageError>>>;
+
+/// One request's records, waiting for the writer.
+enum Job {
+    // Boxed: a health check is ~400 bytes, and every queue slot is as large as the largest job.
+    Health(Box<NewHealthCheck>, Reply<HealthCheckId>),
+    Points(Vec<Point>, Reply<()>),
 }
 
 /// The sending side of the write path.
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
-    health: mpsc::Sender<HealthJob>,
+    jobs: mpsc::Sender<Job>,
 }
 
 /// Stops the writer: it refuses new work, finishes what is queued, then exits.
@@ -47,18 +52,18 @@ impl WriterHandle {
 }
 
 impl Pipeline {
-    /// Starts the writer task. `capacity` bounds queued writes; `max_batch` bounds one commit.
+    /// Starts the writer task. `capacity` bounds queued requests; `max_batch` bounds the
+    /// requests committed together.
     pub(crate) fn start(store: Arc<dyn Store>, capacity: usize, max_batch: usize) -> (Self, WriterHandle) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(write_health(store, rx, stop_rx, max_batch.max(1)));
-        (Self { health: tx }, WriterHandle { stop, task })
+        let task = tokio::spawn(run_writer(store, rx, stop_rx, max_batch.max(1)));
+        (Self { jobs: tx }, WriterHandle { stop, task })
     }
 
-    /// Queues a health check and waits until it is durable.
-    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthCheckId, WriteError> {
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.health.try_send(HealthJob { check, reply }).map_err(|e| match e {
+        self.jobs.try_send(job(reply)).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => WriteError::Overloaded,
             mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
         })?;
@@ -67,11 +72,24 @@ impl Pipeline {
             Err(_) => Err(WriteError::Stopped),
         }
     }
+
+    /// Queues a health check and waits until it is durable.
+    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthCheckId, WriteError> {
+        self.submit(|reply| Job::Health(Box::new(check), reply)).await
+    }
+
+    /// Queues metric points and waits until they are durable.
+    pub(crate) async fn write_points(&self, points: Vec<Point>) -> Result<(), WriteError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        self.submit(|reply| Job::Points(points, reply)).await
+    }
 }
 
-async fn write_health(
+async fn run_writer(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<HealthJob>,
+    mut rx: mpsc::Receiver<Job>,
     mut stop: oneshot::Receiver<()>,
     max_batch: usize,
 ) {
@@ -91,19 +109,38 @@ async fn write_health(
             }
         };
         let Some(first) = first else { break };
-        let mut jobs = vec![first];
-        while jobs.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+        let mut health = Vec::new();
+        let mut points = Vec::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(job) = next.take() {
+            match job {
+                Job::Health(check, reply) => health.push((*check, reply)),
+                Job::Points(batch, reply) => points.push((batch, reply)),
+            }
+            taken += 1;
+            if taken < max_batch {
+                next = rx.try_recv().ok();
             }
         }
-        commit(store.as_ref(), jobs).await;
+        if !health.is_empty() {
+            commit_health(store.as_ref(), health).await;
+        }
+        if !points.is_empty() {
+            commit_points(store.as_ref(), points).await;
+        }
     }
 }
 
-async fn commit(store: &dyn Store, jobs: Vec<HealthJob>) {
-    let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.check, j.reply)).unzip();
+fn fail_all<T>(replies: impl IntoIterator<Item = Reply<T>>, error: StorageError) {
+    let error = Arc::new(error);
+    for reply in replies {
+        let _ = reply.send(Err(Arc::clone(&error)));
+    }
+}
+
+async fn commit_health(store: &dyn Store, jobs: Vec<(NewHealthCheck, Reply<HealthCheckId>)>) {
+    let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
     match store.insert_health(&checks).await {
         Ok(ids) if ids.len() == replies.len() => {
             for (reply, id) in replies.into_iter().zip(ids) {
@@ -111,21 +148,18 @@ async fn commit(store: &dyn Store, jobs: Vec<HealthJob>) {
             }
         }
         Ok(ids) => {
-            let error = Arc::new(StorageError::backend(format!(
+            let error = StorageError::backend(format!(
                 "backend returned {} ids for {} health checks",
                 ids.len(),
                 replies.len()
-            )));
+            ));
             tracing::error!(%error, "storage contract violated");
-            for reply in replies {
-                let _ = reply.send(Err(Arc::clone(&error)));
-            }
+            fail_all(replies, error);
         }
         // One unknown device must not fail the checks that shared its transaction.
         Err(StorageError::NotFound { .. }) if checks.len() > 1 => {
             for (check, reply) in checks.into_iter().zip(replies) {
-                let result = store.insert_health(std::slice::from_ref(&check)).await;
-                let result = result.and_then(|ids| {
+                let result = store.insert_health(std::slice::from_ref(&check)).await.and_then(|ids| {
                     ids.first()
                         .copied()
                         .ok_or_else(|| StorageError::backend("backend returned no id for a stored check"))
@@ -135,10 +169,23 @@ async fn commit(store: &dyn Store, jobs: Vec<HealthJob>) {
         }
         Err(error) => {
             tracing::warn!(%error, batch = checks.len(), "health batch not stored");
-            let error = Arc::new(error);
+            fail_all(replies, error);
+        }
+    }
+}
+
+async fn commit_points(store: &dyn Store, jobs: Vec<(Vec<Point>, Reply<()>)>) {
+    let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+    let all: Vec<Point> = batches.into_iter().flatten().collect();
+    match store.insert_points(&all).await {
+        Ok(()) => {
             for reply in replies {
-                let _ = reply.send(Err(Arc::clone(&error)));
+                let _ = reply.send(Ok(()));
             }
+        }
+        Err(error) => {
+            tracing::warn!(%error, points = all.len(), "metric points not stored");
+            fail_all(replies, error);
         }
     }
 }

@@ -14,7 +14,7 @@ use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AppState, DevicesApi, HealthApi, ServiceApi, SimulatorApi};
+use crate::api::{AppState, DevicesApi, HealthApi, MetricsApi, ServiceApi, SimulatorApi};
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
 use crate::error::catch_all;
@@ -50,11 +50,15 @@ impl Default for ServerConfig {
     }
 }
 
-type Apis = (ServiceApi, DevicesApi, HealthApi, SimulatorApi);
+type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, SimulatorApi);
 
 fn api_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new((ServiceApi, DevicesApi, HealthApi, SimulatorApi), "homepot", env!("CARGO_PKG_VERSION"))
-        .description("Collects, filters, stores and serves telemetry from fleets of devices.")
+    OpenApiService::new(
+        (ServiceApi, DevicesApi, HealthApi, MetricsApi, SimulatorApi),
+        "homepot",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description("Collects, filters, stores and serves telemetry from fleets of devices.")
 }
 
 /// The OpenAPI document of the whole API, as served at `/openapi.json`.

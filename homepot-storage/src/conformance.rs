@@ -11,7 +11,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
-use homepot_core::{ApiKey, DeviceId, HealthCheck, HealthReport, NewDevice, Role, SystemMetrics};
+use homepot_core::{
+    ApiKey, DeviceId, FieldValue, HealthCheck, HealthReport, MetricType, NewDevice, Point, Role, SystemMetrics,
+};
 use serde_json::json;
 
 use crate::{NewHealthCheck, NewKey, StorageError, Store};
@@ -25,6 +27,8 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     reads_health_newest_first_within_window(store).await;
     refuses_health_for_unknown_devices(store).await;
     removes_devices_with_their_keys_and_health(store).await;
+    stores_points_with_their_types(store).await;
+    filters_point_history_by_time_tags_and_limit(store).await;
     answers_ping(store).await;
 }
 
@@ -206,6 +210,65 @@ pub async fn removes_devices_with_their_keys_and_health<S: Store + ?Sized>(store
     // The id is free again, and the new device starts with no history.
     register(store, &id).await;
     assert!(store.latest_health(&id).await.expect("read").is_none());
+}
+
+fn point(name: &str, tags: &[(&str, &str)], fields: Vec<(&str, FieldValue)>, time_ns: i64, kind: MetricType) -> Point {
+    let tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let fields = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    Point::new(name.to_owned(), tags, fields, time_ns, kind).expect("valid point")
+}
+
+/// Points read back with every tag, typed field (in order), metric type and exact time.
+pub async fn stores_points_with_their_types<S: Store + ?Sized>(store: &S) {
+    let name = unique_device("metric").to_string();
+    let batch = vec![
+        point(
+            &name,
+            &[("host", "server1"), ("cpu", "cpu0")],
+            vec![
+                ("usage", FieldValue::Float(45.2)),
+                ("count", FieldValue::Integer(-3)),
+                ("big", FieldValue::UInteger(u64::MAX)),
+                ("ok", FieldValue::Boolean(true)),
+                ("note", FieldValue::String("a \"quoted\" é".to_owned())),
+            ],
+            1_704_067_200_123_456_789,
+            MetricType::Counter,
+        ),
+        point(&name, &[], vec![("value", FieldValue::Float(29.97))], 1_704_067_201_000_000_001, MetricType::Gauge),
+    ];
+    store.insert_points(&batch).await.expect("insert points");
+    let read = store.points_since(&name, 0, &[], 10).await.expect("read");
+    assert_eq!(read, vec![batch[1].clone(), batch[0].clone()], "newest first, intact");
+    store.insert_points(&[]).await.expect("empty batch");
+}
+
+/// History honours the time window, tag filters and the limit, newest first, however the
+/// points arrived and however many there are.
+pub async fn filters_point_history_by_time_tags_and_limit<S: Store + ?Sized>(store: &S) {
+    let name = unique_device("history").to_string();
+    // 2,100 points, stored out of time order, on two hosts.
+    let batch: Vec<Point> = (0..2_100i64)
+        .map(|i| {
+            let time = (i * 7_919) % 2_100;
+            let host = if time % 2 == 0 { "even" } else { "odd" };
+            point(&name, &[("host", host)], vec![("v", FieldValue::Integer(time))], time, MetricType::Gauge)
+        })
+        .collect();
+    store.insert_points(&batch).await.expect("insert");
+    let times = |points: &[Point]| points.iter().map(Point::timestamp_ns).collect::<Vec<_>>();
+
+    let all = store.points_since(&name, 0, &[], 5_000).await.expect("read");
+    assert_eq!(times(&all), (0..2_100).rev().collect::<Vec<_>>());
+    let recent = store.points_since(&name, 2_000, &[], 5_000).await.expect("read");
+    assert_eq!(times(&recent), (2_000..2_100).rev().collect::<Vec<_>>());
+    let odd = store.points_since(&name, 0, &[("host".to_owned(), "odd".to_owned())], 1_500).await.expect("read");
+    assert_eq!(times(&odd), (0..2_100).rev().filter(|t| t % 2 == 1).collect::<Vec<_>>());
+    let few = store.points_since(&name, 0, &[("host".to_owned(), "even".to_owned())], 3).await.expect("read");
+    assert_eq!(times(&few), [2_098, 2_096, 2_094]);
+    let none = store.points_since(&name, 0, &[("host".to_owned(), "absent".to_owned())], 3).await.expect("read");
+    assert!(none.is_empty());
+    assert!(store.points_since("no-such-metric", 0, &[], 3).await.expect("read").is_empty());
 }
 
 /// A reachable store answers `ping`.

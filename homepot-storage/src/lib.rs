@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod point_codec;
 mod record;
 pub mod sea;
 mod traits;
@@ -15,6 +16,7 @@ mod traits;
 pub mod conformance;
 
 pub use error::StorageError;
+pub use point_codec::{fields_from_json, fields_to_json};
 pub use record::{HealthCheckId, KeyId, NewHealthCheck, NewKey, StoredHealthCheck, StoredKey};
 pub use sea::{SeaOrmStore, SqliteSync, StoreOptions};
-pub use traits::{DeviceStore, HealthStore, KeyStore, Store};
+pub use traits::{DeviceStore, HealthStore, KeyStore, MetricStore, Store};

@@ -5,7 +5,7 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
 use crate::{HealthCheckId, KeyId, NewHealthCheck, NewKey, StorageError, StoredHealthCheck, StoredKey};
 
@@ -95,9 +95,33 @@ pub trait HealthStore: Send + Sync + fmt::Debug {
     async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError>;
 }
 
+/// Metric history: points from every metrics ingest format.
+#[async_trait]
+pub trait MetricStore: Send + Sync + fmt::Debug {
+    /// Stores a batch durably, all or nothing. Points keep every tag, field (with its type),
+    /// metric type and their nanosecond timestamps.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError>;
+
+    /// Points named `name` at or after `since_ns` whose tags include every pair in `tags`,
+    /// newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn points_since(
+        &self,
+        name: &str,
+        since_ns: i64,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Point>, StorageError>;
+}
+
 /// Everything the server needs from one backend.
 #[async_trait]
-pub trait Store: DeviceStore + KeyStore + HealthStore {
+pub trait Store: DeviceStore + KeyStore + HealthStore + MetricStore {
     /// Checks that the backend answers, for `/health`.
     ///
     /// # Errors

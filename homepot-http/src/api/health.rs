@@ -241,7 +241,7 @@ impl HealthApi {
             .pipeline
             .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
             .await
-            .map_err(|e| ApiError::from_write(e, &device_id))?;
+            .map_err(|e| ApiError::from_device_write(e, &device_id))?;
         Ok(Json(HealthCheckAccepted {
             message: "Health check recorded successfully".to_owned(),
             device_id: device_id.0,

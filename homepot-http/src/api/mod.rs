@@ -3,6 +3,7 @@
 
 mod devices;
 mod health;
+mod metrics;
 mod service;
 mod simulator;
 
@@ -18,6 +19,7 @@ use crate::pipeline::Pipeline;
 
 pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
+pub(crate) use self::metrics::MetricsApi;
 pub(crate) use self::service::ServiceApi;
 pub(crate) use self::simulator::SimulatorApi;
 
@@ -27,6 +29,8 @@ enum ApiTags {
     Devices,
     /// Device health checks (seed 01).
     Health,
+    /// Metrics ingest and history (seed 04).
+    Metrics,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.

@@ -62,7 +62,7 @@ impl SimulatorApi {
             .pipeline
             .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
             .await
-            .map_err(|e| ApiError::from_write(e, &raw_id))?;
+            .map_err(|e| ApiError::from_device_write(e, &raw_id))?;
         Ok(Json(SimulatedMetrics {
             message: "Simulated metrics submitted successfully".to_owned(),
             device_id: raw_id,

@@ -9,19 +9,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+use homepot_core::{Device, DeviceId, KeyHash, MetricType, NewDevice, Point, Role};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, sqlx,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
 
-use self::entity::{api_key, device, health_check};
+use self::entity::{api_key, device, health_check, metric_point};
 use crate::{
-    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, NewHealthCheck, NewKey, StorageError, Store,
-    StoredHealthCheck, StoredKey,
+    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey, StorageError, Store,
+    StoredHealthCheck, StoredKey, fields_from_json, fields_to_json,
 };
 
 /// Rows per INSERT statement: well under SQLite's bound-parameter limit.
@@ -371,6 +371,94 @@ impl HealthStore for SeaOrmStore {
             .await
             .map_err(db_error)?;
         Ok(row.map(|m| to_stored_health(m, device.clone())))
+    }
+}
+
+/// Rows read per query while filtering history by tags.
+const HISTORY_PAGE: u64 = 1_000;
+
+fn to_point(model: metric_point::Model) -> Result<Point, StorageError> {
+    let corrupt = || StorageError::backend(format!("metric point {} is corrupt", model.id));
+    let tags: Vec<(String, String)> = serde_json::from_value::<BTreeMap<String, String>>(model.tags.clone())
+        .map_err(|_| corrupt())?
+        .into_iter()
+        .collect();
+    let fields = fields_from_json(&model.fields).ok_or_else(corrupt)?;
+    let metric_type = MetricType::parse(&model.metric_type).ok_or_else(corrupt)?;
+    Point::new(model.name.clone(), tags, fields, model.time_ns, metric_type).map_err(|_| corrupt())
+}
+
+#[async_trait]
+impl MetricStore for SeaOrmStore {
+    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin().await.map_err(db_error)?;
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let rows = chunk.iter().map(|p| {
+                let tags: serde_json::Map<String, Value> =
+                    p.tags().iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+                metric_point::ActiveModel {
+                    name: Set(p.name().to_owned()),
+                    tags: Set(Value::Object(tags)),
+                    fields: Set(fields_to_json(p.fields())),
+                    metric_type: Set(p.metric_type().as_str().to_owned()),
+                    time_ns: Set(p.timestamp_ns()),
+                    ..Default::default()
+                }
+            });
+            metric_point::Entity::insert_many(rows).exec_without_returning(&txn).await.map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    async fn points_since(
+        &self,
+        name: &str,
+        since_ns: i64,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Point>, StorageError> {
+        let mut found = Vec::new();
+        // Keyset pagination on (time_ns, id), the order rows are read in.
+        let mut after: Option<(i64, i64)> = None;
+        // Tag filters run here rather than in SQL, where JSON operators differ per backend;
+        // pages keep the memory bounded however selective the filter is.
+        while found.len() < limit {
+            let page = metric_point::Entity::find()
+                .filter(metric_point::Column::Name.eq(name))
+                .filter(metric_point::Column::TimeNs.gte(since_ns))
+                .filter(match after {
+                    Some((time_ns, id)) => Condition::any().add(metric_point::Column::TimeNs.lt(time_ns)).add(
+                        Condition::all()
+                            .add(metric_point::Column::TimeNs.eq(time_ns))
+                            .add(metric_point::Column::Id.lt(id)),
+                    ),
+                    None => Condition::all(),
+                })
+                .order_by_desc(metric_point::Column::TimeNs)
+                .order_by_desc(metric_point::Column::Id)
+                .limit(HISTORY_PAGE)
+                .all(&self.db)
+                .await
+                .map_err(db_error)?;
+            let exhausted = (page.len() as u64) < HISTORY_PAGE;
+            for row in page {
+                after = Some((row.time_ns, row.id));
+                let point = to_point(row)?;
+                if tags.iter().all(|pair| point.tags().contains(pair)) {
+                    found.push(point);
+                    if found.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -5,3 +5,4 @@
 pub(crate) mod api_key;
 pub(crate) mod device;
 pub(crate) mod health_check;
+pub(crate) mod metric_point;

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_devices_and_keys;
 mod m20261122_000002_create_health_checks;
+mod m20261122_000003_create_metric_points;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_create_devices_and_keys::Migration),
             Box::new(m20261122_000002_create_health_checks::Migration),
+            Box::new(m20261122_000003_create_metric_points::Migration),
         ]
     }
 }

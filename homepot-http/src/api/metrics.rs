@@ -1,0 +1,324 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use homepot_core::ingest::line_protocol::{LineError, Precision, parse_lines};
+use homepot_core::ingest::metrics_json::{parse_metric_batch, parse_simple_metric};
+use homepot_core::{ErrorKind, FieldError, FieldValue, LocSegment, Point, ValidationErrors};
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+
+use super::{ApiTags, AppState, now};
+use crate::auth::{ApiKeyAuth, Principal};
+use crate::body::JsonBody;
+use crate::error::ApiError;
+
+/// Metrics ingest and history (seed 04).
+#[derive(Debug)]
+pub(crate) struct MetricsApi;
+
+/// `{"name", "value", "tags"?, "timestamp"?}`.
+#[derive(Debug, Object)]
+struct SimpleMetricRequest {
+    /// Metric name (1-256 characters).
+    #[oai(validator(min_length = 1, max_length = 256))]
+    name: String,
+    /// Numeric value.
+    value: f64,
+    /// Key-value labels.
+    tags: Option<BTreeMap<String, String>>,
+    /// Unix time in seconds (< 1e12), milliseconds (< 1e15) or nanoseconds; default now.
+    timestamp: Option<f64>,
+}
+
+/// One metric of a batch.
+#[derive(Debug, Object)]
+struct BatchMetric {
+    /// Metric name (1-256 characters).
+    #[oai(validator(min_length = 1, max_length = 256))]
+    name: String,
+    /// Field values: numbers, booleans or strings.
+    fields: BTreeMap<String, Value>,
+    /// Key-value labels.
+    tags: Option<BTreeMap<String, String>>,
+    /// Unix time in seconds, milliseconds or nanoseconds; default now.
+    timestamp: Option<f64>,
+    /// `gauge` (default), `counter`, `histogram` or `summary`.
+    metric_type: Option<String>,
+}
+
+/// `{"metrics": [...]}`.
+#[derive(Debug, Object)]
+struct MetricBatchRequest {
+    /// The metrics.
+    metrics: Vec<BatchMetric>,
+}
+
+/// A line that was not accepted.
+#[derive(Debug, Object)]
+struct LineErrorBody {
+    /// 1-based line number.
+    line: usize,
+    /// What is wrong.
+    message: String,
+}
+
+/// The answer to a metrics push: everything counted in `accepted` is durable.
+#[derive(Debug, Object)]
+struct MetricsAccepted {
+    /// Points stored.
+    accepted: usize,
+    /// `Accepted N metrics`.
+    message: String,
+    /// Lines rejected (line protocol only).
+    #[oai(skip_serializing_if_is_none)]
+    rejected: Option<usize>,
+    /// Why (the first 100 rejected lines).
+    #[oai(skip_serializing_if_is_none)]
+    errors: Option<Vec<LineErrorBody>>,
+}
+
+impl MetricsAccepted {
+    fn new(accepted: usize) -> Self {
+        let plural = if accepted == 1 { "" } else { "s" };
+        Self { accepted, message: format!("Accepted {accepted} metric{plural}"), rejected: None, errors: None }
+    }
+}
+
+/// InfluxDB's error body, for `/write`.
+#[derive(Debug, Object)]
+struct InfluxError {
+    /// What went wrong.
+    error: String,
+}
+
+#[derive(Debug, ApiResponse)]
+enum WriteResponse {
+    /// Every line was stored.
+    #[oai(status = 204)]
+    NoContent,
+    /// Some lines were rejected; the valid ones were stored (InfluxDB's partial write).
+    #[oai(status = 400)]
+    PartialWrite(Json<InfluxError>),
+}
+
+/// One stored point.
+#[derive(Debug, Object)]
+struct PointView {
+    /// Metric name.
+    name: String,
+    /// Labels.
+    tags: BTreeMap<String, String>,
+    /// Field values.
+    fields: BTreeMap<String, Value>,
+    /// Nanoseconds since the Unix epoch.
+    timestamp_ns: i64,
+    /// `gauge`, `counter`, `histogram` or `summary`.
+    metric_type: String,
+}
+
+fn field_json(value: &FieldValue) -> Value {
+    match value {
+        FieldValue::Float(v) => Value::from(*v),
+        FieldValue::Integer(v) => Value::from(*v),
+        FieldValue::UInteger(v) => Value::from(*v),
+        FieldValue::Boolean(v) => Value::from(*v),
+        FieldValue::String(v) => Value::from(v.as_str()),
+    }
+}
+
+impl From<Point> for PointView {
+    fn from(p: Point) -> Self {
+        Self {
+            name: p.name().to_owned(),
+            tags: p.tags().iter().cloned().collect(),
+            fields: p.fields().iter().map(|(k, v)| (k.clone(), field_json(v))).collect(),
+            timestamp_ns: p.timestamp_ns(),
+            metric_type: p.metric_type().as_str().to_owned(),
+        }
+    }
+}
+
+/// A metric's stored history.
+#[derive(Debug, Object)]
+struct MetricHistory {
+    /// Metric name.
+    name: String,
+    /// The window, in hours before now.
+    time_range_hours: u32,
+    /// How many points follow.
+    count: usize,
+    /// Newest first.
+    points: Vec<PointView>,
+}
+
+fn now_ns() -> i64 {
+    now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// Who may push metrics, and how their points are labelled: a device key's points always carry
+/// its own `device_id`, so a device cannot write in another's name.
+fn scope_points(principal: &Principal, points: Vec<Point>) -> Result<Vec<Point>, ApiError> {
+    match principal {
+        Principal::Admin => Ok(points),
+        Principal::Device(device) => Ok(points.into_iter().map(|p| p.with_tag("device_id", device.as_str())).collect()),
+        Principal::Reader => Err(ApiError::forbidden("Read-only API keys cannot write data")),
+    }
+}
+
+fn parse_precision(raw: Option<&str>) -> Result<Precision, ApiError> {
+    match raw {
+        None | Some("") => Ok(Precision::Nanoseconds),
+        Some(raw) => Precision::parse(raw).ok_or_else(|| {
+            ApiError::invalid_field(
+                "query",
+                "precision",
+                ErrorKind::BadFormat,
+                "precision must be ns, us, ms, s, m or h",
+            )
+        }),
+    }
+}
+
+fn line_errors(errors: &[LineError]) -> Vec<LineErrorBody> {
+    errors.iter().map(|e| LineErrorBody { line: e.line, message: e.message.clone() }).collect()
+}
+
+#[OpenApi]
+impl MetricsApi {
+    /// Push one metric: `{"name": "fps", "value": 29.97, "tags": {...}, "timestamp": ...}`.
+    /// Needs an admin or device key; a device's points are tagged with its `device_id`.
+    #[oai(path = "/api/v1/metrics/simple", method = "post", tag = "ApiTags::Metrics")]
+    async fn push_simple(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<SimpleMetricRequest>,
+    ) -> Result<Json<MetricsAccepted>, ApiError> {
+        let principal = state.auth.authenticate(&auth).await?;
+        let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
+        let points = scope_points(&principal, vec![point])?;
+        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        Ok(Json(MetricsAccepted::new(1)))
+    }
+
+    /// Push a batch: `{"metrics": [{"name", "fields", "tags", "timestamp", "metric_type"}]}`.
+    /// Validated whole: one invalid metric rejects the request with every problem listed.
+    #[oai(path = "/api/v1/metrics", method = "post", tag = "ApiTags::Metrics")]
+    async fn push_batch(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<MetricBatchRequest>,
+    ) -> Result<Json<MetricsAccepted>, ApiError> {
+        let principal = state.auth.authenticate(&auth).await?;
+        let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
+        let points = scope_points(&principal, points)?;
+        let accepted = points.len();
+        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        Ok(Json(MetricsAccepted::new(accepted)))
+    }
+
+    /// Push InfluxDB line protocol. Valid lines are stored even when others are not (as
+    /// InfluxDB does); the answer lists the rejected lines. All lines invalid: 422.
+    #[oai(path = "/api/v1/metrics/influx", method = "post", tag = "ApiTags::Metrics")]
+    async fn push_influx(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
+        precision: Query<Option<String>>,
+        body: PlainText<String>,
+    ) -> Result<Json<MetricsAccepted>, ApiError> {
+        let principal = state.auth.authenticate(&auth).await?;
+        let precision = parse_precision(precision.0.as_deref())?;
+        let outcome = parse_lines(&body.0, precision, now_ns());
+        if outcome.points.is_empty() && outcome.error_count > 0 {
+            let errors = outcome
+                .errors
+                .iter()
+                .map(|e| FieldError::new(vec![LocSegment::Index(e.line)], ErrorKind::BadFormat, e.message.clone()))
+                .collect();
+            if let Err(errors) = ValidationErrors::check(errors) {
+                return Err(ApiError::invalid("body", errors));
+            }
+        }
+        let points = scope_points(&principal, outcome.points)?;
+        let accepted = points.len();
+        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        let mut answer = MetricsAccepted::new(accepted);
+        if outcome.error_count > 0 {
+            answer.rejected = Some(outcome.error_count);
+            answer.errors = Some(line_errors(&outcome.errors));
+        }
+        Ok(Json(answer))
+    }
+
+    /// InfluxDB-compatible write: 204 when every line is stored; 400 with InfluxDB's
+    /// `partial write` error when some are not (the valid ones are stored). `db` and `rp`
+    /// are accepted and ignored.
+    #[oai(path = "/write", method = "post", tag = "ApiTags::Metrics")]
+    async fn influx_write(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
+        precision: Query<Option<String>>,
+        /// Database name (ignored).
+        db: Query<Option<String>>,
+        body: PlainText<String>,
+    ) -> Result<WriteResponse, ApiError> {
+        let _ = db;
+        let principal = state.auth.authenticate(&auth).await?;
+        let precision = parse_precision(precision.0.as_deref())?;
+        let outcome = parse_lines(&body.0, precision, now_ns());
+        let points = scope_points(&principal, outcome.points)?;
+        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        if outcome.error_count == 0 {
+            return Ok(WriteResponse::NoContent);
+        }
+        let first = outcome.errors.first().map(|e| format!("line {}: {}", e.line, e.message)).unwrap_or_default();
+        Ok(WriteResponse::PartialWrite(Json(InfluxError {
+            error: format!("partial write: {first} dropped={}", outcome.error_count),
+        })))
+    }
+
+    /// A metric's stored points of the last `hours`, newest first, optionally only those
+    /// carrying every `tag=key:value` given. Needs an admin or read key.
+    #[oai(path = "/api/v1/metrics/history", method = "get", tag = "ApiTags::Metrics")]
+    async fn history(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Metric name.
+        name: Query<String>,
+        /// Window in hours before now (1-720, default 24).
+        #[oai(validator(minimum(value = "1"), maximum(value = "720")))]
+        hours: Query<Option<u32>>,
+        /// A required tag as `key:value`; repeat for more.
+        tag: Query<Vec<String>>,
+        /// Most points returned (1-10000, default 1000).
+        #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
+        limit: Query<Option<u32>>,
+    ) -> Result<Json<MetricHistory>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_reader()?;
+        let mut tags = Vec::with_capacity(tag.0.len());
+        for raw in &tag.0 {
+            let Some((key, value)) = raw.split_once(':') else {
+                return Err(ApiError::invalid_field("query", "tag", ErrorKind::BadFormat, "tags are key:value"));
+            };
+            tags.push((key.to_owned(), value.to_owned()));
+        }
+        let hours = hours.0.unwrap_or(24);
+        let since_ns = now_ns().saturating_sub(i64::from(hours) * 3_600_000_000_000);
+        let points = state.store.points_since(&name.0, since_ns, &tags, limit.0.unwrap_or(1000) as usize).await?;
+        Ok(Json(MetricHistory {
+            name: name.0,
+            time_range_hours: hours,
+            count: points.len(),
+            points: points.into_iter().map(PointView::from).collect(),
+        }))
+    }
+}
