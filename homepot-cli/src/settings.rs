@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use homepot_core::ApiKey;
+use homepot_core::live::LiveLimits;
 use homepot_http::ServerConfig;
 use homepot_storage::{SqliteSync, StoreOptions};
 
@@ -86,6 +87,12 @@ pub(crate) struct ServeArgs {
     /// Seconds shutdown waits for in-flight requests.
     #[arg(long, env = "HOMEPOT_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub(crate) shutdown_timeout_seconds: u64,
+    /// Seconds a live metric series stays visible without updates (history is kept).
+    #[arg(long, env = "HOMEPOT_METRICS_RETENTION_SECONDS", default_value_t = 300)]
+    pub(crate) metrics_retention_seconds: u32,
+    /// Most live metric series; points of new series beyond it are kept in history only.
+    #[arg(long, env = "HOMEPOT_METRICS_MAX_SERIES", default_value_t = 100_000)]
+    pub(crate) metrics_max_series: usize,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -96,6 +103,8 @@ impl fmt::Debug for ServeArgs {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("simulator", &self.simulator)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("metrics_retention_seconds", &self.metrics_retention_seconds)
+            .field("metrics_max_series", &self.metrics_max_series)
             .finish()
     }
 }
@@ -107,6 +116,10 @@ impl ServeArgs {
             simulator: self.simulator,
             max_body_bytes: self.max_body_bytes,
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
+            live: LiveLimits {
+                retention_ns: i64::from(self.metrics_retention_seconds) * 1_000_000_000,
+                max_series: self.metrics_max_series,
+            },
             ..ServerConfig::default()
         }
     }

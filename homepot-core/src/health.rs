@@ -4,6 +4,8 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::device::DeviceId;
+use crate::metric::{FieldValue, MetricType, Point};
 use crate::validation::{
     ErrorKind, ErrorSink, LocSegment, ValidationErrors, check_float_range, check_int_range, check_len,
 };
@@ -321,9 +323,79 @@ impl HealthCheck {
     }
 }
 
+impl HealthCheck {
+    /// The check as metric points tagged with `device_id`, so health reports show up in the
+    /// live metrics, `/metrics` and the stream: `device_health` (is_healthy, response_time_ms,
+    /// status_code), and `device_system`, `device_app`, `device_network` with the reported
+    /// fields of each group.
+    pub fn points(&self, device_id: &DeviceId, time_ns: i64) -> Vec<Point> {
+        let r = &self.0;
+        let int = |name: &str, v: Option<i64>| v.map(|v| (name.to_owned(), FieldValue::Integer(v)));
+        let float = |name: &str, v: Option<f64>| v.map(|v| (name.to_owned(), FieldValue::Float(v)));
+        let mut groups: Vec<(&str, Vec<(String, FieldValue)>)> = vec![(
+            "device_health",
+            vec![
+                ("is_healthy".to_owned(), FieldValue::Boolean(r.is_healthy)),
+                ("response_time_ms".to_owned(), FieldValue::Integer(r.response_time_ms)),
+                ("status_code".to_owned(), FieldValue::Integer(r.status_code)),
+            ],
+        )];
+        if let Some(s) = &r.system {
+            let fields = [
+                float("cpu_percent", s.cpu_percent),
+                float("memory_percent", s.memory_percent),
+                int("memory_used_mb", s.memory_used_mb),
+                int("memory_total_mb", s.memory_total_mb),
+                float("disk_percent", s.disk_percent),
+                int("disk_used_gb", s.disk_used_gb),
+                int("disk_total_gb", s.disk_total_gb),
+                int("uptime_seconds", s.uptime_seconds),
+            ];
+            groups.push(("device_system", fields.into_iter().flatten().collect()));
+        }
+        if let Some(a) = &r.app_metrics {
+            let fields = [
+                a.app_version.as_ref().map(|v| ("app_version".to_owned(), FieldValue::String(v.clone()))),
+                int("transactions_count", a.transactions_count),
+                int("errors_count", a.errors_count),
+                int("warnings_count", a.warnings_count),
+                int("avg_response_time_ms", a.avg_response_time_ms),
+            ];
+            groups.push(("device_app", fields.into_iter().flatten().collect()));
+        }
+        if let Some(n) = &r.network {
+            let fields = [int("latency_ms", n.latency_ms), int("rx_bytes", n.rx_bytes), int("tx_bytes", n.tx_bytes)];
+            groups.push(("device_network", fields.into_iter().flatten().collect()));
+        }
+        let tags = vec![("device_id".to_owned(), device_id.as_str().to_owned())];
+        groups
+            .into_iter()
+            .filter(|(_, fields)| !fields.is_empty())
+            // A validated check always makes valid points; a group that somehow does not is skipped.
+            .filter_map(|(name, fields)| {
+                Point::new(name.to_owned(), tags.clone(), fields, time_ns, MetricType::Gauge).ok()
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn checks_become_points_per_group() {
+        let mut report = HealthReport::minimal(true, 150);
+        report.system = Some(SystemMetrics { cpu_percent: Some(65.5), ..Default::default() });
+        report.network = Some(NetworkMetrics::default());
+        let device = DeviceId::parse("pos-1").unwrap();
+        let points = HealthCheck::validate(report).unwrap().points(&device, 7);
+        let names: Vec<&str> = points.iter().map(Point::name).collect();
+        assert_eq!(names, ["device_health", "device_system"], "empty groups make no point");
+        assert_eq!(points[1].fields(), [("cpu_percent".to_owned(), FieldValue::Float(65.5))]);
+        assert_eq!(points[1].tags(), [("device_id".to_owned(), "pos-1".to_owned())]);
+        assert_eq!(points[0].timestamp_ns(), 7);
+    }
 
     #[test]
     fn document_carries_groups_under_their_keys() {

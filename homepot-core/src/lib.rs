@@ -9,7 +9,9 @@ pub mod api_key;
 pub mod device;
 pub mod health;
 pub mod ingest;
+pub mod live;
 pub mod metric;
+pub mod prometheus;
 pub mod simulate;
 pub mod validation;
 

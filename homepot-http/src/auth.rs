@@ -14,7 +14,47 @@ use crate::error::ApiError;
 /// The `X-API-Key` header.
 #[derive(SecurityScheme)]
 #[oai(ty = "api_key", key_name = "X-API-Key", key_in = "header")]
-pub(crate) struct ApiKeyAuth(PresentedKey);
+pub(crate) struct XApiKey(PresentedKey);
+
+/// `Authorization: Bearer <key>` (Prometheus scrapers, OTLP exporters) or
+/// `Authorization: Token <key>` (InfluxDB 2 clients).
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "Authorization", key_in = "header")]
+pub(crate) struct AuthorizationHeader(PresentedKey);
+
+/// InfluxDB 1.x clients' `p` query parameter (their `u` is ignored).
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "p", key_in = "query")]
+pub(crate) struct InfluxPassword(PresentedKey);
+
+/// Any of the ways a client may present its API key.
+#[derive(SecurityScheme)]
+pub(crate) enum ApiKeyAuth {
+    XApiKey(XApiKey),
+    Authorization(AuthorizationHeader),
+    InfluxPassword(InfluxPassword),
+}
+
+impl ApiKeyAuth {
+    /// The key itself, without an `Authorization` scheme word.
+    fn presented(&self) -> &str {
+        match self {
+            ApiKeyAuth::XApiKey(k) => &k.0.key,
+            ApiKeyAuth::InfluxPassword(k) => &k.0.key,
+            ApiKeyAuth::Authorization(k) => {
+                let value = k.0.key.trim();
+                match value.split_once(' ') {
+                    Some((scheme, key))
+                        if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
+                    {
+                        key.trim()
+                    }
+                    _ => value,
+                }
+            }
+        }
+    }
+}
 
 impl std::fmt::Debug for ApiKeyAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +112,7 @@ impl Authenticator {
     }
 
     pub(crate) async fn authenticate(&self, auth: &ApiKeyAuth) -> Result<Principal, ApiError> {
-        let hash = KeyHash::of(&auth.0.key);
+        let hash = KeyHash::of(auth.presented());
         if self.configured_admin.is_some_and(|admin| admin.matches(&hash)) {
             return Ok(Principal::Admin);
         }

@@ -1,10 +1,12 @@
 //! The ingest pipeline's write path. Every adapter hands validated domain values to
 //! [`Pipeline`]; one writer task commits whatever has queued up (group commit: one
-//! transaction per kind of record) and answers each request only once its data is durable.
+//! transaction per kind of record), then shows the committed data in the live store, then
+//! answers each request. Nothing is acknowledged, or shown live, before it is durable.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use homepot_core::Point;
+use homepot_core::live::LiveStore;
 use homepot_storage::{HealthCheckId, NewHealthCheck, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -54,10 +56,16 @@ impl WriterHandle {
 impl Pipeline {
     /// Starts the writer task. `capacity` bounds queued requests; `max_batch` bounds the
     /// requests committed together.
-    pub(crate) fn start(store: Arc<dyn Store>, capacity: usize, max_batch: usize) -> (Self, WriterHandle) {
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        live: Arc<RwLock<LiveStore>>,
+        capacity: usize,
+        max_batch: usize,
+    ) -> (Self, WriterHandle) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run_writer(store, rx, stop_rx, max_batch.max(1)));
+        let writer = Writer { store, live };
+        let task = tokio::spawn(writer.run(rx, stop_rx, max_batch.max(1)));
         (Self { jobs: tx }, WriterHandle { stop, task })
     }
 
@@ -87,105 +95,123 @@ impl Pipeline {
     }
 }
 
-async fn run_writer(
+/// The task that owns commits.
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Job>,
-    mut stop: oneshot::Receiver<()>,
-    max_batch: usize,
-) {
-    let mut stopping = false;
-    loop {
-        let first = if stopping {
-            rx.recv().await
-        } else {
-            tokio::select! {
-                job = rx.recv() => job,
-                _ = &mut stop => {
-                    // Refuse new work, then drain what was already accepted.
-                    stopping = true;
-                    rx.close();
-                    continue;
+    live: Arc<RwLock<LiveStore>>,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>, max_batch: usize) {
+        let mut stopping = false;
+        loop {
+            let first = if stopping {
+                rx.recv().await
+            } else {
+                tokio::select! {
+                    job = rx.recv() => job,
+                    _ = &mut stop => {
+                        // Refuse new work, then drain what was already accepted.
+                        stopping = true;
+                        rx.close();
+                        continue;
+                    }
+                }
+            };
+            let Some(first) = first else { break };
+            let mut health = Vec::new();
+            let mut points = Vec::new();
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Health(check, reply) => health.push((*check, reply)),
+                    Job::Points(batch, reply) => points.push((batch, reply)),
+                }
+                taken += 1;
+                if taken < max_batch {
+                    next = rx.try_recv().ok();
                 }
             }
+            if !health.is_empty() {
+                self.commit_health(health).await;
+            }
+            if !points.is_empty() {
+                self.commit_points(points).await;
+            }
+        }
+    }
+
+    /// Shows durable points in the live view.
+    fn show_live(&self, points: &[Point]) {
+        let now_ns = crate::api::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        // A poisoned lock only means a reader panicked; the map itself is always consistent.
+        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let update = live.insert(points, now_ns);
+        if update.refused > 0 {
+            tracing::warn!(
+                refused = update.refused,
+                limit = live.limits().max_series,
+                "live store full: new series refused"
+            );
+        }
+    }
+
+    async fn commit_health(&self, jobs: Vec<(NewHealthCheck, Reply<HealthCheckId>)>) {
+        let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let stored = match self.store.insert_health(&checks).await {
+            Ok(ids) if ids.len() == replies.len() => ids.into_iter().map(Ok).collect(),
+            Ok(ids) => {
+                let error = StorageError::backend(format!(
+                    "backend returned {} ids for {} health checks",
+                    ids.len(),
+                    replies.len()
+                ));
+                tracing::error!(%error, "storage contract violated");
+                let error = Arc::new(error);
+                vec![Err(error); replies.len()]
+            }
+            // One unknown device must not fail the checks that shared its transaction.
+            Err(StorageError::NotFound { .. }) if checks.len() > 1 => {
+                let mut results = Vec::with_capacity(checks.len());
+                for check in &checks {
+                    let result = self.store.insert_health(std::slice::from_ref(check)).await.and_then(|ids| {
+                        ids.first()
+                            .copied()
+                            .ok_or_else(|| StorageError::backend("backend returned no id for a stored check"))
+                    });
+                    results.push(result.map_err(Arc::new));
+                }
+                results
+            }
+            Err(error) => {
+                tracing::warn!(%error, batch = checks.len(), "health batch not stored");
+                vec![Err(Arc::new(error)); replies.len()]
+            }
         };
-        let Some(first) = first else { break };
-        let mut health = Vec::new();
-        let mut points = Vec::new();
-        let mut next = Some(first);
-        let mut taken = 0;
-        while let Some(job) = next.take() {
-            match job {
-                Job::Health(check, reply) => health.push((*check, reply)),
-                Job::Points(batch, reply) => points.push((batch, reply)),
-            }
-            taken += 1;
-            if taken < max_batch {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !health.is_empty() {
-            commit_health(store.as_ref(), health).await;
-        }
-        if !points.is_empty() {
-            commit_points(store.as_ref(), points).await;
+        let live: Vec<Point> = checks
+            .iter()
+            .zip(&stored)
+            .filter(|(_, result)| result.is_ok())
+            .flat_map(|(c, _)| c.check.points(&c.device_id, c.checked_at.timestamp_nanos_opt().unwrap_or_default()))
+            .collect();
+        self.show_live(&live);
+        for (reply, result) in replies.into_iter().zip(stored) {
+            let _ = reply.send(result);
         }
     }
-}
 
-fn fail_all<T>(replies: impl IntoIterator<Item = Reply<T>>, error: StorageError) {
-    let error = Arc::new(error);
-    for reply in replies {
-        let _ = reply.send(Err(Arc::clone(&error)));
-    }
-}
-
-async fn commit_health(store: &dyn Store, jobs: Vec<(NewHealthCheck, Reply<HealthCheckId>)>) {
-    let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-    match store.insert_health(&checks).await {
-        Ok(ids) if ids.len() == replies.len() => {
-            for (reply, id) in replies.into_iter().zip(ids) {
-                let _ = reply.send(Ok(id));
-            }
+    async fn commit_points(&self, jobs: Vec<(Vec<Point>, Reply<()>)>) {
+        let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
+        let all: Vec<Point> = batches.into_iter().flatten().collect();
+        let result = self.store.insert_points(&all).await;
+        match &result {
+            Ok(()) => self.show_live(&all),
+            Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
-        Ok(ids) => {
-            let error = StorageError::backend(format!(
-                "backend returned {} ids for {} health checks",
-                ids.len(),
-                replies.len()
-            ));
-            tracing::error!(%error, "storage contract violated");
-            fail_all(replies, error);
-        }
-        // One unknown device must not fail the checks that shared its transaction.
-        Err(StorageError::NotFound { .. }) if checks.len() > 1 => {
-            for (check, reply) in checks.into_iter().zip(replies) {
-                let result = store.insert_health(std::slice::from_ref(&check)).await.and_then(|ids| {
-                    ids.first()
-                        .copied()
-                        .ok_or_else(|| StorageError::backend("backend returned no id for a stored check"))
-                });
-                let _ = reply.send(result.map_err(Arc::new));
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, batch = checks.len(), "health batch not stored");
-            fail_all(replies, error);
-        }
-    }
-}
-
-async fn commit_points(store: &dyn Store, jobs: Vec<(Vec<Point>, Reply<()>)>) {
-    let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-    let all: Vec<Point> = batches.into_iter().flatten().collect();
-    match store.insert_points(&all).await {
-        Ok(()) => {
-            for reply in replies {
-                let _ = reply.send(Ok(()));
-            }
-        }
-        Err(error) => {
-            tracing::warn!(%error, points = all.len(), "metric points not stored");
-            fail_all(replies, error);
+        let result = result.map_err(Arc::new);
+        for reply in replies {
+            let _ = reply.send(result.clone());
         }
     }
 }

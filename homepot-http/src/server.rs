@@ -2,10 +2,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use homepot_core::ApiKey;
+use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, Tracing};
@@ -14,7 +15,7 @@ use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AppState, DevicesApi, HealthApi, MetricsApi, ServiceApi, SimulatorApi};
+use crate::api::{AppState, DevicesApi, HealthApi, LiveApi, MetricsApi, ServiceApi, SimulatorApi};
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
 use crate::error::catch_all;
@@ -35,6 +36,8 @@ pub struct ServerConfig {
     pub max_write_batch: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// Limits of the live metrics store (retention, most series).
+    pub live: LiveLimits,
 }
 
 impl Default for ServerConfig {
@@ -46,15 +49,16 @@ impl Default for ServerConfig {
             write_queue_capacity: 16_384,
             max_write_batch: 1_000,
             shutdown_timeout: Duration::from_secs(10),
+            live: LiveLimits::default(),
         }
     }
 }
 
-type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, SimulatorApi);
+type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, SimulatorApi);
 
 fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ServiceApi, DevicesApi, HealthApi, MetricsApi, SimulatorApi),
+        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, SimulatorApi),
         "homepot",
         env!("CARGO_PKG_VERSION"),
     )
@@ -102,8 +106,11 @@ impl RunningServer {
 /// # Errors
 /// When the address cannot be bound.
 pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> io::Result<RunningServer> {
-    let (pipeline, writer) = Pipeline::start(Arc::clone(&store), config.write_queue_capacity, config.max_write_batch);
+    let live = Arc::new(RwLock::new(LiveStore::new(config.live)));
+    let (pipeline, writer) =
+        Pipeline::start(Arc::clone(&store), Arc::clone(&live), config.write_queue_capacity, config.max_write_batch);
     let state = Arc::new(AppState {
+        live,
         auth: Authenticator::new(config.admin_key.as_ref(), Arc::clone(&store)),
         store,
         pipeline,

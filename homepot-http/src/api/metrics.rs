@@ -119,7 +119,7 @@ struct PointView {
     metric_type: String,
 }
 
-fn field_json(value: &FieldValue) -> Value {
+pub(super) fn field_json(value: &FieldValue) -> Value {
     match value {
         FieldValue::Float(v) => Value::from(*v),
         FieldValue::Integer(v) => Value::from(*v),

@@ -3,14 +3,16 @@
 
 mod devices;
 mod health;
+mod live;
 mod metrics;
 mod service;
 mod simulator;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
+use homepot_core::live::LiveStore;
 use homepot_storage::Store;
 use poem_openapi::Tags;
 
@@ -19,6 +21,7 @@ use crate::pipeline::Pipeline;
 
 pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
+pub(crate) use self::live::LiveApi;
 pub(crate) use self::metrics::MetricsApi;
 pub(crate) use self::service::ServiceApi;
 pub(crate) use self::simulator::SimulatorApi;
@@ -31,6 +34,8 @@ enum ApiTags {
     Health,
     /// Metrics ingest and history (seed 04).
     Metrics,
+    /// The live metrics view: JSON, Prometheus (seed 04).
+    Live,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.
@@ -43,6 +48,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) auth: Authenticator,
     pub(crate) pipeline: Pipeline,
+    /// The latest value of every metric series; the writer updates it after each commit.
+    pub(crate) live: Arc<RwLock<LiveStore>>,
     pub(crate) started: Instant,
     pub(crate) simulator: bool,
 }
