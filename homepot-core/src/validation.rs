@@ -60,6 +60,8 @@ pub enum ErrorKind {
     BadFormat,
     /// Values that contradict each other (e.g. used > total).
     Inconsistent,
+    /// A binary or structured document that cannot be decoded (e.g. protobuf).
+    Undecodable,
 }
 
 impl ErrorKind {
@@ -79,6 +81,7 @@ impl ErrorKind {
             ErrorKind::TooLong => "value_error.any_str.max_length",
             ErrorKind::BadFormat => "value_error.str.regex",
             ErrorKind::Inconsistent => "value_error",
+            ErrorKind::Undecodable => "value_error.decode",
         }
     }
 }

@@ -1,6 +1,9 @@
 //! Authentication: who holds the presented `X-API-Key`, and what that role may do.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+
+use base64::Engine;
 
 use chrono::Utc;
 use homepot_core::{ApiKey, DeviceId, KeyHash, Role};
@@ -16,8 +19,9 @@ use crate::error::ApiError;
 #[oai(ty = "api_key", key_name = "X-API-Key", key_in = "header")]
 pub(crate) struct XApiKey(PresentedKey);
 
-/// `Authorization: Bearer <key>` (Prometheus scrapers, OTLP exporters) or
-/// `Authorization: Token <key>` (InfluxDB 2 clients).
+/// `Authorization: Bearer <key>` (Prometheus scrapers, OTLP exporters),
+/// `Authorization: Token <key>` (InfluxDB 2 clients) or `Authorization: Basic` with the key as
+/// the password (InfluxDB 1 clients; the user name is ignored).
 #[derive(SecurityScheme)]
 #[oai(ty = "api_key", key_name = "Authorization", key_in = "header")]
 pub(crate) struct AuthorizationHeader(PresentedKey);
@@ -37,19 +41,28 @@ pub(crate) enum ApiKeyAuth {
 
 impl ApiKeyAuth {
     /// The key itself, without an `Authorization` scheme word.
-    fn presented(&self) -> &str {
+    fn presented(&self) -> Cow<'_, str> {
         match self {
-            ApiKeyAuth::XApiKey(k) => &k.0.key,
-            ApiKeyAuth::InfluxPassword(k) => &k.0.key,
+            ApiKeyAuth::XApiKey(k) => Cow::Borrowed(&k.0.key),
+            ApiKeyAuth::InfluxPassword(k) => Cow::Borrowed(&k.0.key),
             ApiKeyAuth::Authorization(k) => {
                 let value = k.0.key.trim();
                 match value.split_once(' ') {
                     Some((scheme, key))
                         if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
                     {
-                        key.trim()
+                        Cow::Borrowed(key.trim())
                     }
-                    _ => value,
+                    Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+                        let decoded =
+                            base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+                        let credentials = String::from_utf8_lossy(&decoded);
+                        // A malformed value yields an empty key, which matches nothing.
+                        Cow::Owned(
+                            credentials.split_once(':').map(|(_, password)| password.to_owned()).unwrap_or_default(),
+                        )
+                    }
+                    _ => Cow::Borrowed(value),
                 }
             }
         }
@@ -112,7 +125,7 @@ impl Authenticator {
     }
 
     pub(crate) async fn authenticate(&self, auth: &ApiKeyAuth) -> Result<Principal, ApiError> {
-        let hash = KeyHash::of(auth.presented());
+        let hash = KeyHash::of(&auth.presented());
         if self.configured_admin.is_some_and(|admin| admin.matches(&hash)) {
             return Ok(Principal::Admin);
         }

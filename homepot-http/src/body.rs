@@ -1,83 +1,116 @@
-//! `JsonBody<T>`: a JSON request body handed to the handler as raw bytes, so the domain
-//! adapter in `homepot-core` parses it once and reports every bad field; `T` supplies the
-//! documented schema. A missing `Content-Type` is read as JSON, as the original service did.
+//! Request bodies read as raw bytes, within the server's size limit, for the `homepot-core`
+//! adapters to parse: each adapter then reports every problem in the seeds' shapes, and one
+//! limit covers every format. `K` says which content types a body accepts and what the OpenAPI
+//! document shows for it.
 
 use std::marker::PhantomData;
 
 use poem::{Request, RequestBody, Result};
-use poem_openapi::error::ContentTypeError;
-use poem_openapi::payload::{ParsePayload, Payload};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchemaRef, Registry};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorDetail};
 
 /// Largest body accepted, set by the server as request data.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyLimit(pub(crate) usize);
 
+/// The content types a body accepts. The first is assumed when a request sends none.
+pub(crate) trait BodyKind: Send {
+    /// Accepted media types (essence, lower case).
+    const CONTENT_TYPES: &'static [&'static str];
+    /// Whether any other media type is read as the first one (line protocol: InfluxDB ignores
+    /// the header, and its clients send `application/octet-stream`).
+    const ANY_CONTENT_TYPE: bool = false;
+    /// The documented schema of the media type at `index` of [`Self::CONTENT_TYPES`].
+    fn schema_ref(index: usize) -> MetaSchemaRef;
+    /// Registers the schemas.
+    fn register(_registry: &mut Registry) {}
+}
+
 /// A JSON body documented as `T`.
 #[derive(Debug)]
-pub(crate) struct JsonBody<T> {
-    pub(crate) bytes: Vec<u8>,
-    schema: PhantomData<fn() -> T>,
-}
+pub(crate) struct JsonKind<T>(PhantomData<fn() -> T>);
 
-fn is_json(content_type: &str) -> bool {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-impl<T: Type> Payload for JsonBody<T> {
-    const CONTENT_TYPE: &'static str = "application/json";
-
-    fn check_content_type(content_type: &str) -> bool {
-        is_json(content_type)
-    }
-
-    fn schema_ref() -> MetaSchemaRef {
+impl<T: Type> BodyKind for JsonKind<T> {
+    const CONTENT_TYPES: &'static [&'static str] = &["application/json"];
+    fn schema_ref(_: usize) -> MetaSchemaRef {
         T::schema_ref()
     }
-
     fn register(registry: &mut Registry) {
         T::register(registry);
     }
 }
 
-impl<T: Type> ParsePayload for JsonBody<T> {
-    const IS_REQUIRED: bool = true;
+/// A UTF-8 text body (line protocol).
+#[derive(Debug)]
+pub(crate) struct TextKind;
 
-    async fn from_request(request: &Request, body: &mut RequestBody) -> Result<Self> {
-        let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
-        let bytes = body.take()?.into_bytes_limit(limit).await.map_err(|e| {
-            if matches!(e, poem::error::ReadBodyError::PayloadTooLarge) {
-                poem::Error::from(ApiError::PayloadTooLarge(poem_openapi::payload::Json(
-                    crate::error::ErrorDetail::too_large(limit),
-                )))
-            } else {
-                e.into()
-            }
-        })?;
-        Ok(Self { bytes: bytes.to_vec(), schema: PhantomData })
+impl BodyKind for TextKind {
+    const CONTENT_TYPES: &'static [&'static str] = &["text/plain"];
+    const ANY_CONTENT_TYPE: bool = true;
+    fn schema_ref(_: usize) -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
     }
 }
 
-impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
+/// An OTLP/HTTP body: protobuf or JSON.
+#[derive(Debug)]
+pub(crate) struct OtlpKind;
+
+impl BodyKind for OtlpKind {
+    const CONTENT_TYPES: &'static [&'static str] = &["application/x-protobuf", "application/json"];
+    fn schema_ref(index: usize) -> MetaSchemaRef {
+        if index == 0 {
+            MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")))
+        } else {
+            MetaSchemaRef::Inline(Box::new(MetaSchema::new("object")))
+        }
+    }
+}
+
+/// A body of kind `K`, read whole within the size limit.
+#[derive(Debug)]
+pub(crate) struct RawBody<K> {
+    pub(crate) bytes: Vec<u8>,
+    /// Index into `K::CONTENT_TYPES` of the request's media type.
+    pub(crate) media: usize,
+    kind: PhantomData<fn() -> K>,
+}
+
+/// A JSON body documented as `T`.
+pub(crate) type JsonBody<T> = RawBody<JsonKind<T>>;
+
+fn essence(content_type: &str) -> String {
+    content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase()
+}
+
+/// Which accepted type `content_type` is; `+json` suffixes count as JSON.
+fn media_index(accepted: &[&str], content_type: &str) -> Option<usize> {
+    let essence = essence(content_type);
+    accepted.iter().position(|t| {
+        *t == essence || (*t == "application/json" && essence.starts_with("application/") && essence.ends_with("+json"))
+    })
+}
+
+impl<'a, K: BodyKind> ApiExtractor<'a> for RawBody<K> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
 
     fn register(registry: &mut Registry) {
-        <Self as Payload>::register(registry);
+        K::register(registry);
     }
 
     fn request_meta() -> Option<MetaRequest> {
-        Some(MetaRequest {
-            description: None,
-            content: vec![MetaMediaType { content_type: Self::CONTENT_TYPE, schema: Self::schema_ref() }],
-            required: true,
-        })
+        let content = K::CONTENT_TYPES
+            .iter()
+            .enumerate()
+            .map(|(i, content_type)| MetaMediaType { content_type, schema: K::schema_ref(i) })
+            .collect();
+        Some(MetaRequest { description: None, content, required: true })
     }
 
     async fn from_request(
@@ -85,11 +118,57 @@ impl<'a, T: Type> ApiExtractor<'a> for JsonBody<T> {
         body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> Result<Self> {
-        match request.content_type() {
-            Some(content_type) if !is_json(content_type) => {
-                Err(ContentTypeError::NotSupported { content_type: content_type.to_owned() }.into())
+        // No Content-Type at all is read as the first accepted type, as the original service did.
+        let media = match request.content_type() {
+            None => 0,
+            Some(content_type) => match media_index(K::CONTENT_TYPES, content_type) {
+                Some(index) => index,
+                None if K::ANY_CONTENT_TYPE => 0,
+                None => {
+                    return Err(ApiError::UnsupportedMediaType(Json(ErrorDetail::new(format!(
+                        "Content-Type must be {}, got {content_type}",
+                        K::CONTENT_TYPES.join(" or ")
+                    ))))
+                    .into());
+                }
+            },
+        };
+        let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
+        let bytes = body.take()?.into_bytes_limit(limit).await.map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => {
+                poem::Error::from(ApiError::PayloadTooLarge(Json(ErrorDetail::too_large(limit))))
             }
-            _ => <Self as ParsePayload>::from_request(request, body).await,
-        }
+            other => other.into(),
+        })?;
+        Ok(Self { bytes: bytes.to_vec(), media, kind: PhantomData })
+    }
+}
+
+impl RawBody<TextKind> {
+    /// The body as text.
+    pub(crate) fn text(&self) -> Result<&str, ApiError> {
+        std::str::from_utf8(&self.bytes).map_err(|e| {
+            ApiError::invalid_field(
+                "body",
+                "text",
+                homepot_core::ErrorKind::Undecodable,
+                format!("body is not UTF-8: {e}"),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_index;
+
+    #[test]
+    fn content_types() {
+        let otlp = ["application/x-protobuf", "application/json"];
+        assert_eq!(media_index(&otlp, "application/x-protobuf"), Some(0));
+        assert_eq!(media_index(&otlp, "Application/JSON; charset=utf-8"), Some(1));
+        assert_eq!(media_index(&otlp, "application/vnd.api+json"), Some(1));
+        assert_eq!(media_index(&["text/plain"], "text/plain; charset=utf-8"), Some(0));
+        assert_eq!(media_index(&["text/plain"], "application/json"), None);
     }
 }

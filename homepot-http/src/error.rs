@@ -74,6 +74,10 @@ pub(crate) enum ApiError {
 }
 
 impl ErrorDetail {
+    pub(crate) fn new(detail: String) -> Self {
+        Self { detail }
+    }
+
     pub(crate) fn too_large(limit: usize) -> Self {
         Self { detail: format!("Request body exceeds the limit of {limit} bytes") }
     }
@@ -199,7 +203,7 @@ pub(crate) async fn catch_all(error: poem::Error) -> Response {
             ContentTypeError::NotSupported { content_type } => content_type.as_str(),
             _ => "none",
         };
-        ApiError::UnsupportedMediaType(detail(format!("Content-Type must be application/json, got {got}")))
+        ApiError::UnsupportedMediaType(detail(format!("Unsupported Content-Type {got}")))
     } else if error.is::<AuthorizationError>() {
         ApiError::unauthorized("Missing API key: send it in the X-API-Key header")
     } else if error.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -143,6 +143,8 @@ async fn stock_client_credentials_are_accepted(s: &TestServer) {
         ("/write".to_owned(), Some(format!("Token {}", s.admin_key))),
         ("/write".to_owned(), Some(format!("Bearer {}", s.admin_key))),
         (format!("/write?db=x&u=anyone&p={}", s.admin_key), None),
+        // InfluxDB 1.x clients send Basic credentials with the key as the password.
+        ("/write".to_owned(), Some(format!("Basic {}", base64_encode(&format!("anyone:{}", s.admin_key))))),
     ] {
         let mut request = s.client.post(s.url(&path)).header("Content-Type", "text/plain").body(format!("{name} v=1"));
         if let Some(header) = header {
@@ -150,8 +152,21 @@ async fn stock_client_credentials_are_accepted(s: &TestServer) {
         }
         assert_eq!(request.send().await.unwrap().status().as_u16(), 204, "{path}");
     }
+    // InfluxDB ignores the body's content type, and its clients send application/octet-stream.
+    let octet = s
+        .client
+        .post(s.url("/write"))
+        .header("X-API-Key", &s.admin_key)
+        .header("Content-Type", "application/octet-stream")
+        .body(format!("{name} v=2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(octet.status().as_u16(), 204);
     let history = get(s, &format!("/api/v1/metrics/history?name={name}")).await;
-    assert_eq!(history["count"], 3);
+    assert_eq!(history["count"], 5);
+    let bad_basic = s.client.get(s.url("/metrics")).header("Authorization", "Basic !!!").send().await.unwrap();
+    assert_eq!(bad_basic.status().as_u16(), 401);
     let wrong = s.client.get(s.url("/metrics")).header("Authorization", "Bearer nope").send().await.unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
     let none = s.client.get(s.url("/metrics")).send().await.unwrap();
@@ -170,4 +185,9 @@ async fn clearing_the_live_view_keeps_history(s: &TestServer) {
     assert_eq!(cleared["cleared"], 1);
     assert_eq!(get(s, "/api/v1/metrics/names").await["count"], 0);
     assert_eq!(get(s, &format!("/api/v1/metrics/history?name={a}")).await["count"], 1, "history is durable");
+}
+
+fn base64_encode(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

@@ -10,6 +10,7 @@ on_every_backend!(
     influx_write_is_compatible,
     invalid_json_metrics_are_422,
     device_keys_label_their_points,
+    otlp_json_from_the_seed_is_stored,
 );
 
 async fn history(s: &TestServer, query: &str) -> Value {
@@ -145,4 +146,48 @@ async fn device_keys_label_their_points(s: &TestServer) {
     assert_eq!(stored["points"][0]["tags"]["device_id"], device.as_str(), "a device writes only as itself");
     let (status, _) = s.call(Method::GET, &format!("/api/v1/metrics/history?name={name}"), Some(&key), None).await;
     assert_eq!(status, 403, "device keys read nothing");
+}
+
+async fn otlp_json_from_the_seed_is_stored(s: &TestServer) {
+    let name = unique("custom_metric_");
+    let body = json!({"resourceMetrics": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my-service"}}]},
+        "scopeMetrics": [{"metrics": [
+            {"name": name, "gauge": {"dataPoints": [{"asDouble": 42.5, "attributes": [{"key": "host", "value": {"stringValue": "server1"}}]}]}},
+            {"name": "broken", "gauge": {"dataPoints": [{"attributes": []}]}}
+        ]}]
+    }]});
+    let (status, answer) = s.call(Method::POST, "/api/v1/metrics/otlp", Some(&s.admin_key), Some(&body)).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["partialSuccess"]["rejectedDataPoints"], "1", "a data point without a value is rejected alone");
+    let stored = history(s, &format!("name={name}")).await;
+    assert_eq!(stored["points"][0]["fields"]["value"], 42.5);
+    assert_eq!(stored["points"][0]["tags"], json!({"host": "server1", "service.name": "my-service"}));
+
+    let (status, answer) =
+        s.call(Method::POST, "/api/v1/metrics/otlp", Some(&s.admin_key), Some(&json!({"resourceMetrics": 7}))).await;
+    assert_eq!((status, answer["detail"][0]["type"].clone()), (422, json!("value_error.decode")));
+    let response = s
+        .client
+        .post(s.url("/api/v1/metrics/otlp"))
+        .header("X-API-Key", &s.admin_key)
+        .header("Content-Type", "application/x-protobuf")
+        .body(vec![0xff_u8, 0xff, 0xff])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422, "malformed protobuf is a clear error, not a 500");
+    let response = s
+        .client
+        .post(s.url("/api/v1/metrics/otlp"))
+        .header("X-API-Key", &s.admin_key)
+        .header("Content-Type", "text/csv")
+        .body("a,b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let detail = response.json::<Value>().await.unwrap()["detail"].as_str().unwrap().to_owned();
+    assert!(detail.contains("application/x-protobuf or application/json"), "{detail}");
 }

@@ -6,3 +6,4 @@ pub mod health_json;
 pub mod json_reader;
 pub mod line_protocol;
 pub mod metrics_json;
+pub mod otlp;

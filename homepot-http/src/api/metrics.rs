@@ -3,16 +3,19 @@ use std::sync::Arc;
 
 use homepot_core::ingest::line_protocol::{LineError, Precision, parse_lines};
 use homepot_core::ingest::metrics_json::{parse_metric_batch, parse_simple_metric};
+use homepot_core::ingest::otlp;
 use homepot_core::{ErrorKind, FieldError, FieldValue, LocSegment, Point, ValidationErrors};
 use poem::web::Data;
 use poem_openapi::param::Query;
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::Json;
+use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
 use super::{ApiTags, AppState, now};
 use crate::auth::{ApiKeyAuth, Principal};
-use crate::body::JsonBody;
+use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
 use crate::error::ApiError;
 
 /// Metrics ingest and history (seed 04).
@@ -86,6 +89,73 @@ impl MetricsAccepted {
         Self { accepted, message: format!("Accepted {accepted} metric{plural}"), rejected: None, errors: None }
     }
 }
+
+/// OTLP's partial success, as OTLP/JSON spells it.
+#[derive(Debug, Object)]
+struct OtlpPartialSuccess {
+    /// Data points rejected (an int64, written as a string in OTLP/JSON).
+    #[oai(rename = "rejectedDataPoints")]
+    rejected_data_points: String,
+    /// Why.
+    #[oai(rename = "errorMessage")]
+    error_message: String,
+}
+
+/// The answer to an OTLP/JSON export: seed 04's counts plus OTLP's partial success.
+#[derive(Debug, Object)]
+struct OtlpAccepted {
+    /// Points stored.
+    accepted: usize,
+    /// `Accepted N metrics`.
+    message: String,
+    /// Present when some data points were rejected.
+    #[oai(rename = "partialSuccess", skip_serializing_if_is_none)]
+    partial_success: Option<OtlpPartialSuccess>,
+}
+
+/// The answer to an export, in the request's encoding. Written by hand because one status
+/// with two media types is beyond the derive.
+#[derive(Debug)]
+enum OtlpResponse {
+    Json(OtlpAccepted),
+    /// An encoded `ExportMetricsServiceResponse`.
+    Protobuf(Vec<u8>),
+}
+
+impl poem::IntoResponse for OtlpResponse {
+    fn into_response(self) -> poem::Response {
+        match self {
+            OtlpResponse::Json(body) => Json(body).into_response(),
+            OtlpResponse::Protobuf(bytes) => poem::Response::builder().content_type(PROTOBUF).body(bytes),
+        }
+    }
+}
+
+impl ApiResponse for OtlpResponse {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: vec![MetaResponse {
+                description: "Stored; the answer uses the request's encoding.",
+                status: Some(200),
+                status_range: None,
+                content: vec![
+                    MetaMediaType { content_type: "application/json", schema: OtlpAccepted::schema_ref() },
+                    MetaMediaType {
+                        content_type: PROTOBUF,
+                        schema: MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary"))),
+                    },
+                ],
+                headers: vec![],
+            }],
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        OtlpAccepted::register(registry);
+    }
+}
+
+const PROTOBUF: &str = "application/x-protobuf";
 
 /// InfluxDB's error body, for `/write`.
 #[derive(Debug, Object)]
@@ -200,7 +270,7 @@ impl MetricsApi {
         let principal = state.auth.authenticate(&auth).await?;
         let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, vec![point])?;
-        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        state.pipeline.write_points(points).await?;
         Ok(Json(MetricsAccepted::new(1)))
     }
 
@@ -217,7 +287,7 @@ impl MetricsApi {
         let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, points)?;
         let accepted = points.len();
-        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        state.pipeline.write_points(points).await?;
         Ok(Json(MetricsAccepted::new(accepted)))
     }
 
@@ -230,11 +300,11 @@ impl MetricsApi {
         auth: ApiKeyAuth,
         /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
         precision: Query<Option<String>>,
-        body: PlainText<String>,
+        body: RawBody<TextKind>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
         let principal = state.auth.authenticate(&auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
-        let outcome = parse_lines(&body.0, precision, now_ns());
+        let outcome = parse_lines(body.text()?, precision, now_ns());
         if outcome.points.is_empty() && outcome.error_count > 0 {
             let errors = outcome
                 .errors
@@ -247,7 +317,7 @@ impl MetricsApi {
         }
         let points = scope_points(&principal, outcome.points)?;
         let accepted = points.len();
-        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        state.pipeline.write_points(points).await?;
         let mut answer = MetricsAccepted::new(accepted);
         if outcome.error_count > 0 {
             answer.rejected = Some(outcome.error_count);
@@ -268,14 +338,14 @@ impl MetricsApi {
         precision: Query<Option<String>>,
         /// Database name (ignored).
         db: Query<Option<String>>,
-        body: PlainText<String>,
+        body: RawBody<TextKind>,
     ) -> Result<WriteResponse, ApiError> {
         let _ = db;
         let principal = state.auth.authenticate(&auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
-        let outcome = parse_lines(&body.0, precision, now_ns());
+        let outcome = parse_lines(body.text()?, precision, now_ns());
         let points = scope_points(&principal, outcome.points)?;
-        state.pipeline.write_points(points).await.map_err(ApiError::from)?;
+        state.pipeline.write_points(points).await?;
         if outcome.error_count == 0 {
             return Ok(WriteResponse::NoContent);
         }
@@ -283,6 +353,36 @@ impl MetricsApi {
         Ok(WriteResponse::PartialWrite(Json(InfluxError {
             error: format!("partial write: {first} dropped={}", outcome.error_count),
         })))
+    }
+
+    /// Push OpenTelemetry metrics (OTLP/HTTP, protobuf or JSON). Gauges and sums become a
+    /// `value` field, histograms `count`/`sum`/`min`/`max`, summaries also `quantile_<q>`;
+    /// resource and data point attributes become tags. The answer uses the request's encoding.
+    #[oai(path = "/api/v1/metrics/otlp", method = "post", tag = "ApiTags::Metrics")]
+    async fn push_otlp(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: RawBody<OtlpKind>,
+    ) -> Result<OtlpResponse, ApiError> {
+        let principal = state.auth.authenticate(&auth).await?;
+        let protobuf = body.media == 0;
+        let decoded = if protobuf { otlp::decode_protobuf(&body.bytes) } else { otlp::decode_json(&body.bytes) };
+        let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, now_ns());
+        let points = scope_points(&principal, outcome.points)?;
+        let accepted = points.len();
+        state.pipeline.write_points(points).await?;
+        let error_message = outcome.errors.join("; ");
+        if protobuf {
+            return Ok(OtlpResponse::Protobuf(otlp::encode_response(outcome.rejected, &error_message)));
+        }
+        let counts = MetricsAccepted::new(accepted);
+        Ok(OtlpResponse::Json(OtlpAccepted {
+            accepted,
+            message: counts.message,
+            partial_success: (outcome.rejected > 0)
+                .then(|| OtlpPartialSuccess { rejected_data_points: outcome.rejected.to_string(), error_message }),
+        }))
     }
 
     /// A metric's stored points of the last `hours`, newest first, optionally only those
