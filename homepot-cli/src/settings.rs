@@ -1,12 +1,13 @@
 //! Settings from flags and environment variables. Secrets never appear in `Debug`.
 
 use std::fmt;
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use homepot_core::ApiKey;
 use homepot_core::live::LiveLimits;
-use homepot_http::ServerConfig;
+use homepot_http::{RateLimitConfig, ServerConfig};
 use homepot_storage::{SqliteSync, StoreOptions};
 
 /// Where data lives.
@@ -93,6 +94,22 @@ pub(crate) struct ServeArgs {
     /// Most live metric series; points of new series beyond it are kept in history only.
     #[arg(long, env = "HOMEPOT_METRICS_MAX_SERIES", default_value_t = 100_000)]
     pub(crate) metrics_max_series: usize,
+    /// Milliseconds between two events of `/metrics/stream`.
+    #[arg(long, env = "PROMETHEUS_POLLER_INTERVAL_MS", default_value_t = 500)]
+    pub(crate) stream_interval_ms: u64,
+    /// Sustained requests per minute per client IP; 0 turns rate limiting off.
+    #[arg(long, env = "RATE_LIMIT_REQUESTS_PER_MINUTE", default_value_t = 1000)]
+    pub(crate) rate_limit_requests_per_minute: u32,
+    /// Requests a client may make at once before the per-minute rate applies.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100)]
+    pub(crate) rate_limit_burst: u32,
+    /// Identify clients by `X-Forwarded-For` (only behind a proxy that sets it).
+    #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false)]
+    pub(crate) trust_forwarded_headers: bool,
+    /// Serve the metrics endpoints without an API key, as the original metrics service did.
+    /// For lab use only.
+    #[arg(long, env = "HOMEPOT_OPEN_METRICS", default_value_t = false)]
+    pub(crate) open_metrics: bool,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -105,6 +122,11 @@ impl fmt::Debug for ServeArgs {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("metrics_retention_seconds", &self.metrics_retention_seconds)
             .field("metrics_max_series", &self.metrics_max_series)
+            .field("stream_interval_ms", &self.stream_interval_ms)
+            .field("rate_limit_requests_per_minute", &self.rate_limit_requests_per_minute)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("trust_forwarded_headers", &self.trust_forwarded_headers)
+            .field("open_metrics", &self.open_metrics)
             .finish()
     }
 }
@@ -120,6 +142,15 @@ impl ServeArgs {
                 retention_ns: i64::from(self.metrics_retention_seconds) * 1_000_000_000,
                 max_series: self.metrics_max_series,
             },
+            stream_interval: Duration::from_millis(self.stream_interval_ms),
+            rate_limit: NonZeroU32::new(self.rate_limit_requests_per_minute).map(|requests_per_minute| {
+                RateLimitConfig {
+                    requests_per_minute,
+                    burst: NonZeroU32::new(self.rate_limit_burst).unwrap_or(NonZeroU32::MIN),
+                    trust_forwarded_headers: self.trust_forwarded_headers,
+                }
+            }),
+            open_metrics: self.open_metrics,
             ..ServerConfig::default()
         }
     }

@@ -39,32 +39,59 @@ pub(crate) enum ApiKeyAuth {
     InfluxPassword(InfluxPassword),
 }
 
+/// The metrics routes' schemes: the same three, and no key at all, which only
+/// `HOMEPOT_OPEN_METRICS` admits (the seed's service had no authentication).
+#[derive(SecurityScheme)]
+pub(crate) enum MetricsAuth {
+    XApiKey(XApiKey),
+    Authorization(AuthorizationHeader),
+    InfluxPassword(InfluxPassword),
+    #[oai(fallback)]
+    Anonymous,
+}
+
+impl std::fmt::Debug for MetricsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsAuth(<redacted>)")
+    }
+}
+
+/// The key in an `Authorization` value: `Bearer KEY`, `Token KEY`, or `Basic` with the key as
+/// the password. A malformed Basic value yields an empty key, which matches nothing.
+fn authorization_key(value: &str) -> Cow<'_, str> {
+    let value = value.trim();
+    match value.split_once(' ') {
+        Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") => {
+            Cow::Borrowed(key.trim())
+        }
+        Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
+            let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
+            let credentials = String::from_utf8_lossy(&decoded);
+            Cow::Owned(credentials.split_once(':').map(|(_, password)| password.to_owned()).unwrap_or_default())
+        }
+        _ => Cow::Borrowed(value),
+    }
+}
+
 impl ApiKeyAuth {
     /// The key itself, without an `Authorization` scheme word.
     fn presented(&self) -> Cow<'_, str> {
         match self {
             ApiKeyAuth::XApiKey(k) => Cow::Borrowed(&k.0.key),
             ApiKeyAuth::InfluxPassword(k) => Cow::Borrowed(&k.0.key),
-            ApiKeyAuth::Authorization(k) => {
-                let value = k.0.key.trim();
-                match value.split_once(' ') {
-                    Some((scheme, key))
-                        if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") =>
-                    {
-                        Cow::Borrowed(key.trim())
-                    }
-                    Some((scheme, encoded)) if scheme.eq_ignore_ascii_case("basic") => {
-                        let decoded =
-                            base64::engine::general_purpose::STANDARD.decode(encoded.trim()).unwrap_or_default();
-                        let credentials = String::from_utf8_lossy(&decoded);
-                        // A malformed value yields an empty key, which matches nothing.
-                        Cow::Owned(
-                            credentials.split_once(':').map(|(_, password)| password.to_owned()).unwrap_or_default(),
-                        )
-                    }
-                    _ => Cow::Borrowed(value),
-                }
-            }
+            ApiKeyAuth::Authorization(k) => authorization_key(&k.0.key),
+        }
+    }
+}
+
+impl MetricsAuth {
+    /// The key, if one was presented.
+    fn presented(&self) -> Option<Cow<'_, str>> {
+        match self {
+            MetricsAuth::XApiKey(k) => Some(Cow::Borrowed(&k.0.key)),
+            MetricsAuth::InfluxPassword(k) => Some(Cow::Borrowed(&k.0.key)),
+            MetricsAuth::Authorization(k) => Some(authorization_key(&k.0.key)),
+            MetricsAuth::Anonymous => None,
         }
     }
 }
@@ -117,15 +144,30 @@ impl Principal {
 pub(crate) struct Authenticator {
     configured_admin: Option<KeyHash>,
     store: Arc<dyn Store>,
+    open_metrics: bool,
 }
 
 impl Authenticator {
-    pub(crate) fn new(configured_admin: Option<&ApiKey>, store: Arc<dyn Store>) -> Self {
-        Self { configured_admin: configured_admin.map(ApiKey::hash), store }
+    pub(crate) fn new(configured_admin: Option<&ApiKey>, store: Arc<dyn Store>, open_metrics: bool) -> Self {
+        Self { configured_admin: configured_admin.map(ApiKey::hash), store, open_metrics }
     }
 
     pub(crate) async fn authenticate(&self, auth: &ApiKeyAuth) -> Result<Principal, ApiError> {
-        let hash = KeyHash::of(&auth.presented());
+        self.principal_for(&auth.presented()).await
+    }
+
+    /// For the metrics routes: a presented key is checked as anywhere else; no key is an
+    /// admin in open-metrics mode and a 401 otherwise.
+    pub(crate) async fn authenticate_metrics(&self, auth: &MetricsAuth) -> Result<Principal, ApiError> {
+        match auth.presented() {
+            Some(key) => self.principal_for(&key).await,
+            None if self.open_metrics => Ok(Principal::Admin),
+            None => Err(ApiError::unauthorized("Missing API key: send it in the X-API-Key header")),
+        }
+    }
+
+    async fn principal_for(&self, presented: &str) -> Result<Principal, ApiError> {
+        let hash = KeyHash::of(presented);
         if self.configured_admin.is_some_and(|admin| admin.matches(&hash)) {
             return Ok(Principal::Admin);
         }

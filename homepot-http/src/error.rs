@@ -62,6 +62,14 @@ pub(crate) enum ApiError {
     /// The request body is not JSON.
     #[oai(status = 415)]
     UnsupportedMediaType(Json<ErrorDetail>),
+    /// Too many requests from this client: retry after `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorDetail>,
+        #[oai(header = "Retry-After")] u64,
+        #[oai(header = "X-RateLimit-Remaining")] u32,
+        #[oai(header = "X-RateLimit-Reset")] i64,
+    ),
     /// A field is missing, of the wrong type or out of range.
     #[oai(status = 422)]
     Unprocessable(Json<ValidationErrorBody>),
@@ -102,6 +110,15 @@ impl ApiError {
     }
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self::Unavailable(detail(message), 1)
+    }
+    pub(crate) fn too_many_requests(wait: std::time::Duration, reset_unix: i64) -> Self {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self::TooManyRequests(
+            detail(format!("Rate limit exceeded, retry in {seconds} s")),
+            seconds.max(1),
+            0,
+            reset_unix,
+        )
     }
     pub(crate) fn internal() -> Self {
         Self::Internal(detail("Internal Server Error"))

@@ -11,7 +11,10 @@ mod auth;
 mod body;
 mod error;
 mod pipeline;
+mod rate_limit;
 mod server;
+mod stats;
 
 pub use auth::{AdminKeyOutcome, ensure_admin_key, generate_key};
+pub use rate_limit::RateLimitConfig;
 pub use server::{RunningServer, ServerConfig, openapi_json, start};

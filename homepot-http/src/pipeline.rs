@@ -7,6 +7,8 @@ use std::sync::{Arc, RwLock};
 
 use homepot_core::Point;
 use homepot_core::live::LiveStore;
+
+use crate::stats::Stats;
 use homepot_storage::{HealthCheckId, NewHealthCheck, StorageError, Store};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -59,12 +61,13 @@ impl Pipeline {
     pub(crate) fn start(
         store: Arc<dyn Store>,
         live: Arc<RwLock<LiveStore>>,
+        stats: Arc<Stats>,
         capacity: usize,
         max_batch: usize,
     ) -> (Self, WriterHandle) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop, stop_rx) = oneshot::channel();
-        let writer = Writer { store, live };
+        let writer = Writer { store, live, stats };
         let task = tokio::spawn(writer.run(rx, stop_rx, max_batch.max(1)));
         (Self { jobs: tx }, WriterHandle { stop, task })
     }
@@ -99,6 +102,7 @@ impl Pipeline {
 struct Writer {
     store: Arc<dyn Store>,
     live: Arc<RwLock<LiveStore>>,
+    stats: Arc<Stats>,
 }
 
 impl Writer {
@@ -206,7 +210,10 @@ impl Writer {
         let all: Vec<Point> = batches.into_iter().flatten().collect();
         let result = self.store.insert_points(&all).await;
         match &result {
-            Ok(()) => self.show_live(&all),
+            Ok(()) => {
+                self.stats.metrics_received(all.len());
+                self.show_live(&all);
+            }
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
         let result = result.map_err(Arc::new);

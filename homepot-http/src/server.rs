@@ -10,16 +10,18 @@ use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, Tracing};
-use poem::{EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AppState, DevicesApi, HealthApi, LiveApi, MetricsApi, ServiceApi, SimulatorApi};
+use crate::api::{AppState, DevicesApi, HealthApi, LiveApi, MetricsApi, ServiceApi, SimulatorApi, StreamApi};
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
 use crate::error::catch_all;
 use crate::pipeline::{Pipeline, WriterHandle};
+use crate::rate_limit::{RateLimitConfig, RateLimiter};
+use crate::stats::Stats;
 
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
@@ -38,6 +40,12 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Limits of the live metrics store (retention, most series).
     pub live: LiveLimits,
+    /// How often `/metrics/stream` sends an event (`PROMETHEUS_POLLER_INTERVAL_MS`).
+    pub stream_interval: Duration,
+    /// Per-client rate limiting; `None` turns it off (the library default: embedders decide).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Serve the metrics endpoints without a key, as the seed's service did (lab use only).
+    pub open_metrics: bool,
 }
 
 impl Default for ServerConfig {
@@ -50,15 +58,18 @@ impl Default for ServerConfig {
             max_write_batch: 1_000,
             shutdown_timeout: Duration::from_secs(10),
             live: LiveLimits::default(),
+            stream_interval: Duration::from_millis(500),
+            rate_limit: None,
+            open_metrics: false,
         }
     }
 }
 
-type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, SimulatorApi);
+type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, SimulatorApi);
 
 fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, SimulatorApi),
+        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, SimulatorApi),
         "homepot",
         env!("CARGO_PKG_VERSION"),
     )
@@ -107,11 +118,21 @@ impl RunningServer {
 /// When the address cannot be bound.
 pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> io::Result<RunningServer> {
     let live = Arc::new(RwLock::new(LiveStore::new(config.live)));
-    let (pipeline, writer) =
-        Pipeline::start(Arc::clone(&store), Arc::clone(&live), config.write_queue_capacity, config.max_write_batch);
+    let stats = Arc::new(Stats::default());
+    let (pipeline, writer) = Pipeline::start(
+        Arc::clone(&store),
+        Arc::clone(&live),
+        Arc::clone(&stats),
+        config.write_queue_capacity,
+        config.max_write_batch,
+    );
+    let counted = Arc::clone(&stats);
+    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c)));
     let state = Arc::new(AppState {
         live,
-        auth: Authenticator::new(config.admin_key.as_ref(), Arc::clone(&store)),
+        stats,
+        stream_interval: config.stream_interval.max(Duration::from_millis(10)),
+        auth: Authenticator::new(config.admin_key.as_ref(), Arc::clone(&store), config.open_metrics),
         store,
         pipeline,
         started: Instant::now(),
@@ -125,8 +146,27 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         .data(state)
         .data(BodyLimit(config.max_body_bytes))
         .with(CatchPanic::new())
+        .around(move |endpoint, request| {
+            let limiter = limiter.clone();
+            async move {
+                if let Some(limiter) = &limiter
+                    && let Err(refused) = limiter.check(&request)
+                {
+                    return Ok(refused.into_response());
+                }
+                endpoint.call(request).await.map(IntoResponse::into_response)
+            }
+        })
         .with(Tracing)
-        .catch_all_error(catch_all);
+        .catch_all_error(catch_all)
+        .around(move |endpoint, request| {
+            let stats = Arc::clone(&counted);
+            async move {
+                let response = endpoint.call(request).await?;
+                stats.request(response.status().as_u16());
+                Ok(response)
+            }
+        });
 
     let acceptor = TcpListener::bind(bind.to_owned()).into_acceptor().await?;
     let addr = acceptor

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::metrics::field_json;
 use super::{ApiTags, AppState, now};
-use crate::auth::ApiKeyAuth;
+use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
 /// The live metrics view (seed 04).
@@ -91,11 +91,11 @@ impl LiveApi {
     async fn list(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         /// Only series with this name.
         name: Query<Option<String>>,
     ) -> Result<Json<LiveMetrics>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
+        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
         let live = state.live_now();
         let series = live.series(name.0.as_deref());
         let mut per_name: BTreeMap<&str, usize> = BTreeMap::new();
@@ -114,8 +114,8 @@ impl LiveApi {
 
     /// For each metric name, its most recently updated series. Needs an admin or read key.
     #[oai(path = "/api/v1/metrics/latest", method = "get", tag = "ApiTags::Live")]
-    async fn latest(&self, state: Data<&Arc<AppState>>, auth: ApiKeyAuth) -> Result<Json<LiveMetrics>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
+    async fn latest(&self, state: Data<&Arc<AppState>>, auth: MetricsAuth) -> Result<Json<LiveMetrics>, ApiError> {
+        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
         let live = state.live_now();
         let mut newest: BTreeMap<String, (&SeriesKey, &Series)> = BTreeMap::new();
         for (key, series) in live.series(None) {
@@ -130,8 +130,8 @@ impl LiveApi {
 
     /// Distinct live metric names. Needs an admin or read key.
     #[oai(path = "/api/v1/metrics/names", method = "get", tag = "ApiTags::Live")]
-    async fn names(&self, state: Data<&Arc<AppState>>, auth: ApiKeyAuth) -> Result<Json<MetricNames>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
+    async fn names(&self, state: Data<&Arc<AppState>>, auth: MetricsAuth) -> Result<Json<MetricNames>, ApiError> {
+        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
         let names = state.live_now().names();
         Ok(Json(MetricNames { count: names.len(), names }))
     }
@@ -142,11 +142,11 @@ impl LiveApi {
     async fn clear(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         /// Only series with this name.
         name: Query<Option<String>>,
     ) -> Result<Json<MetricsCleared>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.auth.authenticate_metrics(&auth).await?.require_admin()?;
         let cleared = state.live_now().clear(name.0.as_deref());
         let plural = if cleared == 1 { "" } else { "s" };
         Ok(Json(MetricsCleared { cleared, message: format!("Cleared {cleared} metric{plural}") }))
@@ -155,8 +155,8 @@ impl LiveApi {
     /// The live view in Prometheus text format (0.0.4), for scraping. Send the key as
     /// `Authorization: Bearer <key>` from Prometheus. Needs an admin or read key.
     #[oai(path = "/metrics", method = "get", tag = "ApiTags::Live")]
-    async fn prometheus(&self, state: Data<&Arc<AppState>>, auth: ApiKeyAuth) -> Result<PlainText<String>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
+    async fn prometheus(&self, state: Data<&Arc<AppState>>, auth: MetricsAuth) -> Result<PlainText<String>, ApiError> {
+        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
         let mut text = String::new();
         write_exposition(state.live_now().series(None), &mut text);
         Ok(PlainText(text))

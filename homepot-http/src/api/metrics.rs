@@ -14,7 +14,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
 use super::{ApiTags, AppState, now};
-use crate::auth::{ApiKeyAuth, Principal};
+use crate::auth::{MetricsAuth, Principal};
 use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
 use crate::error::ApiError;
 
@@ -264,10 +264,10 @@ impl MetricsApi {
     async fn push_simple(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         body: JsonBody<SimpleMetricRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate(&auth).await?;
+        let principal = state.auth.authenticate_metrics(&auth).await?;
         let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, vec![point])?;
         state.pipeline.write_points(points).await?;
@@ -280,10 +280,10 @@ impl MetricsApi {
     async fn push_batch(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         body: JsonBody<MetricBatchRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate(&auth).await?;
+        let principal = state.auth.authenticate_metrics(&auth).await?;
         let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, points)?;
         let accepted = points.len();
@@ -297,12 +297,12 @@ impl MetricsApi {
     async fn push_influx(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
         precision: Query<Option<String>>,
         body: RawBody<TextKind>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate(&auth).await?;
+        let principal = state.auth.authenticate_metrics(&auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, now_ns());
         if outcome.points.is_empty() && outcome.error_count > 0 {
@@ -333,7 +333,7 @@ impl MetricsApi {
     async fn influx_write(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
         precision: Query<Option<String>>,
         /// Database name (ignored).
@@ -341,7 +341,7 @@ impl MetricsApi {
         body: RawBody<TextKind>,
     ) -> Result<WriteResponse, ApiError> {
         let _ = db;
-        let principal = state.auth.authenticate(&auth).await?;
+        let principal = state.auth.authenticate_metrics(&auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, now_ns());
         let points = scope_points(&principal, outcome.points)?;
@@ -362,10 +362,10 @@ impl MetricsApi {
     async fn push_otlp(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         body: RawBody<OtlpKind>,
     ) -> Result<OtlpResponse, ApiError> {
-        let principal = state.auth.authenticate(&auth).await?;
+        let principal = state.auth.authenticate_metrics(&auth).await?;
         let protobuf = body.media == 0;
         let decoded = if protobuf { otlp::decode_protobuf(&body.bytes) } else { otlp::decode_json(&body.bytes) };
         let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, now_ns());
@@ -391,7 +391,7 @@ impl MetricsApi {
     async fn history(
         &self,
         state: Data<&Arc<AppState>>,
-        auth: ApiKeyAuth,
+        auth: MetricsAuth,
         /// Metric name.
         name: Query<String>,
         /// Window in hours before now (1-720, default 24).
@@ -403,7 +403,7 @@ impl MetricsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
         limit: Query<Option<u32>>,
     ) -> Result<Json<MetricHistory>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
+        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
         let mut tags = Vec::with_capacity(tag.0.len());
         for raw in &tag.0 {
             let Some((key, value)) = raw.split_once(':') else {

@@ -7,6 +7,7 @@ mod live;
 mod metrics;
 mod service;
 mod simulator;
+mod stream;
 
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
@@ -18,6 +19,7 @@ use poem_openapi::Tags;
 
 use crate::auth::Authenticator;
 use crate::pipeline::Pipeline;
+use crate::stats::Stats;
 
 pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
@@ -25,6 +27,7 @@ pub(crate) use self::live::LiveApi;
 pub(crate) use self::metrics::MetricsApi;
 pub(crate) use self::service::ServiceApi;
 pub(crate) use self::simulator::SimulatorApi;
+pub(crate) use self::stream::StreamApi;
 
 #[derive(Debug, Tags)]
 enum ApiTags {
@@ -50,6 +53,10 @@ pub(crate) struct AppState {
     pub(crate) pipeline: Pipeline,
     /// The latest value of every metric series; the writer updates it after each commit.
     pub(crate) live: Arc<RwLock<LiveStore>>,
+    /// Service counters.
+    pub(crate) stats: Arc<Stats>,
+    /// How often the stream sends an event.
+    pub(crate) stream_interval: std::time::Duration,
     pub(crate) started: Instant,
     pub(crate) simulator: bool,
 }

@@ -30,6 +30,55 @@ struct ServiceHealth {
     checks: DependencyChecks,
 }
 
+/// The live metrics store, in `GET /api/health`.
+#[derive(Debug, Object)]
+struct MetricsStoreHealth {
+    /// Live series.
+    total_metrics: usize,
+    /// Distinct live metric names.
+    metric_names: Vec<String>,
+    /// Seconds a series stays live without updates.
+    retention_seconds: i64,
+    /// Most live series.
+    max_metrics: usize,
+}
+
+/// `GET /api/health` (seed 04's detailed health).
+#[derive(Debug, Object)]
+struct DetailedHealth {
+    #[oai(flatten)]
+    basic: ServiceHealth,
+    /// The live metrics store.
+    metrics_store: MetricsStoreHealth,
+    /// Clients connected to `/metrics/stream`.
+    sse_subscribers: usize,
+}
+
+#[derive(Debug, ApiResponse)]
+enum DetailedHealthResponse {
+    /// Every dependency answers.
+    #[oai(status = 200)]
+    Healthy(Json<DetailedHealth>),
+    /// A dependency does not answer.
+    #[oai(status = 503)]
+    Unhealthy(Json<DetailedHealth>),
+}
+
+/// `GET /api/v1/stats`.
+#[derive(Debug, Object)]
+struct ServiceStats {
+    /// Requests answered.
+    requests_total: u64,
+    /// Requests answered with a status of 400 or more.
+    errors_total: u64,
+    /// Metric points stored.
+    metrics_received_total: u64,
+    /// Stream events sent.
+    sse_events_sent: u64,
+    /// Seconds since the server started.
+    uptime_seconds: f64,
+}
+
 #[derive(Debug, ApiResponse)]
 enum ServiceHealthResponse {
     /// Every dependency answers.
@@ -45,19 +94,67 @@ impl ServiceApi {
     /// Basic health: status, version, uptime and a storage check. No API key needed.
     #[oai(path = "/health", method = "get", tag = "ApiTags::Service")]
     async fn health(&self, state: Data<&Arc<AppState>>) -> ServiceHealthResponse {
-        let store = match state.store.ping().await {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(%error, "storage check failed");
-                false
+        let body = basic_health(&state).await;
+        if body.checks.store {
+            ServiceHealthResponse::Healthy(Json(body))
+        } else {
+            ServiceHealthResponse::Unhealthy(Json(body))
+        }
+    }
+
+    /// Detailed health: the basic checks, the live metrics store and stream subscribers. No
+    /// API key needed.
+    #[oai(path = "/api/health", method = "get", tag = "ApiTags::Service")]
+    async fn detailed_health(&self, state: Data<&Arc<AppState>>) -> DetailedHealthResponse {
+        let basic = basic_health(&state).await;
+        let metrics_store = {
+            let live = state.live.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            MetricsStoreHealth {
+                total_metrics: live.len(),
+                metric_names: live.names(),
+                retention_seconds: live.limits().retention_ns / 1_000_000_000,
+                max_metrics: live.limits().max_series,
             }
         };
-        let body = ServiceHealth {
-            status: if store { "healthy" } else { "unhealthy" }.to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_seconds: (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
-            checks: DependencyChecks { store },
-        };
-        if store { ServiceHealthResponse::Healthy(Json(body)) } else { ServiceHealthResponse::Unhealthy(Json(body)) }
+        let healthy = basic.checks.store;
+        let body = DetailedHealth { basic, metrics_store, sse_subscribers: state.stats.snapshot().sse_subscribers };
+        if healthy {
+            DetailedHealthResponse::Healthy(Json(body))
+        } else {
+            DetailedHealthResponse::Unhealthy(Json(body))
+        }
+    }
+
+    /// Service counters since start. No API key needed.
+    #[oai(path = "/api/v1/stats", method = "get", tag = "ApiTags::Service")]
+    async fn stats(&self, state: Data<&Arc<AppState>>) -> Json<ServiceStats> {
+        let stats = state.stats.snapshot();
+        Json(ServiceStats {
+            requests_total: stats.requests_total,
+            errors_total: stats.errors_total,
+            metrics_received_total: stats.metrics_received_total,
+            sse_events_sent: stats.sse_events_sent,
+            uptime_seconds: uptime(&state),
+        })
+    }
+}
+
+fn uptime(state: &AppState) -> f64 {
+    (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0
+}
+
+async fn basic_health(state: &AppState) -> ServiceHealth {
+    let store = match state.store.ping().await {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, "storage check failed");
+            false
+        }
+    };
+    ServiceHealth {
+        status: if store { "healthy" } else { "unhealthy" }.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: uptime(state),
+        checks: DependencyChecks { store },
     }
 }

@@ -1,0 +1,81 @@
+//! Per-client rate limiting (seed 04): a token bucket per client IP, refilled at
+//! `requests_per_minute` and holding `burst` tokens, by the governor crate. A refused request
+//! gets 429 with `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset` (Unix seconds) and
+//! `Retry-After`. Liveness and the stream are exempt, so monitoring never locks itself out.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use poem::Request;
+
+use crate::error::ApiError;
+
+/// Paths never limited.
+const EXEMPT: [&str; 3] = ["/health", "/api/v1/stats", "/metrics/stream"];
+
+/// Rate limit settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Sustained requests per minute per client (`RATE_LIMIT_REQUESTS_PER_MINUTE`).
+    pub requests_per_minute: NonZeroU32,
+    /// Requests a client may make at once (`RATE_LIMIT_BURST`).
+    pub burst: NonZeroU32,
+    /// Take the client from `X-Forwarded-For` (`TRUST_FORWARDED_HEADERS`); only behind a
+    /// proxy that sets it, or clients choose their own identity.
+    pub trust_forwarded_headers: bool,
+}
+
+/// The limiter shared by all requests.
+#[derive(Debug)]
+pub(crate) struct RateLimiter {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    clock: DefaultClock,
+    trust_forwarded_headers: bool,
+    checks: AtomicU64,
+}
+
+/// Forget idle clients every this many checks, so the key map stays bounded.
+const SWEEP_EVERY: u64 = 4_096;
+
+impl RateLimiter {
+    pub(crate) fn new(config: RateLimitConfig) -> Self {
+        let quota = Quota::per_minute(config.requests_per_minute).allow_burst(config.burst);
+        Self {
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
+            trust_forwarded_headers: config.trust_forwarded_headers,
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    fn client(&self, request: &Request) -> Option<IpAddr> {
+        if self.trust_forwarded_headers {
+            let forwarded = request.header("x-forwarded-for").and_then(|v| v.split(',').next()).map(str::trim);
+            if let Some(ip) = forwarded.and_then(|v| v.parse().ok()) {
+                return Some(ip);
+            }
+        }
+        request.remote_addr().as_socket_addr().map(|a| a.ip())
+    }
+
+    /// `Err` with the 429 answer when the client must wait.
+    pub(crate) fn check(&self, request: &Request) -> Result<(), ApiError> {
+        if EXEMPT.contains(&request.uri().path()) {
+            return Ok(());
+        }
+        // Connections without an IP (e.g. Unix sockets) are not limited.
+        let Some(client) = self.client(request) else { return Ok(()) };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.limiter.retain_recent();
+            self.limiter.shrink_to_fit();
+        }
+        self.limiter.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            let reset = chrono::Utc::now().timestamp() + wait.as_secs() as i64 + 1;
+            ApiError::too_many_requests(wait, reset)
+        })
+    }
+}

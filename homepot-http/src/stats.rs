@@ -1,0 +1,70 @@
+//! Service counters for `GET /api/v1/stats` (seed 04). Relaxed atomics: each is a monotonic
+//! tally read for display, with no ordering relation to anything else.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// What the server has done since it started.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    requests_total: AtomicU64,
+    errors_total: AtomicU64,
+    metrics_received_total: AtomicU64,
+    sse_events_sent: AtomicU64,
+    sse_subscribers: AtomicUsize,
+}
+
+/// A snapshot of [`Stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StatsSnapshot {
+    pub(crate) requests_total: u64,
+    pub(crate) errors_total: u64,
+    pub(crate) metrics_received_total: u64,
+    pub(crate) sse_events_sent: u64,
+    pub(crate) sse_subscribers: usize,
+}
+
+impl Stats {
+    /// Counts an answered request; `status` ≥ 400 also counts as an error.
+    pub(crate) fn request(&self, status: u16) {
+        self.requests_total.fetch_add(1, Ordering::Relaxed);
+        if status >= 400 {
+            self.errors_total.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts metric points that were stored.
+    pub(crate) fn metrics_received(&self, points: usize) {
+        self.metrics_received_total.fetch_add(points as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one stream event sent.
+    pub(crate) fn sse_event(&self) {
+        self.sse_events_sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Registers a stream subscriber until the guard is dropped (the client went away).
+    pub(crate) fn subscribe(self: &std::sync::Arc<Self>) -> SubscriberGuard {
+        self.sse_subscribers.fetch_add(1, Ordering::Relaxed);
+        SubscriberGuard(std::sync::Arc::clone(self))
+    }
+
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            requests_total: self.requests_total.load(Ordering::Relaxed),
+            errors_total: self.errors_total.load(Ordering::Relaxed),
+            metrics_received_total: self.metrics_received_total.load(Ordering::Relaxed),
+            sse_events_sent: self.sse_events_sent.load(Ordering::Relaxed),
+            sse_subscribers: self.sse_subscribers.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a stream subscriber while it lives.
+#[derive(Debug)]
+pub(crate) struct SubscriberGuard(std::sync::Arc<Stats>);
+
+impl Drop for SubscriberGuard {
+    fn drop(&mut self) {
+        self.0.sse_subscribers.fetch_sub(1, Ordering::Relaxed);
+    }
+}

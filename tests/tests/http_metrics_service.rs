@@ -1,0 +1,209 @@
+//! Seed 04's service endpoints over real HTTP: detailed health, statistics, the SSE stream
+//! (and its browser page), per-client rate limiting, and open-metrics mode.
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use homepot_http::{RateLimitConfig, ServerConfig};
+use homepot_tests::{Backend, TestServer, unique};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+async fn server(config: ServerConfig) -> TestServer {
+    TestServer::start(Backend::Sqlite, "metrics-service", config).await.expect("SQLite")
+}
+
+/// Reads the stream until `events` data events arrived.
+async fn read_events(response: &mut reqwest::Response, events: usize) -> Vec<Value> {
+    let mut buffer = String::new();
+    let mut found = Vec::new();
+    while found.len() < events {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), response.chunk())
+            .await
+            .expect("an event within 10 s")
+            .expect("stream readable")
+            .expect("stream open");
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let event: String = buffer.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    found.push(serde_json::from_str(data.trim()).expect("JSON event"));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn detailed_health_and_stats_count_what_happened() {
+    let s = server(ServerConfig::default()).await;
+    let name = unique("fps_");
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/metrics",
+            Some(&s.admin_key),
+            Some(&json!({"metrics": [{"name": name, "fields": {"a": 1, "b": 2}}]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s.call(Method::GET, "/api/v1/devices/nobody", Some(&s.admin_key), None).await;
+    assert_eq!(status, 404);
+
+    let (status, health) = s.call(Method::GET, "/api/health", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "healthy");
+    assert_eq!(health["checks"]["store"], true);
+    assert_eq!(health["metrics_store"]["total_metrics"], 1);
+    assert_eq!(health["metrics_store"]["metric_names"], json!([name]));
+    assert_eq!(health["metrics_store"]["retention_seconds"], 300);
+    assert_eq!(health["metrics_store"]["max_metrics"], 100_000);
+    assert_eq!(health["sse_subscribers"], 0);
+
+    let (status, stats) = s.call(Method::GET, "/api/v1/stats", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(stats["metrics_received_total"], 1, "one point with two fields");
+    assert!(stats["requests_total"].as_u64().unwrap() >= 3, "{stats}");
+    assert!(stats["errors_total"].as_u64().unwrap() >= 1, "the 404 counts: {stats}");
+    assert!(stats["uptime_seconds"].is_number() && stats["sse_events_sent"].is_number());
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_stream_sends_the_seed_event_format_and_forgets_gone_clients() {
+    let s = server(ServerConfig { stream_interval: Duration::from_millis(50), ..ServerConfig::default() }).await;
+    let name = unique("cpu_");
+    let lines = format!("{name},host=myhost usage_user=0.14,idle=90i");
+    let response = s
+        .client
+        .post(s.url("/api/v1/metrics/influx"))
+        .header("X-API-Key", &s.admin_key)
+        .header("Content-Type", "text/plain")
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+
+    let mut stream = s
+        .client
+        .get(s.url("/metrics/stream"))
+        .header("X-API-Key", &s.admin_key)
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status().as_u16(), 200);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = read_events(&mut stream, 2).await;
+    let event = &events[0];
+    assert!(event["timestamp"].as_i64().unwrap() > 1_700_000_000_000, "Unix ms");
+    let metrics = event["metrics"].as_array().unwrap();
+    let usage =
+        metrics.iter().find(|m| m["name"] == format!("{name}_usage_user")).expect("sample named <name>_<field>");
+    assert_eq!((usage["labels"].clone(), usage["value"].clone()), (json!({"host": "myhost"}), json!(0.14)));
+    assert!(usage["timestamp"].as_i64().unwrap() > 1_700_000_000_000);
+
+    let (_, health) = s.call(Method::GET, "/api/health", None, None).await;
+    assert_eq!(health["sse_subscribers"], 1);
+    drop(stream);
+    let mut subscribers = 1;
+    for _ in 0..100 {
+        subscribers = s.call(Method::GET, "/api/health", None, None).await.1["sse_subscribers"].as_u64().unwrap();
+        if subscribers == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(subscribers, 0, "a client that went away is no longer counted");
+    let (_, stats) = s.call(Method::GET, "/api/v1/stats", None, None).await;
+    assert!(stats["sse_events_sent"].as_u64().unwrap() >= 2);
+
+    let page = s
+        .client
+        .get(s.url(&format!("/metrics/stream?p={}", s.admin_key)))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().await.unwrap().contains("new EventSource(location.href)"), "the page renders the stream");
+    let (status, _) = s.call(Method::GET, "/metrics/stream", None, None).await;
+    assert_eq!(status, 401);
+    s.shutdown().await;
+}
+
+fn limit(per_minute: u32, burst: u32, trust_forwarded_headers: bool) -> Option<RateLimitConfig> {
+    Some(RateLimitConfig {
+        requests_per_minute: NonZeroU32::new(per_minute).unwrap(),
+        burst: NonZeroU32::new(burst).unwrap(),
+        trust_forwarded_headers,
+    })
+}
+
+#[tokio::test]
+async fn clients_over_their_rate_get_429_with_reset_headers() {
+    let s = server(ServerConfig { rate_limit: limit(60, 3, false), ..ServerConfig::default() }).await;
+    for _ in 0..3 {
+        let (status, _) = s.call(Method::GET, "/api/v1/metrics/names", Some(&s.admin_key), None).await;
+        assert_eq!(status, 200);
+    }
+    let refused = s.client.get(s.url("/api/v1/metrics/names")).header("X-API-Key", &s.admin_key).send().await.unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let headers = refused.headers();
+    assert_eq!(headers["x-ratelimit-remaining"], "0");
+    let reset: i64 = headers["x-ratelimit-reset"].to_str().unwrap().parse().unwrap();
+    assert!(reset > chrono::Utc::now().timestamp() - 1);
+    assert!(headers["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(refused.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("Rate limit"));
+    for path in ["/health", "/api/v1/stats"] {
+        assert_eq!(s.call(Method::GET, path, None, None).await.0, 200, "{path} is exempt");
+    }
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarded_clients_are_told_apart_only_when_trusted() {
+    for trusted in [true, false] {
+        let s = server(ServerConfig { rate_limit: limit(60, 1, trusted), ..ServerConfig::default() }).await;
+        let status = |ip: &'static str| {
+            let request = s
+                .client
+                .get(s.url("/api/v1/metrics/names"))
+                .header("X-API-Key", &s.admin_key)
+                .header("X-Forwarded-For", ip);
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status("203.0.113.1").await, 200);
+        assert_eq!(status("203.0.113.2").await, if trusted { 200 } else { 429 }, "trusted: {trusted}");
+        assert_eq!(status("203.0.113.1").await, 429);
+        s.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn open_metrics_mode_serves_metrics_without_a_key_and_nothing_else() {
+    let s = server(ServerConfig { open_metrics: true, ..ServerConfig::default() }).await;
+    let name = unique("open_");
+    let (status, answer) =
+        s.call(Method::POST, "/api/v1/metrics/simple", None, Some(&json!({"name": name, "value": 42.5}))).await;
+    assert_eq!((status, answer), (200, json!({"accepted": 1, "message": "Accepted 1 metric"})));
+    let (status, all) = s.call(Method::GET, "/api/v1/metrics", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["metrics"][&name]["fields"]["value"], 42.5);
+    assert_eq!(s.client.get(s.url("/metrics")).send().await.unwrap().status().as_u16(), 200);
+    let (status, _) =
+        s.call(Method::POST, "/api/v1/metrics/simple", Some("wrong"), Some(&json!({"name": name, "value": 1}))).await;
+    assert_eq!(status, 401, "a presented key is still checked");
+    let (status, _) = s.call(Method::GET, "/api/v1/devices", None, None).await;
+    assert_eq!(status, 401, "only the metrics endpoints open");
+
+    let closed = server(ServerConfig::default()).await;
+    let (status, _) = closed.call(Method::GET, "/api/v1/metrics", None, None).await;
+    assert_eq!(status, 401, "closed by default");
+    closed.shutdown().await;
+    s.shutdown().await;
+}
