@@ -132,6 +132,21 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// POSTs `text` as `text/plain` (line protocol) with `key` in `X-API-Key`.
+    pub async fn post_text(&self, path: &str, key: &str, text: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("X-API-Key", key)
+            .header("Content-Type", "text/plain")
+            .body(text.to_owned())
+            .send()
+            .await
+            .expect("sent");
+        let status = response.status().as_u16();
+        (status, serde_json::from_str(&response.text().await.expect("body read")).unwrap_or(Value::Null))
+    }
+
     /// Registers a device with the admin key and returns its device key.
     pub async fn register(&self, device_id: &str) -> String {
         let (status, body) = self

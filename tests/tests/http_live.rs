@@ -87,16 +87,7 @@ async fn live_views_follow_every_ingest_path(s: &TestServer) {
 
 async fn prometheus_text_is_valid(s: &TestServer) {
     let lines = "weird-name,host=a\\ b,quote=x\"y v=1,flag=true,note=\"text\"\n9starts,__reserved=z value=-2i\nhits,path=/a value=3u";
-    let response = s
-        .client
-        .post(s.url("/api/v1/metrics/influx"))
-        .header("X-API-Key", &s.admin_key)
-        .header("Content-Type", "text/plain")
-        .body(lines)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(s.post_text("/api/v1/metrics/influx", &s.admin_key, lines).await.0, 200);
     push(
         s,
         "/api/v1/metrics",

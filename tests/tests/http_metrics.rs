@@ -20,20 +20,6 @@ async fn history(s: &TestServer, query: &str) -> Value {
     body
 }
 
-async fn post_text(s: &TestServer, path: &str, key: &str, text: &str) -> (u16, Value) {
-    let response = s
-        .client
-        .post(s.url(path))
-        .header("X-API-Key", key)
-        .header("Content-Type", "text/plain")
-        .body(text.to_owned())
-        .send()
-        .await
-        .expect("sent");
-    let status = response.status().as_u16();
-    (status, serde_json::from_str(&response.text().await.unwrap()).unwrap_or(Value::Null))
-}
-
 async fn seed_push_examples_are_stored(s: &TestServer) {
     let (my_metric, fps) = (unique("my_metric_"), unique("fps_"));
     for body in [
@@ -55,7 +41,7 @@ async fn seed_push_examples_are_stored(s: &TestServer) {
     let lines = format!(
         "{cpu_usage},host=server1,cpu=cpu0 usage=45.2 1704067200000000000\n{memory},host=server1 used_percent=67.5 1704067200000000000\n{fps_lp},pipeline=detection value=29.97"
     );
-    let (status, answer) = post_text(s, "/api/v1/metrics/influx", &s.admin_key, &lines).await;
+    let (status, answer) = s.post_text("/api/v1/metrics/influx", &s.admin_key, &lines).await;
     assert_eq!((status, answer), (200, json!({"accepted": 3, "message": "Accepted 3 metrics"})));
 
     let stored = history(s, &format!("name={my_metric}")).await;
@@ -74,7 +60,7 @@ async fn seed_push_examples_are_stored(s: &TestServer) {
 async fn line_protocol_keeps_good_lines_and_reports_bad_ones(s: &TestServer) {
     let name = unique("lp_");
     let lines = format!("{name},host=a v=1\nnot line protocol\n{name},host=b v=2i\n{name} v=\"unterminated\n");
-    let (status, answer) = post_text(s, "/api/v1/metrics/influx", &s.admin_key, &lines).await;
+    let (status, answer) = s.post_text("/api/v1/metrics/influx", &s.admin_key, &lines).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["accepted"], 2);
     assert_eq!(answer["rejected"], 2);
@@ -84,33 +70,29 @@ async fn line_protocol_keeps_good_lines_and_reports_bad_ones(s: &TestServer) {
     );
     assert_eq!(history(s, &format!("name={name}")).await["count"], 2);
 
-    let (status, answer) = post_text(s, "/api/v1/metrics/influx", &s.admin_key, "bad\nworse x").await;
+    let (status, answer) = s.post_text("/api/v1/metrics/influx", &s.admin_key, "bad\nworse x").await;
     assert_eq!(status, 422, "{answer}");
     assert_eq!(answer["detail"][1]["loc"], json!(["body", 2]));
-    let (status, answer) = post_text(s, "/api/v1/metrics/influx?precision=days", &s.admin_key, "m v=1").await;
+    let (status, answer) = s.post_text("/api/v1/metrics/influx?precision=days", &s.admin_key, "m v=1").await;
     assert_eq!((status, answer["detail"][0]["loc"].clone()), (422, json!(["query", "precision"])));
 }
 
 async fn influx_write_is_compatible(s: &TestServer) {
     let name = unique("write_");
     let now_s = chrono::Utc::now().timestamp();
-    let (status, body) = post_text(
-        s,
-        "/write?db=telegraf&precision=s",
-        &s.admin_key,
-        &format!("{name},host=server1 usage=45.2 {now_s}"),
-    )
-    .await;
+    let (status, body) = s
+        .post_text("/write?db=telegraf&precision=s", &s.admin_key, &format!("{name},host=server1 usage=45.2 {now_s}"))
+        .await;
     assert_eq!((status, body), (204, Value::Null));
     let stored = history(s, &format!("name={name}")).await;
     assert_eq!(stored["points"][0]["timestamp_ns"].as_i64(), Some(now_s * 1_000_000_000));
 
-    let (status, body) = post_text(s, "/write", &s.admin_key, &format!("{name} v=2\n{name} v=oops")).await;
+    let (status, body) = s.post_text("/write", &s.admin_key, &format!("{name} v=2\n{name} v=oops")).await;
     assert_eq!(status, 400);
     let error = body["error"].as_str().expect("InfluxDB error body");
     assert!(error.starts_with("partial write: line 2") && error.ends_with("dropped=1"), "{error}");
     assert_eq!(history(s, &format!("name={name}")).await["count"], 2, "the valid line of a partial write is stored");
-    let (status, _) = post_text(s, "/write", "wrong-key", &format!("{name} v=3")).await;
+    let (status, _) = s.post_text("/write", "wrong-key", &format!("{name} v=3")).await;
     assert_eq!(status, 401);
 }
 

@@ -76,16 +76,7 @@ async fn the_stream_sends_the_seed_event_format_and_forgets_gone_clients() {
     let s = server(ServerConfig { stream_interval: Duration::from_millis(50), ..ServerConfig::default() }).await;
     let name = unique("cpu_");
     let lines = format!("{name},host=myhost usage_user=0.14,idle=90i");
-    let response = s
-        .client
-        .post(s.url("/api/v1/metrics/influx"))
-        .header("X-API-Key", &s.admin_key)
-        .header("Content-Type", "text/plain")
-        .body(lines)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(s.post_text("/api/v1/metrics/influx", &s.admin_key, &lines).await.0, 200);
 
     let mut stream = s
         .client

@@ -2,9 +2,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::TimeDelta;
+use chrono::{DateTime, Utc};
 use homepot_core::ingest::health_json::parse_health_check;
-use homepot_core::{AppMetrics, DeviceId, HealthReport, NetworkMetrics, SystemMetrics};
-use homepot_storage::{NewHealthCheck, StoredHealthCheck};
+use homepot_core::{AppMetrics, DeviceId, HealthCheck, HealthReport, NetworkMetrics, SystemMetrics};
+use homepot_storage::{HealthCheckId, NewHealthCheck, StoredHealthCheck};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -219,6 +220,25 @@ struct HealthHistory {
     health_checks: Vec<HealthCheckView>,
 }
 
+impl AppState {
+    /// Stores a validated check through the pipeline: returns its id and acceptance time once
+    /// it is durable.
+    pub(super) async fn record_health(
+        &self,
+        device: DeviceId,
+        check: HealthCheck,
+    ) -> Result<(HealthCheckId, DateTime<Utc>), ApiError> {
+        let accepted_at = now();
+        let device_text = device.to_string();
+        let id = self
+            .pipeline
+            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
+            .await
+            .map_err(|e| ApiError::from_device_write(e, &device_text))?;
+        Ok((id, accepted_at))
+    }
+}
+
 #[OpenApi]
 impl HealthApi {
     /// Submit a health check with optional system, application and network metrics. Answered
@@ -236,12 +256,7 @@ impl HealthApi {
         principal.require_writer_for(&device_id)?;
         let check = parse_health_check(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
         let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        let accepted_at = now();
-        let id = state
-            .pipeline
-            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
-            .await
-            .map_err(|e| ApiError::from_device_write(e, &device_id))?;
+        let (id, accepted_at) = state.record_health(device, check).await?;
         Ok(Json(HealthCheckAccepted {
             message: "Health check recorded successfully".to_owned(),
             device_id: device_id.0,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use homepot_core::simulate::{random_suffix, simulated_report};
 use homepot_core::{DeviceId, HealthCheck, NewDevice};
-use homepot_storage::{NewHealthCheck, StorageError};
+use homepot_storage::StorageError;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
@@ -57,12 +57,7 @@ impl SimulatorApi {
         let report = simulated_report(&mut rand::rng(), is_healthy.0.unwrap_or(true));
         let metrics = HealthCheckRequest::from(&report);
         let check = HealthCheck::validate(report).map_err(|e| ApiError::invalid("body", e))?;
-        let accepted_at = now();
-        let id = state
-            .pipeline
-            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
-            .await
-            .map_err(|e| ApiError::from_device_write(e, &raw_id))?;
+        let (id, accepted_at) = state.record_health(device, check).await?;
         Ok(Json(SimulatedMetrics {
             message: "Simulated metrics submitted successfully".to_owned(),
             device_id: raw_id,
