@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use homepot_core::ApiKey;
+use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_http::{RateLimitConfig, ServerConfig};
 use homepot_storage::{SqliteSync, StoreOptions};
@@ -110,6 +111,16 @@ pub(crate) struct ServeArgs {
     /// For lab use only.
     #[arg(long, env = "HOMEPOT_OPEN_METRICS", default_value_t = false)]
     pub(crate) open_metrics: bool,
+    /// Store only samples that are new: first contact, a heartbeat per interval, or a
+    /// significant change (`false` stores every sample).
+    #[arg(long, env = "SMART_FILTER_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) smart_filter_enabled: bool,
+    /// Seconds between heartbeat snapshots of an unchanged series.
+    #[arg(long, env = "SMART_FILTER_INTERVAL_SECONDS", default_value_t = 300)]
+    pub(crate) smart_filter_interval_seconds: u32,
+    /// Relative change, in percent, that makes a sample significant.
+    #[arg(long, env = "SMART_FILTER_THRESHOLD_PERCENT", default_value_t = 5.0)]
+    pub(crate) smart_filter_threshold_percent: f64,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -127,6 +138,9 @@ impl fmt::Debug for ServeArgs {
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("trust_forwarded_headers", &self.trust_forwarded_headers)
             .field("open_metrics", &self.open_metrics)
+            .field("smart_filter_enabled", &self.smart_filter_enabled)
+            .field("smart_filter_interval_seconds", &self.smart_filter_interval_seconds)
+            .field("smart_filter_threshold_percent", &self.smart_filter_threshold_percent)
             .finish()
     }
 }
@@ -151,6 +165,12 @@ impl ServeArgs {
                 }
             }),
             open_metrics: self.open_metrics,
+            filter: FilterConfig {
+                enabled: self.smart_filter_enabled,
+                interval_ns: i64::from(self.smart_filter_interval_seconds) * 1_000_000_000,
+                threshold: (self.smart_filter_threshold_percent / 100.0).max(0.0),
+                ..FilterConfig::default()
+            },
             ..ServerConfig::default()
         }
     }

@@ -42,6 +42,7 @@ pub(crate) struct SimulateArgs {
 struct Tally {
     sent: u64,
     ok: u64,
+    filtered: u64,
     failed: u64,
     latencies_ms: Vec<f64>,
     last_error: Option<String>,
@@ -83,7 +84,10 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 let result = client.post(url).header("X-API-Key", key).json(&body).send().await;
                 let elapsed = started.elapsed().as_secs_f64() * 1000.0;
                 match result {
-                    Ok(r) if r.status().is_success() => Ok(elapsed),
+                    Ok(r) if r.status().is_success() => {
+                        let answer: serde_json::Value = r.json().await.unwrap_or_default();
+                        Ok((elapsed, answer["stored"].as_bool().unwrap_or(true)))
+                    }
                     Ok(r) => Err(format!("{}: {}", r.status(), r.text().await.unwrap_or_default())),
                     Err(e) => Err(e.to_string()),
                 }
@@ -92,8 +96,9 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         while let Some(joined) = sends.join_next().await {
             tally.sent += 1;
             match joined.unwrap_or_else(|e| Err(e.to_string())) {
-                Ok(ms) => {
+                Ok((ms, stored)) => {
                     tally.ok += 1;
+                    tally.filtered += u64::from(!stored);
                     tally.latencies_ms.push(ms);
                 }
                 Err(error) => {
@@ -107,7 +112,14 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    eprintln!("\nSent {} health checks: {} stored, {} failed.", tally.sent, tally.ok, tally.failed);
+    eprintln!(
+        "\nSent {} health checks: {} accepted ({} stored, {} filtered as unchanged), {} failed.",
+        tally.sent,
+        tally.ok,
+        tally.ok - tally.filtered,
+        tally.filtered,
+        tally.failed
+    );
     if tally.failed > 0 && tally.ok == 0 {
         bail!("no health check was stored: {}", tally.last_error.unwrap_or_default());
     }
@@ -143,9 +155,10 @@ fn print_progress(round: u64, devices: usize, tally: &mut Tally) {
     let mut err = std::io::stderr();
     let _ = write!(
         err,
-        "\rround {round:>5} | devices {devices} | sent {} | stored {} | failed {} | p50 {:.1} ms | p99 {:.1} ms{}",
+        "\rround {round:>5} | devices {devices} | sent {} | accepted {} | filtered {} | failed {} | p50 {:.1} ms | p99 {:.1} ms{}",
         tally.sent,
         tally.ok,
+        tally.filtered,
         tally.failed,
         percentile(0.5),
         percentile(0.99),

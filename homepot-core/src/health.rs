@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::device::DeviceId;
+use crate::filter::Tracked;
 use crate::metric::{FieldValue, MetricType, Point};
 use crate::validation::{
     ErrorKind, ErrorSink, LocSegment, ValidationErrors, check_float_range, check_int_range, check_len,
@@ -324,15 +325,53 @@ impl HealthCheck {
 }
 
 impl HealthCheck {
+    /// The values the SmartDataFilter compares: health flag, status code and error text are
+    /// discrete (any change matters); response time and every reported metric are numbers.
+    pub fn tracked(&self) -> Vec<(String, Tracked)> {
+        let r = &self.0;
+        let mut tracked = vec![
+            ("is_healthy".to_owned(), Tracked::Discrete(r.is_healthy.to_string())),
+            ("status_code".to_owned(), Tracked::Discrete(r.status_code.to_string())),
+            ("response_time_ms".to_owned(), Tracked::Number(r.response_time_ms as f64)),
+        ];
+        if let Some(message) = &r.error_message {
+            tracked.push(("error_message".to_owned(), Tracked::Discrete(message.clone())));
+        }
+        // device_health's fields are tracked above; the groups' metrics follow.
+        for (group, fields) in self.metric_groups().into_iter().skip(1) {
+            for (field, value) in fields {
+                let value = match value {
+                    FieldValue::String(s) => Tracked::Discrete(s),
+                    FieldValue::Boolean(b) => Tracked::Discrete(b.to_string()),
+                    other => Tracked::Number(other.as_f64().unwrap_or_default()),
+                };
+                tracked.push((format!("{group}.{field}"), value));
+            }
+        }
+        tracked
+    }
+
     /// The check as metric points tagged with `device_id`, so health reports show up in the
     /// live metrics, `/metrics` and the stream: `device_health` (is_healthy, response_time_ms,
     /// status_code), and `device_system`, `device_app`, `device_network` with the reported
     /// fields of each group.
     pub fn points(&self, device_id: &DeviceId, time_ns: i64) -> Vec<Point> {
+        let tags = vec![("device_id".to_owned(), device_id.as_str().to_owned())];
+        self.metric_groups()
+            .into_iter()
+            // A validated check always makes valid points; a group that somehow does not is skipped.
+            .filter_map(|(name, fields)| {
+                Point::new(name.to_owned(), tags.clone(), fields, time_ns, MetricType::Gauge).ok()
+            })
+            .collect()
+    }
+
+    /// `device_health` first, then each reported group with its reported fields.
+    fn metric_groups(&self) -> Vec<(&'static str, Vec<(String, FieldValue)>)> {
         let r = &self.0;
         let int = |name: &str, v: Option<i64>| v.map(|v| (name.to_owned(), FieldValue::Integer(v)));
         let float = |name: &str, v: Option<f64>| v.map(|v| (name.to_owned(), FieldValue::Float(v)));
-        let mut groups: Vec<(&str, Vec<(String, FieldValue)>)> = vec![(
+        let mut groups: Vec<(&'static str, Vec<(String, FieldValue)>)> = vec![(
             "device_health",
             vec![
                 ("is_healthy".to_owned(), FieldValue::Boolean(r.is_healthy)),
@@ -367,21 +406,23 @@ impl HealthCheck {
             let fields = [int("latency_ms", n.latency_ms), int("rx_bytes", n.rx_bytes), int("tx_bytes", n.tx_bytes)];
             groups.push(("device_network", fields.into_iter().flatten().collect()));
         }
-        let tags = vec![("device_id".to_owned(), device_id.as_str().to_owned())];
+        groups.retain(|(_, fields)| !fields.is_empty());
         groups
-            .into_iter()
-            .filter(|(_, fields)| !fields.is_empty())
-            // A validated check always makes valid points; a group that somehow does not is skipped.
-            .filter_map(|(name, fields)| {
-                Point::new(name.to_owned(), tags.clone(), fields, time_ns, MetricType::Gauge).ok()
-            })
-            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reported_metric_is_tracked() {
+        let mut report = HealthReport::minimal(true, 150);
+        report.system = Some(SystemMetrics { cpu_percent: Some(65.5), ..Default::default() });
+        let tracked = HealthCheck::validate(report).unwrap().tracked();
+        let names: Vec<&str> = tracked.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["is_healthy", "status_code", "response_time_ms", "device_system.cpu_percent"]);
+    }
 
     #[test]
     fn checks_become_points_per_group() {

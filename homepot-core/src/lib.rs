@@ -7,6 +7,7 @@
 
 pub mod api_key;
 pub mod device;
+pub mod filter;
 pub mod health;
 pub mod ingest;
 pub mod live;

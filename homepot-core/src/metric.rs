@@ -211,6 +211,37 @@ impl Point {
     }
 }
 
+impl Point {
+    /// The series this point belongs to: its name and tags, as one string.
+    pub fn series_key(&self) -> String {
+        let mut key = self.name.clone();
+        for (k, v) in &self.tags {
+            key.push('\u{1f}');
+            key.push_str(k);
+            key.push('=');
+            key.push_str(v);
+        }
+        key
+    }
+
+    /// The fields as the SmartDataFilter compares them: numbers by relative change, booleans
+    /// and strings by any change.
+    pub fn tracked(&self) -> Vec<(String, crate::filter::Tracked)> {
+        use crate::filter::Tracked;
+        self.fields
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    FieldValue::String(s) => Tracked::Discrete(s.clone()),
+                    FieldValue::Boolean(b) => Tracked::Discrete(b.to_string()),
+                    other => Tracked::Number(other.as_f64().unwrap_or_default()),
+                };
+                (k.clone(), value)
+            })
+            .collect()
+    }
+}
+
 impl fmt::Display for Point {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut line = String::new();

@@ -1,11 +1,14 @@
 //! The ingest pipeline's write path. Every adapter hands validated domain values to
-//! [`Pipeline`]; one writer task commits whatever has queued up (group commit: one
-//! transaction per kind of record), then shows the committed data in the live store, then
-//! answers each request. Nothing is acknowledged, or shown live, before it is durable.
+//! [`Pipeline`]. The SmartDataFilter decides what is worth storing; what is not is only shown
+//! live. One writer task commits whatever has queued up (group commit: one transaction per
+//! kind of record), shows the committed data in the live store, then answers each request.
+//! Nothing the filter keeps is acknowledged, or shown live, before it is durable.
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use homepot_core::Point;
+use homepot_core::filter::{Decision, FilterConfig, SmartDataFilter};
 use homepot_core::live::LiveStore;
 
 use crate::stats::Stats;
@@ -33,10 +36,35 @@ enum Job {
     Points(Vec<Point>, Reply<()>),
 }
 
+/// What became of a health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HealthWrite {
+    /// Stored durably under this id.
+    Stored(HealthCheckId),
+    /// The SmartDataFilter found nothing new: not stored; this is the last stored check.
+    Filtered(HealthCheckId),
+}
+
+/// What became of a batch of points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PointsWrite {
+    /// Points stored durably; the rest were filtered (and only shown live).
+    pub(crate) stored: usize,
+}
+
+/// The SmartDataFilter and the id of each device's last stored check, for filtered answers.
+#[derive(Debug)]
+struct FilterState {
+    filter: SmartDataFilter,
+    last_health: HashMap<String, HealthCheckId>,
+}
+
 /// The sending side of the write path.
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
     jobs: mpsc::Sender<Job>,
+    filter: Arc<Mutex<FilterState>>,
+    live: Arc<RwLock<LiveStore>>,
 }
 
 /// Stops the writer: it refuses new work, finishes what is queued, then exits.
@@ -62,14 +90,22 @@ impl Pipeline {
         store: Arc<dyn Store>,
         live: Arc<RwLock<LiveStore>>,
         stats: Arc<Stats>,
+        filter: FilterConfig,
         capacity: usize,
         max_batch: usize,
     ) -> (Self, WriterHandle) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let (stop, stop_rx) = oneshot::channel();
-        let writer = Writer { store, live, stats };
+        let writer = Writer { store, live: Arc::clone(&live), stats };
         let task = tokio::spawn(writer.run(rx, stop_rx, max_batch.max(1)));
-        (Self { jobs: tx }, WriterHandle { stop, task })
+        let filter =
+            Arc::new(Mutex::new(FilterState { filter: SmartDataFilter::new(filter), last_health: HashMap::new() }));
+        (Self { jobs: tx, filter, live }, WriterHandle { stop, task })
+    }
+
+    fn filter(&self) -> std::sync::MutexGuard<'_, FilterState> {
+        // The filter's maps are consistent after any panic; at worst a decision is repeated.
+        self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, WriteError> {
@@ -84,17 +120,61 @@ impl Pipeline {
         }
     }
 
-    /// Queues a health check and waits until it is durable.
-    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthCheckId, WriteError> {
-        self.submit(|reply| Job::Health(Box::new(check), reply)).await
+    /// Filters a health check, then queues it and waits until it is durable. A filtered check
+    /// is only shown live.
+    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthWrite, WriteError> {
+        let key = format!("health/{}", check.device_id);
+        let time_ns = check.checked_at.timestamp_nanos_opt().unwrap_or_default();
+        {
+            let mut state = self.filter();
+            let decision = state.filter.decide(&key, &check.check.tracked(), time_ns);
+            // Until the baseline's write is answered there is no id to point to: store this one.
+            if let (Decision::Skip, Some(last)) = (decision, state.last_health.get(&key).copied()) {
+                drop(state);
+                show_live(&self.live, &check.check.points(&check.device_id, time_ns));
+                return Ok(HealthWrite::Filtered(last));
+            }
+        }
+        match self.submit(|reply| Job::Health(Box::new(check), reply)).await {
+            Ok(id) => {
+                self.filter().last_health.insert(key, id);
+                Ok(HealthWrite::Stored(id))
+            }
+            Err(error) => {
+                // The baseline the filter recorded was never stored: start over with this series.
+                let mut state = self.filter();
+                state.filter.forget(&key);
+                state.last_health.remove(&key);
+                Err(error)
+            }
+        }
     }
 
-    /// Queues metric points and waits until they are durable.
-    pub(crate) async fn write_points(&self, points: Vec<Point>) -> Result<(), WriteError> {
-        if points.is_empty() {
-            return Ok(());
+    /// Filters points, then queues those worth storing and waits until they are durable.
+    /// Filtered points are only shown live.
+    pub(crate) async fn write_points(&self, points: Vec<Point>) -> Result<PointsWrite, WriteError> {
+        let (store, skip): (Vec<Point>, Vec<Point>) = {
+            let mut state = self.filter();
+            points.into_iter().partition(|p| {
+                matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
+            })
+        };
+        show_live(&self.live, &skip);
+        let stored = store.len();
+        if stored == 0 {
+            return Ok(PointsWrite { stored });
         }
-        self.submit(|reply| Job::Points(points, reply)).await
+        let keys: Vec<String> = store.iter().map(Point::series_key).collect();
+        match self.submit(|reply| Job::Points(store, reply)).await {
+            Ok(()) => Ok(PointsWrite { stored }),
+            Err(error) => {
+                let mut state = self.filter();
+                for key in &keys {
+                    state.filter.forget(key);
+                }
+                Err(error)
+            }
+        }
     }
 }
 
@@ -146,21 +226,6 @@ impl Writer {
         }
     }
 
-    /// Shows durable points in the live view.
-    fn show_live(&self, points: &[Point]) {
-        let now_ns = crate::api::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        // A poisoned lock only means a reader panicked; the map itself is always consistent.
-        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let update = live.insert(points, now_ns);
-        if update.refused > 0 {
-            tracing::warn!(
-                refused = update.refused,
-                limit = live.limits().max_series,
-                "live store full: new series refused"
-            );
-        }
-    }
-
     async fn commit_health(&self, jobs: Vec<(NewHealthCheck, Reply<HealthCheckId>)>) {
         let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let stored = match self.store.insert_health(&checks).await {
@@ -199,7 +264,7 @@ impl Writer {
             .filter(|(_, result)| result.is_ok())
             .flat_map(|(c, _)| c.check.points(&c.device_id, c.checked_at.timestamp_nanos_opt().unwrap_or_default()))
             .collect();
-        self.show_live(&live);
+        show_live(&self.live, &live);
         for (reply, result) in replies.into_iter().zip(stored) {
             let _ = reply.send(result);
         }
@@ -212,7 +277,7 @@ impl Writer {
         match &result {
             Ok(()) => {
                 self.stats.metrics_received(all.len());
-                self.show_live(&all);
+                show_live(&self.live, &all);
             }
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
@@ -220,5 +285,23 @@ impl Writer {
         for reply in replies {
             let _ = reply.send(result.clone());
         }
+    }
+}
+
+/// Shows points in the live view: stored ones after their commit, filtered ones at once.
+fn show_live(live: &RwLock<LiveStore>, points: &[Point]) {
+    if points.is_empty() {
+        return;
+    }
+    let now_ns = crate::api::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    // A poisoned lock only means a reader panicked; the map itself is always consistent.
+    let mut live = live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let update = live.insert(points, now_ns);
+    if update.refused > 0 {
+        tracing::warn!(
+            refused = update.refused,
+            limit = live.limits().max_series,
+            "live store full: new series refused"
+        );
     }
 }

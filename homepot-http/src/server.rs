@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use homepot_core::ApiKey;
+use homepot_core::filter::FilterConfig;
 use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Serve the metrics endpoints without a key, as the seed's service did (lab use only).
     pub open_metrics: bool,
+    /// The SmartDataFilter; off in the library default (every sample stored).
+    pub filter: FilterConfig,
 }
 
 impl Default for ServerConfig {
@@ -61,6 +64,7 @@ impl Default for ServerConfig {
             stream_interval: Duration::from_millis(500),
             rate_limit: None,
             open_metrics: false,
+            filter: FilterConfig { enabled: false, ..FilterConfig::default() },
         }
     }
 }
@@ -123,6 +127,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         Arc::clone(&store),
         Arc::clone(&live),
         Arc::clone(&stats),
+        config.filter,
         config.write_queue_capacity,
         config.max_write_batch,
     );

@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use chrono::{DateTime, Utc};
 use homepot_core::ingest::health_json::parse_health_check;
 use homepot_core::{AppMetrics, DeviceId, HealthCheck, HealthReport, NetworkMetrics, SystemMetrics};
-use homepot_storage::{HealthCheckId, NewHealthCheck, StoredHealthCheck};
+use homepot_storage::{NewHealthCheck, StoredHealthCheck};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -16,6 +16,7 @@ use super::{ApiTags, AppState, now, rfc3339};
 use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::pipeline::HealthWrite;
 
 /// Device health operations (seed 01).
 #[derive(Debug)]
@@ -160,10 +161,22 @@ pub(crate) struct HealthCheckAccepted {
     pub(crate) message: String,
     /// The reporting device.
     pub(crate) device_id: String,
-    /// Identifier of the stored check.
+    /// Identifier of the stored check; for a filtered check, of the last stored one.
     pub(crate) health_check_id: i64,
     /// When the server accepted it (RFC 3339, UTC).
     pub(crate) timestamp: String,
+    /// `false` when the SmartDataFilter found nothing new to store.
+    pub(crate) stored: bool,
+}
+
+impl HealthWrite {
+    /// The id to answer with, and whether this check was stored.
+    pub(crate) fn answer(self) -> (i64, bool) {
+        match self {
+            HealthWrite::Stored(id) => (id.0, true),
+            HealthWrite::Filtered(id) => (id.0, false),
+        }
+    }
 }
 
 /// A stored health check (the seed's `health_checks` row).
@@ -221,13 +234,13 @@ struct HealthHistory {
 }
 
 impl AppState {
-    /// Stores a validated check through the pipeline: returns its id and acceptance time once
-    /// it is durable.
+    /// Passes a validated check through the pipeline: returns what became of it (stored, or
+    /// filtered as nothing new) and its acceptance time, once a stored check is durable.
     pub(super) async fn record_health(
         &self,
         device: DeviceId,
         check: HealthCheck,
-    ) -> Result<(HealthCheckId, DateTime<Utc>), ApiError> {
+    ) -> Result<(HealthWrite, DateTime<Utc>), ApiError> {
         let accepted_at = now();
         let device_text = device.to_string();
         let id = self
@@ -256,12 +269,14 @@ impl HealthApi {
         principal.require_writer_for(&device_id)?;
         let check = parse_health_check(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
         let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        let (id, accepted_at) = state.record_health(device, check).await?;
+        let (write, accepted_at) = state.record_health(device, check).await?;
+        let (health_check_id, stored) = write.answer();
         Ok(Json(HealthCheckAccepted {
             message: "Health check recorded successfully".to_owned(),
             device_id: device_id.0,
-            health_check_id: id.0,
+            health_check_id,
             timestamp: rfc3339(accepted_at),
+            stored,
         }))
     }
 

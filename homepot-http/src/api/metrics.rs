@@ -17,6 +17,7 @@ use super::{ApiTags, AppState, now};
 use crate::auth::{MetricsAuth, Principal};
 use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
 use crate::error::ApiError;
+use crate::pipeline::PointsWrite;
 
 /// Metrics ingest and history (seed 04).
 #[derive(Debug)]
@@ -75,6 +76,10 @@ struct MetricsAccepted {
     accepted: usize,
     /// `Accepted N metrics`.
     message: String,
+    /// Points stored durably, when the SmartDataFilter kept fewer than were accepted (the rest
+    /// were nothing new and are only in the live view).
+    #[oai(skip_serializing_if_is_none)]
+    stored: Option<usize>,
     /// Lines rejected (line protocol only).
     #[oai(skip_serializing_if_is_none)]
     rejected: Option<usize>,
@@ -84,9 +89,15 @@ struct MetricsAccepted {
 }
 
 impl MetricsAccepted {
-    fn new(accepted: usize) -> Self {
+    fn new(accepted: usize, written: PointsWrite) -> Self {
         let plural = if accepted == 1 { "" } else { "s" };
-        Self { accepted, message: format!("Accepted {accepted} metric{plural}"), rejected: None, errors: None }
+        Self {
+            accepted,
+            message: format!("Accepted {accepted} metric{plural}"),
+            stored: (written.stored < accepted).then_some(written.stored),
+            rejected: None,
+            errors: None,
+        }
     }
 }
 
@@ -270,8 +281,8 @@ impl MetricsApi {
         let principal = state.auth.authenticate_metrics(&auth).await?;
         let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, vec![point])?;
-        state.pipeline.write_points(points).await?;
-        Ok(Json(MetricsAccepted::new(1)))
+        let written = state.pipeline.write_points(points).await?;
+        Ok(Json(MetricsAccepted::new(1, written)))
     }
 
     /// Push a batch: `{"metrics": [{"name", "fields", "tags", "timestamp", "metric_type"}]}`.
@@ -287,8 +298,8 @@ impl MetricsApi {
         let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, points)?;
         let accepted = points.len();
-        state.pipeline.write_points(points).await?;
-        Ok(Json(MetricsAccepted::new(accepted)))
+        let written = state.pipeline.write_points(points).await?;
+        Ok(Json(MetricsAccepted::new(accepted, written)))
     }
 
     /// Push InfluxDB line protocol. Valid lines are stored even when others are not (as
@@ -317,8 +328,8 @@ impl MetricsApi {
         }
         let points = scope_points(&principal, outcome.points)?;
         let accepted = points.len();
-        state.pipeline.write_points(points).await?;
-        let mut answer = MetricsAccepted::new(accepted);
+        let written = state.pipeline.write_points(points).await?;
+        let mut answer = MetricsAccepted::new(accepted, written);
         if outcome.error_count > 0 {
             answer.rejected = Some(outcome.error_count);
             answer.errors = Some(line_errors(&outcome.errors));
@@ -371,12 +382,12 @@ impl MetricsApi {
         let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, now_ns());
         let points = scope_points(&principal, outcome.points)?;
         let accepted = points.len();
-        state.pipeline.write_points(points).await?;
+        let written = state.pipeline.write_points(points).await?;
         let error_message = outcome.errors.join("; ");
         if protobuf {
             return Ok(OtlpResponse::Protobuf(otlp::encode_response(outcome.rejected, &error_message)));
         }
-        let counts = MetricsAccepted::new(accepted);
+        let counts = MetricsAccepted::new(accepted, written);
         Ok(OtlpResponse::Json(OtlpAccepted {
             accepted,
             message: counts.message,

@@ -24,8 +24,10 @@ struct SimulatedMetrics {
     message: String,
     /// The simulated device.
     device_id: String,
-    /// Identifier of the stored check.
+    /// Identifier of the stored check; for a filtered check, of the last stored one.
     health_check_id: i64,
+    /// `false` when the SmartDataFilter found nothing new to store.
+    stored: bool,
     /// When it was accepted (RFC 3339, UTC).
     timestamp: String,
     /// The generated report.
@@ -57,11 +59,13 @@ impl SimulatorApi {
         let report = simulated_report(&mut rand::rng(), is_healthy.0.unwrap_or(true));
         let metrics = HealthCheckRequest::from(&report);
         let check = HealthCheck::validate(report).map_err(|e| ApiError::invalid("body", e))?;
-        let (id, accepted_at) = state.record_health(device, check).await?;
+        let (write, accepted_at) = state.record_health(device, check).await?;
+        let (health_check_id, stored) = write.answer();
         Ok(Json(SimulatedMetrics {
             message: "Simulated metrics submitted successfully".to_owned(),
             device_id: raw_id,
-            health_check_id: id.0,
+            health_check_id,
+            stored,
             timestamp: rfc3339(accepted_at),
             metrics,
         }))
