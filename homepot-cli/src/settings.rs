@@ -121,6 +121,9 @@ pub(crate) struct ServeArgs {
     /// Relative change, in percent, that makes a sample significant.
     #[arg(long, env = "SMART_FILTER_THRESHOLD_PERCENT", default_value_t = 5.0)]
     pub(crate) smart_filter_threshold_percent: f64,
+    /// Seconds without a report after which a gateway node is stale.
+    #[arg(long, env = "HOMEPOT_NODE_STALE_SECONDS", default_value_t = 60)]
+    pub(crate) node_stale_seconds: u64,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -141,6 +144,7 @@ impl fmt::Debug for ServeArgs {
             .field("smart_filter_enabled", &self.smart_filter_enabled)
             .field("smart_filter_interval_seconds", &self.smart_filter_interval_seconds)
             .field("smart_filter_threshold_percent", &self.smart_filter_threshold_percent)
+            .field("node_stale_seconds", &self.node_stale_seconds)
             .finish()
     }
 }
@@ -165,6 +169,7 @@ impl ServeArgs {
                 }
             }),
             open_metrics: self.open_metrics,
+            node_stale_after: Duration::from_secs(self.node_stale_seconds),
             filter: FilterConfig {
                 enabled: self.smart_filter_enabled,
                 interval_ns: i64::from(self.smart_filter_interval_seconds) * 1_000_000_000,

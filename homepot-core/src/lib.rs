@@ -12,6 +12,7 @@ pub mod health;
 pub mod ingest;
 pub mod live;
 pub mod metric;
+pub mod node;
 pub mod prometheus;
 pub mod simulate;
 pub mod validation;

@@ -16,7 +16,10 @@ use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::{AppState, DevicesApi, HealthApi, LiveApi, MetricsApi, ServiceApi, SimulatorApi, StreamApi};
+use crate::api::{
+    AppState, DevicesApi, HealthApi, LiveApi, MetricsApi, MonitoringApi, NodeSnapshots, ServiceApi, SimulatorApi,
+    StreamApi,
+};
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
 use crate::error::catch_all;
@@ -49,6 +52,8 @@ pub struct ServerConfig {
     pub open_metrics: bool,
     /// The SmartDataFilter; off in the library default (every sample stored).
     pub filter: FilterConfig,
+    /// A gateway node that has not reported for this long is stale.
+    pub node_stale_after: Duration,
 }
 
 impl Default for ServerConfig {
@@ -65,15 +70,16 @@ impl Default for ServerConfig {
             rate_limit: None,
             open_metrics: false,
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
+            node_stale_after: Duration::from_secs(60),
         }
     }
 }
 
-type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, SimulatorApi);
+type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, SimulatorApi);
 
 fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, SimulatorApi),
+        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, SimulatorApi),
         "homepot",
         env!("CARGO_PKG_VERSION"),
     )
@@ -137,6 +143,8 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         live,
         stats,
         stream_interval: config.stream_interval.max(Duration::from_millis(10)),
+        nodes: NodeSnapshots::default(),
+        node_stale_after: chrono::TimeDelta::from_std(config.node_stale_after).unwrap_or(chrono::TimeDelta::MAX),
         auth: Authenticator::new(config.admin_key.as_ref(), Arc::clone(&store), config.open_metrics),
         store,
         pipeline,

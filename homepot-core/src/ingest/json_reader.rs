@@ -43,6 +43,11 @@ impl<'a> ObjectReader<'a> {
         self.loc
     }
 
+    /// Whether `field` is present and not null.
+    pub fn is_present(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
     /// The present, non-null value of `field`.
     fn get(&self, field: &str) -> Option<&'a Value> {
         self.map.get(field).filter(|v| !v.is_null())

@@ -5,6 +5,7 @@ mod devices;
 mod health;
 mod live;
 mod metrics;
+mod monitoring;
 mod service;
 mod simulator;
 mod stream;
@@ -25,6 +26,7 @@ pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
 pub(crate) use self::live::LiveApi;
 pub(crate) use self::metrics::MetricsApi;
+pub(crate) use self::monitoring::{MonitoringApi, NodeSnapshots};
 pub(crate) use self::service::ServiceApi;
 pub(crate) use self::simulator::SimulatorApi;
 pub(crate) use self::stream::StreamApi;
@@ -39,6 +41,8 @@ enum ApiTags {
     Metrics,
     /// The live metrics view: JSON, Prometheus (seed 04).
     Live,
+    /// Gateway node resources (seed 03).
+    Monitoring,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.
@@ -57,6 +61,10 @@ pub(crate) struct AppState {
     pub(crate) stats: Arc<Stats>,
     /// How often the stream sends an event.
     pub(crate) stream_interval: std::time::Duration,
+    /// Each gateway node's newest resource report.
+    pub(crate) nodes: NodeSnapshots,
+    /// A node silent this long is stale.
+    pub(crate) node_stale_after: chrono::TimeDelta,
     pub(crate) started: Instant,
     pub(crate) simulator: bool,
 }

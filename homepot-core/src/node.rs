@@ -1,0 +1,409 @@
+//! Gateway node resources (seed 03): a node's CPU, memory, network and flash snapshot with its
+//! labels, the JSON adapter that validates it, and the cluster summary.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::device::DeviceId;
+use crate::ingest::json_reader::{ObjectReader, parse_object};
+use crate::metric::{FieldValue, MetricType, Point};
+use crate::validation::{
+    ErrorKind, ErrorSink, LocSegment, ValidationErrors, check_float_range, check_int_range, check_len,
+};
+
+/// CPU of a node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CpuResources {
+    /// Current frequency in MHz.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_mhz: Option<f64>,
+    /// Utilisation, 0–100.
+    pub usage_percent: f64,
+    /// Temperature in °C.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature_c: Option<f64>,
+}
+
+/// RAM or flash of a node: used + free = total (within 1 %).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StorageResources {
+    /// Total bytes.
+    pub total_bytes: i64,
+    /// Free bytes.
+    pub free_bytes: i64,
+    /// Used bytes.
+    pub used_bytes: i64,
+    /// Utilisation, 0–100.
+    pub usage_percent: f64,
+}
+
+/// Network counters and Wi-Fi signal of a node.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkResources {
+    /// Bytes sent since boot.
+    pub bytes_sent: i64,
+    /// Bytes received since boot.
+    pub bytes_received: i64,
+    /// Packets sent since boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_sent: Option<i64>,
+    /// Packets received since boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packets_received: Option<i64>,
+    /// Wi-Fi signal strength in dBm (-120 to 0).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rssi_dbm: Option<f64>,
+    /// Wi-Fi signal quality, 0–100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal_quality_percent: Option<f64>,
+}
+
+/// One node's validated resource snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeReport {
+    /// Unix seconds when the node took it (the server's time if absent).
+    pub timestamp: i64,
+    /// The node's IP address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_ip: Option<String>,
+    /// The node's host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// CPU.
+    pub cpu: CpuResources,
+    /// RAM.
+    pub memory: StorageResources,
+    /// Network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkResources>,
+    /// Flash storage.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flash: Option<StorageResources>,
+    /// Labels such as firmware `version`, `env`, `zone`.
+    pub labels: BTreeMap<String, String>,
+}
+
+fn percent(r: &ObjectReader<'_>, sink: &mut ErrorSink, field: &str, required: bool) -> Option<f64> {
+    let value = r.optional_float(sink, field);
+    if required && !r.is_present(field) {
+        sink.at(r.loc(), field, ErrorKind::Missing, "field required");
+    }
+    if let Some(v) = value {
+        check_float_range(sink, r.loc(), field, v, 0.0, 100.0);
+    }
+    value
+}
+
+fn count(r: &ObjectReader<'_>, sink: &mut ErrorSink, field: &str, required: bool) -> Option<i64> {
+    let value = if required { r.required_int(sink, field) } else { r.optional_int(sink, field) };
+    if let Some(v) = value {
+        check_int_range(sink, r.loc(), field, v, 0, i64::MAX);
+    }
+    value
+}
+
+fn storage(r: &ObjectReader<'_>, sink: &mut ErrorSink) -> Option<StorageResources> {
+    let total = count(r, sink, "total_bytes", true);
+    let free = count(r, sink, "free_bytes", true);
+    let used = count(r, sink, "used_bytes", true);
+    let usage = percent(r, sink, "usage_percent", true);
+    let (total, free, used, usage) = (total?, free?, used?, usage?);
+    // Nodes round their own figures; 1 % of the total absorbs that.
+    if (used.saturating_add(free) - total).abs() > (total / 100).max(1) {
+        sink.at(
+            r.loc(),
+            "used_bytes",
+            ErrorKind::Inconsistent,
+            format!("used_bytes + free_bytes ({}) must equal total_bytes ({total})", used + free),
+        );
+    }
+    Some(StorageResources { total_bytes: total, free_bytes: free, used_bytes: used, usage_percent: usage })
+}
+
+/// Parses and validates a node's report. Reports without a timestamp get `now_s`.
+///
+/// # Errors
+/// Every missing, mistyped or out-of-range field: percentages 0–100, counters non-negative,
+/// used + free = total within 1 %, RSSI between -120 and 0 dBm.
+pub fn parse_node_report(bytes: &[u8], now_s: i64) -> Result<NodeReport, ValidationErrors> {
+    let map = parse_object(bytes)?;
+    let root = ObjectReader::new(&map, &[]);
+    let mut sink = ErrorSink::default();
+    let timestamp = root.optional_int(&mut sink, "timestamp").unwrap_or(now_s);
+    let node_ip = root.optional_str(&mut sink, "node_ip").map(str::to_owned);
+    let hostname = root.optional_str(&mut sink, "hostname").map(str::to_owned);
+    for (field, value) in [("node_ip", &node_ip), ("hostname", &hostname)] {
+        if let Some(v) = value {
+            check_len(&mut sink, &[], field, v, 1, 253);
+        }
+    }
+    let group = |name: &str, sink: &mut ErrorSink, required: bool| {
+        let found = root.optional_object(sink, name);
+        if required && found.is_none() && map.get(name).is_none_or(Value::is_null) {
+            sink.at(&[], name, ErrorKind::Missing, "field required");
+        }
+        found
+    };
+    let cpu_loc = [LocSegment::from("cpu")];
+    let cpu = group("cpu", &mut sink, true).and_then(|m| {
+        let r = ObjectReader::new(m, &cpu_loc);
+        let usage = percent(&r, &mut sink, "usage_percent", true);
+        let frequency_mhz = r.optional_float(&mut sink, "frequency_mhz");
+        if let Some(f) = frequency_mhz {
+            check_float_range(&mut sink, &cpu_loc, "frequency_mhz", f, 0.0, 100_000.0);
+        }
+        let temperature_c = r.optional_float(&mut sink, "temperature_c");
+        if let Some(t) = temperature_c {
+            check_float_range(&mut sink, &cpu_loc, "temperature_c", t, -60.0, 200.0);
+        }
+        Some(CpuResources { frequency_mhz, usage_percent: usage?, temperature_c })
+    });
+    let memory_loc = [LocSegment::from("memory")];
+    let memory = group("memory", &mut sink, true).and_then(|m| storage(&ObjectReader::new(m, &memory_loc), &mut sink));
+    let flash_loc = [LocSegment::from("flash")];
+    let flash = group("flash", &mut sink, false).and_then(|m| storage(&ObjectReader::new(m, &flash_loc), &mut sink));
+    let network_loc = [LocSegment::from("network")];
+    let network = group("network", &mut sink, false).and_then(|m| {
+        let r = ObjectReader::new(m, &network_loc);
+        let bytes_sent = count(&r, &mut sink, "bytes_sent", true);
+        let bytes_received = count(&r, &mut sink, "bytes_received", true);
+        let packets_sent = count(&r, &mut sink, "packets_sent", false);
+        let packets_received = count(&r, &mut sink, "packets_received", false);
+        let rssi_dbm = r.optional_float(&mut sink, "rssi_dbm");
+        if let Some(rssi) = rssi_dbm {
+            check_float_range(&mut sink, &network_loc, "rssi_dbm", rssi, -120.0, 0.0);
+        }
+        let signal_quality_percent = percent(&r, &mut sink, "signal_quality_percent", false);
+        Some(NetworkResources {
+            bytes_sent: bytes_sent?,
+            bytes_received: bytes_received?,
+            packets_sent,
+            packets_received,
+            rssi_dbm,
+            signal_quality_percent,
+        })
+    });
+    let labels_loc = [LocSegment::from("labels")];
+    let mut labels = BTreeMap::new();
+    if let Some(raw) = root.optional_object(&mut sink, "labels") {
+        for (key, value) in raw {
+            match value {
+                Value::String(s) => {
+                    labels.insert(key.clone(), s.clone());
+                }
+                _ => sink.at(&labels_loc, key, ErrorKind::NotString, "str type expected"),
+            }
+        }
+    }
+    if let Err(errors) = crate::device::Labels::parse(labels.clone()) {
+        for e in errors.errors() {
+            let mut loc = labels_loc.to_vec();
+            loc.extend(e.loc.iter().cloned());
+            sink.push(crate::FieldError::new(loc, e.kind, e.msg.clone()));
+        }
+    }
+    sink.finish()?;
+    match (cpu, memory) {
+        (Some(cpu), Some(memory)) => {
+            Ok(NodeReport { timestamp, node_ip, hostname, cpu, memory, network, flash, labels })
+        }
+        // Unreachable: a missing group records an error above.
+        _ => Err(ValidationErrors::single(crate::FieldError::new(
+            Vec::new(),
+            ErrorKind::Missing,
+            "cpu and memory are required",
+        ))),
+    }
+}
+
+impl NodeReport {
+    /// The report as metric points (`node_cpu`, `node_memory`, `node_network`, `node_flash`)
+    /// tagged with the node's labels and `node_id`, for the live view and metric history.
+    pub fn points(&self, node: &DeviceId, time_ns: i64) -> Vec<Point> {
+        let mut tags: Vec<(String, String)> = self.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        tags.retain(|(k, _)| k != "node_id");
+        tags.push(("node_id".to_owned(), node.as_str().to_owned()));
+        let float = |name: &str, v: Option<f64>| v.map(|v| (name.to_owned(), FieldValue::Float(v)));
+        let int = |name: &str, v: Option<i64>| v.map(|v| (name.to_owned(), FieldValue::Integer(v)));
+        let storage = |s: &StorageResources| {
+            vec![
+                int("total_bytes", Some(s.total_bytes)),
+                int("free_bytes", Some(s.free_bytes)),
+                int("used_bytes", Some(s.used_bytes)),
+                float("usage_percent", Some(s.usage_percent)),
+            ]
+        };
+        let mut groups = vec![
+            (
+                "node_cpu",
+                vec![
+                    float("frequency_mhz", self.cpu.frequency_mhz),
+                    float("usage_percent", Some(self.cpu.usage_percent)),
+                    float("temperature_c", self.cpu.temperature_c),
+                ],
+            ),
+            ("node_memory", storage(&self.memory)),
+        ];
+        if let Some(n) = &self.network {
+            groups.push((
+                "node_network",
+                vec![
+                    int("bytes_sent", Some(n.bytes_sent)),
+                    int("bytes_received", Some(n.bytes_received)),
+                    int("packets_sent", n.packets_sent),
+                    int("packets_received", n.packets_received),
+                    float("rssi_dbm", n.rssi_dbm),
+                    float("signal_quality_percent", n.signal_quality_percent),
+                ],
+            ));
+        }
+        if let Some(f) = &self.flash {
+            groups.push(("node_flash", storage(f)));
+        }
+        groups
+            .into_iter()
+            .filter_map(|(name, fields)| {
+                let fields: Vec<_> = fields.into_iter().flatten().collect();
+                Point::new(name.to_owned(), tags.clone(), fields, time_ns, MetricType::Gauge).ok()
+            })
+            .collect()
+    }
+}
+
+/// Cluster-wide figures (seed 03's `summary`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterSummary {
+    /// Nodes summarised.
+    pub total_nodes: usize,
+    /// Mean CPU use, one decimal.
+    pub avg_cpu_usage_percent: f64,
+    /// Mean memory use, one decimal.
+    pub avg_memory_usage_percent: f64,
+    /// Mean flash use over nodes that report flash, one decimal.
+    pub avg_flash_usage_percent: f64,
+    /// Bytes sent by all nodes.
+    pub total_bytes_sent: i64,
+    /// Bytes received by all nodes.
+    pub total_bytes_received: i64,
+}
+
+/// Summarises `reports`; averages are 0 when there is nothing to average.
+pub fn summarize<'a>(reports: impl IntoIterator<Item = &'a NodeReport>) -> ClusterSummary {
+    let mean = |sum: f64, n: usize| if n == 0 { 0.0 } else { (sum / n as f64 * 10.0).round() / 10.0 };
+    let (mut n, mut cpu, mut memory, mut flash, mut flash_n, mut sent, mut received) =
+        (0, 0.0, 0.0, 0.0, 0, 0i64, 0i64);
+    for r in reports {
+        n += 1;
+        cpu += r.cpu.usage_percent;
+        memory += r.memory.usage_percent;
+        if let Some(f) = &r.flash {
+            flash += f.usage_percent;
+            flash_n += 1;
+        }
+        if let Some(net) = &r.network {
+            sent = sent.saturating_add(net.bytes_sent);
+            received = received.saturating_add(net.bytes_received);
+        }
+    }
+    ClusterSummary {
+        total_nodes: n,
+        avg_cpu_usage_percent: mean(cpu, n),
+        avg_memory_usage_percent: mean(memory, n),
+        avg_flash_usage_percent: mean(flash, flash_n),
+        total_bytes_sent: sent,
+        total_bytes_received: received,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    pub(crate) fn seed_node() -> Value {
+        json!({
+            "timestamp": 1729763445, "node_ip": "192.168.1.100", "hostname": "spore-node-1",
+            "cpu": {"frequency_mhz": 160, "usage_percent": 42.5, "temperature_c": 58.3},
+            "memory": {"total_bytes": 98304, "free_bytes": 45632, "used_bytes": 52672, "usage_percent": 53.6},
+            "network": {"bytes_sent": 3245678, "bytes_received": 5678901, "packets_sent": 32456, "packets_received": 56789,
+                        "rssi_dbm": -65, "signal_quality_percent": 75.5},
+            "flash": {"total_bytes": 4194304, "used_bytes": 2097152, "free_bytes": 2097152, "usage_percent": 50.0},
+            "labels": {"version": "1.0.0", "stable": "true", "env": "production", "zone": "zone-1", "type": "spore-node"}
+        })
+    }
+
+    fn locs(doc: Value) -> Vec<String> {
+        match parse_node_report(doc.to_string().as_bytes(), 0) {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                e.errors().iter().map(|e| e.loc.iter().map(ToString::to_string).collect::<Vec<_>>().join(".")).collect()
+            }
+        }
+    }
+
+    #[test]
+    fn the_seed_node_is_valid_and_becomes_labelled_points() {
+        let report = parse_node_report(seed_node().to_string().as_bytes(), 0).unwrap();
+        assert_eq!(report.labels["zone"], "zone-1");
+        let points = report.points(&DeviceId::parse("spore-node-1").unwrap(), 5);
+        let names: Vec<&str> = points.iter().map(Point::name).collect();
+        assert_eq!(names, ["node_cpu", "node_memory", "node_network", "node_flash"]);
+        assert!(points[0].tags().contains(&("node_id".to_owned(), "spore-node-1".to_owned())));
+        assert!(points[0].tags().contains(&("version".to_owned(), "1.0.0".to_owned())));
+    }
+
+    #[test]
+    fn every_rule_is_checked() {
+        let mut doc = seed_node();
+        doc["cpu"]["usage_percent"] = json!(101);
+        doc["memory"]["used_bytes"] = json!(90000);
+        doc["network"]["rssi_dbm"] = json!(-130);
+        doc["flash"]["free_bytes"] = json!(-1);
+        doc["labels"]["zone"] = json!(1);
+        assert_eq!(
+            locs(doc),
+            [
+                "cpu.usage_percent",
+                "memory.used_bytes",
+                "flash.free_bytes",
+                "flash.used_bytes",
+                "network.rssi_dbm",
+                "labels.zone"
+            ],
+            "a negative free_bytes also breaks used + free = total"
+        );
+        assert_eq!(locs(json!({"cpu": {}})), ["cpu.usage_percent", "memory"]);
+    }
+
+    #[test]
+    fn the_summary_matches_its_nodes() {
+        let a = parse_node_report(seed_node().to_string().as_bytes(), 0).unwrap();
+        let mut second = seed_node();
+        second["cpu"]["usage_percent"] = json!(20.0);
+        second.as_object_mut().unwrap().remove("flash");
+        let b = parse_node_report(second.to_string().as_bytes(), 0).unwrap();
+        let summary = summarize([&a, &b]);
+        assert_eq!(summary.total_nodes, 2);
+        assert_eq!(summary.avg_cpu_usage_percent, 31.3);
+        assert_eq!(summary.avg_flash_usage_percent, 50.0, "over nodes that report flash");
+        assert_eq!(summary.total_bytes_sent, 2 * 3_245_678);
+        assert_eq!(summarize([]).avg_cpu_usage_percent, 0.0);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_node_report(&bytes, 0);
+        }
+
+        #[test]
+        fn percentages_are_accepted_exactly_in_range(cpu in -50.0f64..150.0) {
+            let mut doc = seed_node();
+            doc["cpu"]["usage_percent"] = json!(cpu);
+            prop_assert_eq!(parse_node_report(doc.to_string().as_bytes(), 0).is_ok(), (0.0..=100.0).contains(&cpu));
+        }
+    }
+}
