@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use homepot_core::ApiKey;
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
+use homepot_core::node::Thresholds;
 use homepot_http::{RateLimitConfig, ServerConfig};
 use homepot_storage::{SqliteSync, StoreOptions};
 
@@ -124,6 +125,18 @@ pub(crate) struct ServeArgs {
     /// Seconds without a report after which a gateway node is stale.
     #[arg(long, env = "HOMEPOT_NODE_STALE_SECONDS", default_value_t = 60)]
     pub(crate) node_stale_seconds: u64,
+    /// Node CPU use above this raises a `/ws` threshold event.
+    #[arg(long, env = "HOMEPOT_ALERT_CPU_PERCENT", default_value_t = 80.0)]
+    pub(crate) alert_cpu_percent: f64,
+    /// Node memory use above this raises a `/ws` threshold event.
+    #[arg(long, env = "HOMEPOT_ALERT_MEMORY_PERCENT", default_value_t = 90.0)]
+    pub(crate) alert_memory_percent: f64,
+    /// Node flash use above this raises a `/ws` threshold event.
+    #[arg(long, env = "HOMEPOT_ALERT_FLASH_PERCENT", default_value_t = 95.0)]
+    pub(crate) alert_flash_percent: f64,
+    /// Node Wi-Fi signal quality below this raises a `/ws` threshold event.
+    #[arg(long, env = "HOMEPOT_ALERT_SIGNAL_QUALITY_PERCENT", default_value_t = 30.0)]
+    pub(crate) alert_signal_quality_percent: f64,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -145,6 +158,10 @@ impl fmt::Debug for ServeArgs {
             .field("smart_filter_interval_seconds", &self.smart_filter_interval_seconds)
             .field("smart_filter_threshold_percent", &self.smart_filter_threshold_percent)
             .field("node_stale_seconds", &self.node_stale_seconds)
+            .field("alert_cpu_percent", &self.alert_cpu_percent)
+            .field("alert_memory_percent", &self.alert_memory_percent)
+            .field("alert_flash_percent", &self.alert_flash_percent)
+            .field("alert_signal_quality_percent", &self.alert_signal_quality_percent)
             .finish()
     }
 }
@@ -170,6 +187,12 @@ impl ServeArgs {
             }),
             open_metrics: self.open_metrics,
             node_stale_after: Duration::from_secs(self.node_stale_seconds),
+            thresholds: Thresholds {
+                cpu_percent: self.alert_cpu_percent,
+                memory_percent: self.alert_memory_percent,
+                flash_percent: self.alert_flash_percent,
+                signal_quality_percent: self.alert_signal_quality_percent,
+            },
             filter: FilterConfig {
                 enabled: self.smart_filter_enabled,
                 interval_ns: i64::from(self.smart_filter_interval_seconds) * 1_000_000_000,

@@ -113,10 +113,32 @@ fn serve_takes_simulated_traffic_and_stops_cleanly_on_sigterm() {
     assert!(simulated.status.success(), "{err}");
     assert!(err.contains("Sent 6 health checks: 6 accepted ("), "{err}");
     assert!(err.contains("), 0 failed."), "{err}");
+
+    let gateway = Command::new(BIN)
+        .args([
+            "simulate",
+            "gateway",
+            "--nodes",
+            "3",
+            "--interval",
+            "0.2",
+            "--rounds",
+            "2",
+            "--url",
+            &url,
+            "--admin-key",
+            &key,
+        ])
+        .output()
+        .expect("run the mock gateway");
+    let err = text(&gateway.stderr);
+    assert!(gateway.status.success(), "{err}");
+    assert!(err.contains("Sent 6 node reports: 6 accepted ("), "{err}");
     terminate(server);
 
     // What the server stored outlives it.
     let db = format!("sqlite://{}", dir.path().join("serve.db").display());
     let listed = text(&homepot(&["device", "list"], &db).stdout);
-    assert!(listed.contains("sim-pos-0001") && listed.contains("3 device(s)"), "{listed}");
+    assert!(listed.contains("sim-pos-0001") && listed.contains("spore-node-0003"), "{listed}");
+    assert!(listed.contains("6 device(s)"), "{listed}");
 }

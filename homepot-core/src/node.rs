@@ -272,6 +272,148 @@ impl NodeReport {
     }
 }
 
+/// Alert thresholds for node events (seed 03's use cases).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// CPU use above this is an alert (default 80 %).
+    pub cpu_percent: f64,
+    /// Memory use above this is an alert (default 90 %).
+    pub memory_percent: f64,
+    /// Flash use above this is an alert (default 95 %).
+    pub flash_percent: f64,
+    /// Wi-Fi signal quality below this is an alert (default 30 %).
+    pub signal_quality_percent: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self { cpu_percent: 80.0, memory_percent: 90.0, flash_percent: 95.0, signal_quality_percent: 30.0 }
+    }
+}
+
+/// Something a watcher of the cluster wants to hear about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NodeEvent {
+    /// A node reported for the first time, or again after being stale.
+    NodeJoined {
+        /// The node.
+        node_id: String,
+        /// Its labels.
+        labels: BTreeMap<String, String>,
+    },
+    /// A node has not reported within the stale interval.
+    NodeStale {
+        /// The node.
+        node_id: String,
+    },
+    /// A node's labels changed (e.g. a firmware rollout changed `version`).
+    LabelsChanged {
+        /// The node.
+        node_id: String,
+        /// Labels before.
+        previous: BTreeMap<String, String>,
+        /// Labels now.
+        labels: BTreeMap<String, String>,
+    },
+    /// A resource crossed its alert threshold.
+    ThresholdCrossed {
+        /// The node.
+        node_id: String,
+        /// `cpu_percent`, `memory_percent`, `flash_percent` or `signal_quality_percent`.
+        metric: String,
+        /// The value now.
+        value: f64,
+        /// The threshold.
+        threshold: f64,
+    },
+    /// A resource is back within its threshold.
+    ThresholdCleared {
+        /// The node.
+        node_id: String,
+        /// The metric.
+        metric: String,
+        /// The value now.
+        value: f64,
+        /// The threshold.
+        threshold: f64,
+    },
+}
+
+/// Which alerts a report raises: (metric, value, threshold) for every breached one.
+fn breaches(report: &NodeReport, t: &Thresholds) -> Vec<(&'static str, f64, f64)> {
+    let mut found = Vec::new();
+    let mut check = |metric, value: Option<f64>, threshold: f64, above: bool| {
+        if let Some(v) = value
+            && ((above && v > threshold) || (!above && v < threshold))
+        {
+            found.push((metric, v, threshold));
+        }
+    };
+    check("cpu_percent", Some(report.cpu.usage_percent), t.cpu_percent, true);
+    check("memory_percent", Some(report.memory.usage_percent), t.memory_percent, true);
+    check("flash_percent", report.flash.as_ref().map(|f| f.usage_percent), t.flash_percent, true);
+    check(
+        "signal_quality_percent",
+        report.network.as_ref().and_then(|n| n.signal_quality_percent),
+        t.signal_quality_percent,
+        false,
+    );
+    found
+}
+
+/// The events a new report causes, given the node's previous report (`None` when it is new or
+/// was stale).
+pub fn report_events(
+    node: &str,
+    previous: Option<&NodeReport>,
+    current: &NodeReport,
+    t: &Thresholds,
+) -> Vec<NodeEvent> {
+    let mut events = Vec::new();
+    match previous {
+        None => events.push(NodeEvent::NodeJoined { node_id: node.to_owned(), labels: current.labels.clone() }),
+        Some(before) if before.labels != current.labels => events.push(NodeEvent::LabelsChanged {
+            node_id: node.to_owned(),
+            previous: before.labels.clone(),
+            labels: current.labels.clone(),
+        }),
+        Some(_) => {}
+    }
+    let was = previous.map(|p| breaches(p, t)).unwrap_or_default();
+    let now = breaches(current, t);
+    for (metric, value, threshold) in &now {
+        if !was.iter().any(|(m, _, _)| m == metric) {
+            events.push(NodeEvent::ThresholdCrossed {
+                node_id: node.to_owned(),
+                metric: (*metric).to_owned(),
+                value: *value,
+                threshold: *threshold,
+            });
+        }
+    }
+    for (metric, _, threshold) in &was {
+        if !now.iter().any(|(m, _, _)| m == metric) {
+            let value = match *metric {
+                "cpu_percent" => Some(current.cpu.usage_percent),
+                "memory_percent" => Some(current.memory.usage_percent),
+                "flash_percent" => current.flash.as_ref().map(|f| f.usage_percent),
+                _ => current.network.as_ref().and_then(|n| n.signal_quality_percent),
+            };
+            // A metric no longer reported cannot be said to have recovered.
+            if let Some(value) = value {
+                events.push(NodeEvent::ThresholdCleared {
+                    node_id: node.to_owned(),
+                    metric: (*metric).to_owned(),
+                    value,
+                    threshold: *threshold,
+                });
+            }
+        }
+    }
+    events
+}
+
 /// Cluster-wide figures (seed 03's `summary`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterSummary {
@@ -391,6 +533,34 @@ mod tests {
         assert_eq!(summary.avg_flash_usage_percent, 50.0, "over nodes that report flash");
         assert_eq!(summary.total_bytes_sent, 2 * 3_245_678);
         assert_eq!(summarize([]).avg_cpu_usage_percent, 0.0);
+    }
+
+    #[test]
+    fn events_follow_joins_labels_and_thresholds() {
+        let t = Thresholds::default();
+        let report = |cpu: f64, version: &str| {
+            let mut doc = seed_node();
+            doc["cpu"]["usage_percent"] = json!(cpu);
+            doc["labels"]["version"] = json!(version);
+            parse_node_report(doc.to_string().as_bytes(), 0).unwrap()
+        };
+        let kinds = |events: Vec<NodeEvent>| -> Vec<String> {
+            events.iter().map(|e| serde_json::to_value(e).unwrap()["type"].as_str().unwrap().to_owned()).collect()
+        };
+        assert_eq!(kinds(report_events("n", None, &report(40.0, "1.0.0"), &t)), ["node_joined"]);
+        assert_eq!(
+            kinds(report_events("n", Some(&report(40.0, "1.0.0")), &report(85.0, "1.1.0"), &t)),
+            ["labels_changed", "threshold_crossed"]
+        );
+        assert!(
+            report_events("n", Some(&report(85.0, "1.0.0")), &report(90.0, "1.0.0"), &t).is_empty(),
+            "no repeat while breached"
+        );
+        let cleared = report_events("n", Some(&report(85.0, "1.0.0")), &report(50.0, "1.0.0"), &t);
+        assert_eq!(
+            serde_json::to_value(&cleared[0]).unwrap(),
+            json!({"type": "threshold_cleared", "node_id": "n", "metric": "cpu_percent", "value": 50.0, "threshold": 80.0})
+        );
     }
 
     proptest! {

@@ -53,6 +53,72 @@ pub fn random_suffix<R: Rng + ?Sized>(rng: &mut R, len: usize) -> String {
     (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
+/// Seed 03's firmware registry: 40 % of nodes on 1.0.0, 40 % on 1.1.0 (stable, production),
+/// 20 % on the 1.2.0 beta. `index` picks the node's place in that split, so labels stay stable.
+pub fn firmware_labels(index: usize) -> std::collections::BTreeMap<String, String> {
+    let (version, stable, env) = match index % 5 {
+        0 | 1 => ("1.0.0", "true", "production"),
+        2 | 3 => ("1.1.0", "true", "production"),
+        _ => ("1.2.0", "false", "beta"),
+    };
+    [
+        ("version", version.to_owned()),
+        ("stable", stable.to_owned()),
+        ("env", env.to_owned()),
+        ("zone", format!("zone-{}", index % 3 + 1)),
+        ("type", "spore-node".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// A plausible ESP32 node report in seed 03's ranges: 80–240 MHz, 45–65 °C, 64–128 KB of RAM,
+/// 4 MB of flash, RSSI -30 to -90 dBm converted to signal quality. `uptime_s` grows the
+/// network counters, as counters since boot do.
+pub fn simulated_node_report<R: Rng + ?Sized>(
+    rng: &mut R,
+    index: usize,
+    uptime_s: i64,
+    now_s: i64,
+) -> crate::node::NodeReport {
+    use crate::node::{CpuResources, NetworkResources, NodeReport, StorageResources};
+    let round1 = |x: f64| (x * 10.0).round() / 10.0;
+    let storage = |total: i64, usage: f64| {
+        let used = (total as f64 * usage / 100.0) as i64;
+        StorageResources {
+            total_bytes: total,
+            free_bytes: total - used,
+            used_bytes: used,
+            usage_percent: round1(usage),
+        }
+    };
+    let rssi: f64 = rng.random_range(-90.0..-30.0);
+    let uptime = uptime_s.max(1);
+    NodeReport {
+        timestamp: now_s,
+        node_ip: Some(format!("192.168.1.{}", 100 + index % 150)),
+        hostname: Some(format!("spore-node-{}", index + 1)),
+        cpu: CpuResources {
+            frequency_mhz: Some([80.0, 160.0, 240.0][rng.random_range(0..3)]),
+            usage_percent: round1(rng.random_range(10.0..90.0)),
+            temperature_c: Some(round1(rng.random_range(45.0..65.0))),
+        },
+        memory: storage(rng.random_range(64..=128) * 1024, rng.random_range(30.0..75.0)),
+        network: Some(NetworkResources {
+            bytes_sent: uptime * rng.random_range(500..1_500),
+            bytes_received: uptime * rng.random_range(800..2_500),
+            packets_sent: Some(uptime * rng.random_range(5..15)),
+            packets_received: Some(uptime * rng.random_range(8..25)),
+            rssi_dbm: Some(rssi.round()),
+            // The usual mapping: -100 dBm is 0 %, -50 dBm and better is 100 %.
+            signal_quality_percent: Some(round1((2.0 * (rssi + 100.0)).clamp(0.0, 100.0))),
+        }),
+        flash: Some(storage(4 * 1024 * 1024, rng.random_range(40.0..70.0))),
+        labels: firmware_labels(index),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,7 +127,23 @@ mod tests {
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 
+    #[test]
+    fn firmware_follows_the_40_40_20_split() {
+        let versions: Vec<String> = (0..10).map(|i| firmware_labels(i)["version"].clone()).collect();
+        assert_eq!(versions.iter().filter(|v| *v == "1.0.0").count(), 4);
+        assert_eq!(versions.iter().filter(|v| *v == "1.1.0").count(), 4);
+        assert_eq!(versions.iter().filter(|v| *v == "1.2.0").count(), 2);
+    }
+
     proptest! {
+        #[test]
+        fn simulated_nodes_always_validate(seed in any::<u64>(), index in 0usize..1000, uptime in 0i64..10_000_000) {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let report = simulated_node_report(&mut rng, index, uptime, 1_700_000_000);
+            let json = serde_json::to_vec(&report).unwrap();
+            prop_assert_eq!(crate::node::parse_node_report(&json, 0).unwrap(), report);
+        }
+
         #[test]
         fn simulated_reports_always_validate(seed in any::<u64>(), healthy in any::<bool>()) {
             let mut rng = SmallRng::seed_from_u64(seed);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use homepot_core::ApiKey;
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::{LiveLimits, LiveStore};
+use homepot_core::node::Thresholds;
 use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, Tracing};
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub filter: FilterConfig,
     /// A gateway node that has not reported for this long is stale.
     pub node_stale_after: Duration,
+    /// Alert thresholds for the `/ws` node events.
+    pub thresholds: Thresholds,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +74,7 @@ impl Default for ServerConfig {
             open_metrics: false,
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
+            thresholds: Thresholds::default(),
         }
     }
 }
@@ -98,6 +102,7 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     server: JoinHandle<io::Result<()>>,
     writer: WriterHandle,
+    sweeper: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -113,12 +118,28 @@ impl RunningServer {
     /// The server's I/O error, if it failed.
     pub async fn shutdown(self) -> io::Result<()> {
         let _ = self.stop.send(());
+        self.sweeper.abort();
         let served = match self.server.await {
             Ok(result) => result,
             Err(join) => Err(io::Error::other(join)),
         };
         self.writer.drain().await;
         served
+    }
+}
+
+/// Announces nodes that went silent, a few times per stale interval.
+async fn sweep_stale_nodes(state: Arc<AppState>) {
+    let period = (state.node_stale_after / 4)
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let mut ticks = tokio::time::interval(period);
+    loop {
+        ticks.tick().await;
+        for event in state.nodes.sweep(crate::api::now() - state.node_stale_after) {
+            let _ = state.node_events.send(event);
+        }
     }
 }
 
@@ -144,6 +165,8 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         stats,
         stream_interval: config.stream_interval.max(Duration::from_millis(10)),
         nodes: NodeSnapshots::default(),
+        thresholds: config.thresholds,
+        node_events: tokio::sync::broadcast::channel(1_024).0,
         node_stale_after: chrono::TimeDelta::from_std(config.node_stale_after).unwrap_or(chrono::TimeDelta::MAX),
         auth: Authenticator::new(config.admin_key.as_ref(), Arc::clone(&store), config.open_metrics),
         store,
@@ -151,6 +174,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         started: Instant::now(),
         simulator: config.simulator,
     });
+    let sweeper = tokio::spawn(sweep_stale_nodes(Arc::clone(&state)));
     let service = api_service();
     let app = Route::new()
         .at("/openapi.json", service.spec_endpoint())
@@ -200,5 +224,5 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             )
             .await
     });
-    Ok(RunningServer { addr, stop, server, writer })
+    Ok(RunningServer { addr, stop, server, writer, sweeper })
 }

@@ -109,3 +109,65 @@ async fn silent_nodes_are_marked_stale_and_left_out_of_the_summary() {
     assert_eq!((view["summary"]["total_nodes"].clone(), view["summary"]["stale_nodes"].clone()), (json!(0), json!(1)));
     s.shutdown().await;
 }
+
+/// The next text frame from `/ws`, as JSON.
+async fn next_event(
+    socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> Value {
+    use futures_util::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("socket open")
+            .expect("readable frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = frame {
+            return serde_json::from_str(&text).expect("JSON event");
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_clients_see_joins_label_changes_thresholds_and_staleness() {
+    let config = ServerConfig { node_stale_after: Duration::from_millis(300), ..ServerConfig::default() };
+    let s = TestServer::start(Backend::Sqlite, "ws", config).await.expect("SQLite");
+    let node = unique("spore-");
+    s.register(&node).await;
+    let url = format!("{}/ws?p={}", s.base.replacen("http", "ws", 1), s.admin_key);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("WebSocket upgrade");
+
+    let post = |body: Value| {
+        let (s, node) = (&s, node.clone());
+        async move { assert_eq!(s.call(Method::POST, &report_path(&node), Some(&s.admin_key), Some(&body)).await.0, 200) }
+    };
+    post(seed_node("zone-1", 40.0)).await;
+    let joined = next_event(&mut socket).await;
+    assert_eq!((joined["type"].clone(), joined["node_id"].clone()), (json!("node_joined"), json!(node)));
+    assert_eq!(joined["labels"]["zone"], "zone-1");
+
+    let mut hot = seed_node("zone-2", 93.5);
+    hot["labels"]["version"] = json!("1.2.0");
+    post(hot).await;
+    let labels = next_event(&mut socket).await;
+    assert_eq!(labels["type"], "labels_changed");
+    assert_eq!(
+        (labels["previous"]["version"].clone(), labels["labels"]["version"].clone()),
+        (json!("1.0.0"), json!("1.2.0"))
+    );
+    let crossed = next_event(&mut socket).await;
+    assert_eq!(
+        crossed,
+        json!({"type": "threshold_crossed", "node_id": node, "metric": "cpu_percent", "value": 93.5, "threshold": 80.0})
+    );
+
+    // Silence: the sweep announces the node stale.
+    let stale = next_event(&mut socket).await;
+    assert_eq!((stale["type"].clone(), stale["node_id"].clone()), (json!("node_stale"), json!(node)));
+
+    let anonymous = tokio_tungstenite::connect_async(format!("{}/ws", s.base.replacen("http", "ws", 1))).await;
+    match anonymous {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status().as_u16(), 401),
+        other => panic!("an upgrade without a key must be refused, got {other:?}"),
+    }
+    s.shutdown().await;
+}

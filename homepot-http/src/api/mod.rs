@@ -65,6 +65,10 @@ pub(crate) struct AppState {
     pub(crate) nodes: NodeSnapshots,
     /// A node silent this long is stale.
     pub(crate) node_stale_after: chrono::TimeDelta,
+    /// Alert thresholds for node events.
+    pub(crate) thresholds: homepot_core::node::Thresholds,
+    /// Node events for `/ws` subscribers (bounded: slow ones lag, nothing queues up).
+    pub(crate) node_events: tokio::sync::broadcast::Sender<homepot_core::node::NodeEvent>,
     pub(crate) started: Instant,
     pub(crate) simulator: bool,
 }

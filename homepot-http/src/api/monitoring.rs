@@ -3,12 +3,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use homepot_core::DeviceId;
-use homepot_core::node::{NodeReport, parse_node_report, summarize};
+use homepot_core::node::{NodeEvent, NodeReport, Thresholds, parse_node_report, report_events, summarize};
 use poem::web::Data;
+use poem::web::websocket::{BoxWebSocketUpgraded, Message, WebSocket};
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
+use tokio::sync::broadcast;
 
 use super::{ApiTags, AppState, now, rfc3339};
 use crate::auth::MetricsAuth;
@@ -19,10 +21,44 @@ use crate::error::ApiError;
 #[derive(Debug)]
 pub(crate) struct MonitoringApi;
 
-/// Each node's newest report and when it arrived. Reports are also stored as metric points;
-/// this is the view `/api/monitoring/resources` reads.
+/// A node's newest report, when it arrived, and whether it has been announced stale.
+#[derive(Debug)]
+pub(crate) struct NodeState {
+    report: NodeReport,
+    seen: DateTime<Utc>,
+    stale: bool,
+}
+
+/// Each node's newest report. Reports are also stored as metric points; this is the view
+/// `/api/monitoring/resources` and the `/ws` events read.
 #[derive(Debug, Default)]
-pub(crate) struct NodeSnapshots(RwLock<HashMap<String, (NodeReport, DateTime<Utc>)>>);
+pub(crate) struct NodeSnapshots(RwLock<HashMap<String, NodeState>>);
+
+impl NodeSnapshots {
+    /// Records a report and returns the events it causes.
+    fn record(&self, node: &str, report: NodeReport, seen: DateTime<Utc>, thresholds: &Thresholds) -> Vec<NodeEvent> {
+        let mut nodes = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        // A node back from being stale joins again, with fresh threshold state.
+        let previous = nodes.get(node).filter(|s| !s.stale).map(|s| &s.report);
+        let events = report_events(node, previous, &report, thresholds);
+        nodes.insert(node.to_owned(), NodeState { report, seen, stale: false });
+        events
+    }
+
+    /// Marks nodes silent since before `cutoff` as stale; returns an event for each newly stale
+    /// one.
+    pub(crate) fn sweep(&self, cutoff: DateTime<Utc>) -> Vec<NodeEvent> {
+        let mut nodes = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let mut events = Vec::new();
+        for (id, state) in nodes.iter_mut() {
+            if !state.stale && state.seen < cutoff {
+                state.stale = true;
+                events.push(NodeEvent::NodeStale { node_id: id.clone() });
+            }
+        }
+        events
+    }
+}
 
 /// The answer to a node report.
 #[derive(Debug, Object)]
@@ -68,6 +104,21 @@ struct ClusterResources {
 
 #[OpenApi]
 impl MonitoringApi {
+    /// Live cluster events over WebSocket: a node joins or goes stale, its labels (firmware)
+    /// change, or a resource crosses or clears its threshold (CPU > 80 %, memory > 90 %,
+    /// flash > 95 %, signal quality < 30 % by default). Needs an admin or read key.
+    #[oai(path = "/ws", method = "get", tag = "ApiTags::Monitoring")]
+    async fn events(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: MetricsAuth,
+        websocket: WebSocket,
+    ) -> Result<BoxWebSocketUpgraded, ApiError> {
+        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
+        let events = state.node_events.subscribe();
+        Ok(websocket.on_upgrade(move |socket| serve_events(socket, events)).boxed())
+    }
+
     /// A node reports its CPU, memory, network and flash with its labels. The node must be a
     /// registered device; its own key or an admin key. The report is stored as metric points
     /// (`node_cpu`, `node_memory`, ... tagged with `node_id` and the labels).
@@ -91,7 +142,10 @@ impl MonitoringApi {
         // The server's clock places the points: node clocks (ESP32 and the like) drift.
         let points = report.points(&node, accepted_at.timestamp_nanos_opt().unwrap_or_default());
         state.pipeline.write_points(points).await?;
-        state.nodes.0.write().unwrap_or_else(PoisonError::into_inner).insert(node_id.0.clone(), (report, accepted_at));
+        for event in state.nodes.record(&node_id, report, accepted_at, &state.thresholds) {
+            // No subscriber is fine: events are for whoever watches now.
+            let _ = state.node_events.send(event);
+        }
         Ok(Json(NodeReportAccepted {
             message: "Node resources recorded successfully".to_owned(),
             node_id: node_id.0,
@@ -117,8 +171,8 @@ impl MonitoringApi {
         let snapshots = state.nodes.0.read().unwrap_or_else(PoisonError::into_inner);
         let mut selected: Vec<(&String, &NodeReport, DateTime<Utc>)> = snapshots
             .iter()
-            .filter(|(_, (report, _))| filters.iter().all(|(k, v)| report.labels.get(k) == Some(v)))
-            .map(|(id, (report, seen))| (id, report, *seen))
+            .filter(|(_, s)| filters.iter().all(|(k, v)| s.report.labels.get(k) == Some(v)))
+            .map(|(id, s)| (id, &s.report, s.seen))
             .collect();
         selected.sort_by(|a, b| a.0.cmp(b.0));
         let fresh: Vec<&NodeReport> =
@@ -149,5 +203,32 @@ impl MonitoringApi {
                 stale_nodes: selected.len() - fresh.len(),
             },
         }))
+    }
+}
+
+/// Live cluster events as JSON text frames: `node_joined`, `node_stale`, `labels_changed`,
+/// `threshold_crossed`, `threshold_cleared`. Needs an admin or read key (`?p=KEY` from a
+/// browser). A client too slow for the event rate misses events (told by a `lagged` event)
+/// instead of making the server queue them.
+async fn serve_events(socket: poem::web::websocket::WebSocketStream, mut events: broadcast::Receiver<NodeEvent>) {
+    use futures_util::{SinkExt, StreamExt};
+    let (mut sink, mut incoming) = socket.split();
+    loop {
+        tokio::select! {
+            event = events.recv() => {
+                let text = match event {
+                    Ok(event) => serde_json::to_string(&event).unwrap_or_default(),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => format!(r#"{{"type":"lagged","missed":{missed}}}"#),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if sink.send(Message::Text(text)).await.is_err() {
+                    break;
+                }
+            }
+            message = incoming.next() => match message {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
     }
 }
