@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api_key;
+pub mod container;
 pub mod device;
 pub mod filter;
 pub mod health;

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{
-    AppState, DevicesApi, HealthApi, LiveApi, MetricsApi, MonitoringApi, NodeSnapshots, ServiceApi, SimulatorApi,
-    StreamApi,
+    AppState, ContainersApi, DevicesApi, HealthApi, LiveApi, MetricsApi, MonitoringApi, NodeSnapshots, ServiceApi,
+    SimulatorApi, StreamApi,
 };
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
@@ -79,11 +79,12 @@ impl Default for ServerConfig {
     }
 }
 
-type Apis = (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, SimulatorApi);
+type Apis =
+    (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, ContainersApi, SimulatorApi);
 
 fn api_service() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, SimulatorApi),
+        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, ContainersApi, SimulatorApi),
         "homepot",
         env!("CARGO_PKG_VERSION"),
     )

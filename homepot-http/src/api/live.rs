@@ -76,7 +76,7 @@ fn now_ns() -> i64 {
 
 impl AppState {
     /// The live store with expired series dropped.
-    fn live_now(&self) -> std::sync::RwLockWriteGuard<'_, LiveStore> {
+    pub(super) fn live_now(&self) -> std::sync::RwLockWriteGuard<'_, LiveStore> {
         let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
         live.evict_expired(now_ns());
         live

@@ -1,6 +1,7 @@
 //! The HTTP operations, grouped by resource. Handlers are thin: authenticate, hand the body
 //! to a `homepot-core` adapter, call the pipeline or the store, shape the answer.
 
+mod containers;
 mod devices;
 mod health;
 mod live;
@@ -22,6 +23,7 @@ use crate::auth::Authenticator;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 
+pub(crate) use self::containers::ContainersApi;
 pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
 pub(crate) use self::live::LiveApi;
@@ -43,6 +45,8 @@ enum ApiTags {
     Live,
     /// Gateway node resources (seed 03).
     Monitoring,
+    /// Container metrics messages (seed 05).
+    Containers,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.

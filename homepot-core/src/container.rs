@@ -1,0 +1,494 @@
+//! Container metrics messages (seed 05): the request that asks an edge device to report, the
+//! response with its status, and the data messages with per-originator snapshots, in their
+//! Ditto JSON form. Parsers report every problem; serializers write the seed's shape.
+
+use serde_json::{Map, Value, json};
+
+use crate::device::DeviceId;
+use crate::ingest::json_reader::{ObjectReader, parse_object};
+use crate::metric::{FieldValue, MetricType, Point};
+use crate::validation::{ErrorKind, ErrorSink, FieldError, LocSegment, ValidationErrors};
+
+/// The suffix that makes a device id a container-metrics thing id.
+pub const THING_SUFFIX: &str = ":edge:containers";
+/// The measurement ids an edge device documents; others are kept as custom metrics.
+pub const KNOWN_IDS: [&str; 9] = [
+    "cpu.utilization",
+    "memory.utilization",
+    "memory.total",
+    "memory.used",
+    "io.readBytes",
+    "io.writeBytes",
+    "net.readBytes",
+    "net.writeBytes",
+    "pids",
+];
+
+/// A reporting interval: a number of seconds or a duration string (`2s`, `500ms`, `1m`).
+/// Zero stops reporting.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_frequency(value: &Value) -> Result<u64, String> {
+    let bad = || format!("frequency must be seconds or a duration such as 2s, 500ms or 1m, got {value}");
+    match value {
+        Value::Number(n) => {
+            n.as_f64().filter(|s| *s >= 0.0 && s.is_finite()).map(|s| (s * 1000.0).round() as u64).ok_or_else(bad)
+        }
+        Value::String(s) => {
+            let s = s.trim();
+            let (number, unit_ms) = if let Some(n) = s.strip_suffix("ms") {
+                (n, 1.0)
+            } else if let Some(n) = s.strip_suffix('s') {
+                (n, 1_000.0)
+            } else if let Some(n) = s.strip_suffix('m') {
+                (n, 60_000.0)
+            } else if let Some(n) = s.strip_suffix('h') {
+                (n, 3_600_000.0)
+            } else {
+                (s, 1_000.0)
+            };
+            number
+                .parse::<f64>()
+                .ok()
+                .filter(|n| *n >= 0.0 && n.is_finite())
+                .map(|n| (n * unit_ms).round() as u64)
+                .ok_or_else(bad)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Writes a frequency the way the seed does (`2s`, `500ms`).
+pub fn format_frequency(ms: u64) -> String {
+    if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
+}
+
+/// Which measurements to report: ids matched exactly or by prefix with a trailing `*`
+/// (`cpu.*`), an originator matched exactly; empty ids or an empty originator match all.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MetricsFilter {
+    /// Measurement ids or `prefix*` patterns.
+    pub ids: Vec<String>,
+    /// The originator, e.g. `SYSTEM` or `Container:test`.
+    pub originator: String,
+}
+
+impl MetricsFilter {
+    /// Whether a measurement of `originator` with `id` passes.
+    pub fn matches(&self, originator: &str, id: &str) -> bool {
+        let originator_ok = self.originator.is_empty() || self.originator == originator;
+        let id_ok = self.ids.is_empty()
+            || self.ids.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => id.starts_with(prefix),
+                None => p == id,
+            });
+        originator_ok && id_ok
+    }
+}
+
+/// A request asking a device to report container metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsRequest {
+    /// The thing, `<deviceId>:edge:containers`.
+    pub thing_id: String,
+    /// Ties the response to this request.
+    pub correlation_id: String,
+    /// How often to report, in ms; 0 stops.
+    pub frequency_ms: u64,
+    /// What to report (none: everything).
+    pub filters: Vec<MetricsFilter>,
+}
+
+/// The Ditto topic of a thing's message: `edge:device:edge:containers` becomes
+/// `edge/device:edge:containers/things/live/messages/<kind>`.
+pub fn ditto_topic(thing_id: &str, kind: &str) -> String {
+    let (namespace, name) = thing_id.split_once(':').unwrap_or(("", thing_id));
+    format!("{namespace}/{name}/things/live/messages/{kind}")
+}
+
+/// The thing id a Ditto topic names (`edge/device:edge:containers/things/...` gives
+/// `edge:device:edge:containers`).
+pub fn thing_from_topic(topic: &str) -> Option<String> {
+    let mut parts = topic.splitn(3, '/');
+    let (namespace, name) = (parts.next()?, parts.next()?);
+    (!namespace.is_empty() && !name.is_empty()).then(|| format!("{namespace}:{name}"))
+}
+
+/// The device a thing id belongs to (`edge:device:edge:containers` gives `edge:device`).
+pub fn device_of_thing(thing_id: &str) -> Option<DeviceId> {
+    DeviceId::parse(thing_id.strip_suffix(THING_SUFFIX).unwrap_or(thing_id)).ok()
+}
+
+impl MetricsRequest {
+    /// The Ditto message, as seed 05 shows it.
+    pub fn to_message(&self) -> Value {
+        let filter: Vec<Value> = self
+            .filters
+            .iter()
+            .map(|f| {
+                json!({
+                    "id": if f.ids.is_empty() { Value::Null } else { json!(f.ids) },
+                    "originator": f.originator,
+                })
+            })
+            .collect();
+        json!({
+            "topic": ditto_topic(&self.thing_id, "request"),
+            "headers": {"response-required": true, "content-type": "application/json", "correlation-id": self.correlation_id},
+            "path": "/features/Metrics/inbox/messages/request",
+            "value": {"filter": filter, "frequency": format_frequency(self.frequency_ms)},
+        })
+    }
+
+    /// Parses a request message.
+    ///
+    /// # Errors
+    /// Every missing or invalid field.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ValidationErrors> {
+        let map = parse_object(bytes)?;
+        let root = ObjectReader::new(&map, &[]);
+        let mut sink = ErrorSink::default();
+        let topic = root.required_str(&mut sink, "topic").unwrap_or_default();
+        let thing_id = thing_from_topic(topic);
+        if thing_id.is_none() && !topic.is_empty() {
+            sink.at(
+                &[],
+                "topic",
+                ErrorKind::BadFormat,
+                "topic must be <namespace>/<name>/things/live/messages/request",
+            );
+        }
+        let headers_loc = [LocSegment::from("headers")];
+        let correlation_id = root
+            .optional_object(&mut sink, "headers")
+            .and_then(|h| ObjectReader::new(h, &headers_loc).optional_str(&mut sink, "correlation-id"))
+            .unwrap_or_default()
+            .to_owned();
+        let value_loc = [LocSegment::from("value")];
+        let mut frequency_ms = 0;
+        let mut filters = Vec::new();
+        match root.optional_object(&mut sink, "value") {
+            None => sink.at(&[], "value", ErrorKind::Missing, "field required"),
+            Some(value) => {
+                match value.get("frequency") {
+                    None | Some(Value::Null) => sink.at(&value_loc, "frequency", ErrorKind::Missing, "field required"),
+                    Some(raw) => match parse_frequency(raw) {
+                        Ok(ms) => frequency_ms = ms,
+                        Err(msg) => sink.at(&value_loc, "frequency", ErrorKind::BadFormat, msg),
+                    },
+                }
+                if let Some(raw) = value.get("filter").filter(|v| !v.is_null()) {
+                    filters = parse_filters(raw, &mut sink);
+                }
+            }
+        }
+        sink.finish()?;
+        Ok(Self { thing_id: thing_id.unwrap_or_default(), correlation_id, frequency_ms, filters })
+    }
+}
+
+fn parse_filters(raw: &Value, sink: &mut ErrorSink) -> Vec<MetricsFilter> {
+    let loc = [LocSegment::from("value"), LocSegment::from("filter")];
+    let Value::Array(items) = raw else {
+        sink.push(FieldError::new(loc.to_vec(), ErrorKind::NotObject, "value is not a valid list"));
+        return Vec::new();
+    };
+    let mut filters = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let item_loc: Vec<LocSegment> = loc.iter().cloned().chain([LocSegment::Index(i)]).collect();
+        let Value::Object(map) = item else {
+            sink.push(FieldError::new(item_loc, ErrorKind::NotObject, "value is not a valid dict"));
+            continue;
+        };
+        let reader = ObjectReader::new(map, &item_loc);
+        let originator = reader.optional_str(sink, "originator").unwrap_or_default().to_owned();
+        let ids = match map.get("id") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(ids)) => ids.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(Value::String(id)) => vec![id.clone()],
+            Some(_) => {
+                sink.at(&item_loc, "id", ErrorKind::NotString, "id is a list of measurement ids");
+                Vec::new()
+            }
+        };
+        filters.push(MetricsFilter { ids, originator });
+    }
+    filters
+}
+
+/// The status a device answers a request with (204 on success).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsResponse {
+    /// The request's correlation id.
+    pub correlation_id: String,
+    /// HTTP-style status.
+    pub status: u16,
+}
+
+impl MetricsResponse {
+    /// Parses a response message (`status` at the top level, as seed 05 shows, or inside a
+    /// `value` with `error` and `message` for failures).
+    ///
+    /// # Errors
+    /// When no status can be found.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ValidationErrors> {
+        let map = parse_object(bytes)?;
+        let status = map
+            .get("status")
+            .or_else(|| map.get("value").and_then(|v| v.get("status")))
+            .and_then(Value::as_u64)
+            .and_then(|s| u16::try_from(s).ok());
+        let correlation_id = map
+            .get("headers")
+            .and_then(|h| h.get("correlation-id"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match status {
+            Some(status) => Ok(Self { correlation_id, status }),
+            None => Err(ValidationErrors::single(FieldError::new(
+                vec![LocSegment::from("status")],
+                ErrorKind::Missing,
+                "field required",
+            ))),
+        }
+    }
+}
+
+/// One originator's measurements in a data message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginatorSnapshot {
+    /// `SYSTEM` or `Container:<name>`.
+    pub originator: String,
+    /// `(id, value)` pairs, e.g. `("cpu.utilization", 8.75)`.
+    pub measurements: Vec<(String, f64)>,
+}
+
+/// A data message: measurements per originator at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsData {
+    /// The reporting thing (from the topic).
+    pub thing_id: String,
+    /// When the device published it, Unix ms.
+    pub timestamp_ms: i64,
+    /// The snapshots.
+    pub snapshot: Vec<OriginatorSnapshot>,
+}
+
+impl MetricsData {
+    /// Parses a data message. `thing_id` overrides the topic's (an MQTT bridge knows it from
+    /// the MQTT topic). A missing timestamp is `now_ms`.
+    ///
+    /// # Errors
+    /// Every missing or invalid field, e.g. `["value", "snapshot", 1, "measurements", 0, "value"]`.
+    pub fn parse(bytes: &[u8], thing_id: Option<&str>, now_ms: i64) -> Result<Self, ValidationErrors> {
+        let map = parse_object(bytes)?;
+        let root = ObjectReader::new(&map, &[]);
+        let mut sink = ErrorSink::default();
+        let topic_thing = root.optional_str(&mut sink, "topic").and_then(thing_from_topic);
+        let thing_id = thing_id.map(str::to_owned).or(topic_thing);
+        if thing_id.is_none() {
+            sink.at(&[], "topic", ErrorKind::Missing, "a topic naming the thing is required");
+        }
+        let value_loc = [LocSegment::from("value")];
+        let mut timestamp_ms = now_ms;
+        let mut snapshot = Vec::new();
+        match root.optional_object(&mut sink, "value") {
+            None => sink.at(&[], "value", ErrorKind::Missing, "field required"),
+            Some(value) => {
+                let reader = ObjectReader::new(value, &value_loc);
+                if let Some(ts) = reader.optional_int(&mut sink, "timestamp") {
+                    timestamp_ms = ts;
+                }
+                snapshot = parse_snapshot(value, &mut sink);
+            }
+        }
+        sink.finish()?;
+        Ok(Self { thing_id: thing_id.unwrap_or_default(), timestamp_ms, snapshot })
+    }
+
+    /// The Ditto message, as seed 05 shows it.
+    pub fn to_message(&self) -> Value {
+        let snapshot: Vec<Value> = self
+            .snapshot
+            .iter()
+            .map(|s| {
+                let measurements: Vec<Value> =
+                    s.measurements.iter().map(|(id, v)| json!({"id": id, "value": v})).collect();
+                json!({"originator": s.originator, "measurements": measurements})
+            })
+            .collect();
+        json!({
+            "topic": ditto_topic(&self.thing_id, "data"),
+            "headers": {"content-type": "application/json"},
+            "path": "/features/Metrics/outbox/messages/data",
+            "value": {"snapshot": snapshot, "timestamp": self.timestamp_ms},
+        })
+    }
+
+    /// One `container` point per originator, fields named by measurement id, tagged with the
+    /// `originator` and the `device_id` the thing belongs to. Unknown ids are kept.
+    pub fn points(&self) -> Vec<Point> {
+        let device = device_of_thing(&self.thing_id);
+        let time_ns = self.timestamp_ms.saturating_mul(1_000_000);
+        self.snapshot
+            .iter()
+            .filter(|s| !s.measurements.is_empty())
+            .filter_map(|s| {
+                let mut tags = vec![("originator".to_owned(), s.originator.clone())];
+                if let Some(device) = &device {
+                    tags.push(("device_id".to_owned(), device.to_string()));
+                }
+                let mut fields: Vec<(String, FieldValue)> = Vec::new();
+                for (id, value) in &s.measurements {
+                    // A repeated id keeps its last value, as a device's latest word.
+                    fields.retain(|(k, _)| k != id);
+                    fields.push((id.clone(), FieldValue::Float(*value)));
+                }
+                Point::new("container".to_owned(), tags, fields, time_ns, MetricType::Gauge).ok()
+            })
+            .collect()
+    }
+}
+
+fn parse_snapshot(value: &Map<String, Value>, sink: &mut ErrorSink) -> Vec<OriginatorSnapshot> {
+    let loc = [LocSegment::from("value"), LocSegment::from("snapshot")];
+    let items = match value.get("snapshot") {
+        Some(Value::Array(items)) => items,
+        None | Some(Value::Null) => {
+            sink.at(&loc[..1], "snapshot", ErrorKind::Missing, "field required");
+            return Vec::new();
+        }
+        Some(_) => {
+            sink.at(&loc[..1], "snapshot", ErrorKind::NotObject, "value is not a valid list");
+            return Vec::new();
+        }
+    };
+    let mut snapshot = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let item_loc: Vec<LocSegment> = loc.iter().cloned().chain([LocSegment::Index(i)]).collect();
+        let Value::Object(map) = item else {
+            sink.push(FieldError::new(item_loc, ErrorKind::NotObject, "value is not a valid dict"));
+            continue;
+        };
+        let originator =
+            ObjectReader::new(map, &item_loc).required_str(sink, "originator").unwrap_or_default().to_owned();
+        let mut measurements = Vec::new();
+        match map.get("measurements") {
+            Some(Value::Array(list)) => {
+                for (j, m) in list.iter().enumerate() {
+                    let m_loc: Vec<LocSegment> = item_loc
+                        .iter()
+                        .cloned()
+                        .chain([LocSegment::from("measurements"), LocSegment::Index(j)])
+                        .collect();
+                    let id = m.get("id").and_then(Value::as_str).filter(|s| !s.is_empty() && s.len() <= 256);
+                    let value = m.get("value").and_then(Value::as_f64).filter(|v| v.is_finite());
+                    match (id, value) {
+                        (Some(id), Some(value)) => measurements.push((id.to_owned(), value)),
+                        (None, _) => sink.at(
+                            &m_loc,
+                            "id",
+                            ErrorKind::Missing,
+                            "a measurement needs an id of 1 to 256 characters",
+                        ),
+                        (_, None) => {
+                            sink.at(&m_loc, "value", ErrorKind::NotFloat, "a measurement needs a finite numeric value")
+                        }
+                    }
+                }
+            }
+            _ => sink.at(&item_loc, "measurements", ErrorKind::Missing, "a list of measurements is required"),
+        }
+        snapshot.push(OriginatorSnapshot { originator, measurements });
+    }
+    snapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    pub(crate) const SEED_DATA: &str = r#"{
+        "topic":"edge/device:edge:containers/things/live/messages/data",
+        "headers":{"content-type":"application/json"},
+        "path":"/features/Metrics/outbox/messages/data",
+        "value":{"snapshot":[
+            {"originator":"Container:test","measurements":[{"id":"memory.total","value":10371616768},{"id":"memory.used","value":1396736},
+             {"id":"memory.utilization","value":0.01346690714903206},{"id":"net.readBytes","value":180},{"id":"net.writeBytes","value":0},{"id":"pids","value":6}]},
+            {"originator":"Container:test2","measurements":[{"id":"cpu.utilization","value":8.751566666666667},{"id":"memory.total","value":10371616768},
+             {"id":"io.writeBytes","value":4096},{"id":"pids","value":14}]}
+        ],"timestamp":1234567890}
+    }"#;
+
+    #[test]
+    fn seed_data_message_becomes_points() {
+        let data = MetricsData::parse(SEED_DATA.as_bytes(), None, 0).unwrap();
+        assert_eq!(data.thing_id, "edge:device:edge:containers");
+        assert_eq!(data.snapshot.len(), 2);
+        let points = data.points();
+        assert_eq!(
+            points[1].tags(),
+            [("device_id".into(), "edge:device".into()), ("originator".into(), "Container:test2".into())]
+        );
+        assert_eq!(points[1].fields()[0], ("cpu.utilization".into(), FieldValue::Float(8.751566666666667)));
+        assert_eq!(points[0].timestamp_ns(), 1_234_567_890_000_000);
+        let back = MetricsData::parse(data.to_message().to_string().as_bytes(), None, 0).unwrap();
+        assert_eq!(back, data, "serializer and parser agree");
+    }
+
+    #[test]
+    fn seed_request_round_trips() {
+        let raw = r#"{"topic":"edge/device:edge:containers/things/live/messages/request",
+            "headers":{"response-required":true,"content-type":"application/json","correlation-id":"abc"},
+            "path":"/features/Metrics/inbox/messages/request","value":{"filter":[{"id":null,"originator":"SYSTEM"}],"frequency":"2s"}}"#;
+        let request = MetricsRequest::parse(raw.as_bytes()).unwrap();
+        assert_eq!(request.thing_id, "edge:device:edge:containers");
+        assert_eq!((request.frequency_ms, request.correlation_id.as_str()), (2_000, "abc"));
+        assert_eq!(request.filters, [MetricsFilter { ids: vec![], originator: "SYSTEM".into() }]);
+        assert_eq!(MetricsRequest::parse(request.to_message().to_string().as_bytes()).unwrap(), request);
+        let response = MetricsResponse::parse(br#"{"headers":{"correlation-id":"abc"},"status":204}"#).unwrap();
+        assert_eq!(response, MetricsResponse { correlation_id: "abc".into(), status: 204 });
+    }
+
+    #[test]
+    fn frequencies_and_filters() {
+        for (raw, ms) in
+            [(json!("2s"), 2_000), (json!("500ms"), 500), (json!("1m"), 60_000), (json!(3), 3_000), (json!("0s"), 0)]
+        {
+            assert_eq!(parse_frequency(&raw), Ok(ms), "{raw}");
+        }
+        assert!(parse_frequency(&json!("soon")).is_err());
+        assert!(parse_frequency(&json!(-1)).is_err());
+        let cpu = MetricsFilter { ids: vec!["cpu.*".into(), "pids".into()], originator: String::new() };
+        assert!(cpu.matches("Container:a", "cpu.utilization") && cpu.matches("SYSTEM", "pids"));
+        assert!(!cpu.matches("SYSTEM", "memory.used"));
+        assert!(MetricsFilter::default().matches("x", "anything"));
+        assert!(!MetricsFilter { ids: vec![], originator: "SYSTEM".into() }.matches("Container:a", "pids"));
+    }
+
+    #[test]
+    fn malformed_data_is_located() {
+        let bad = br#"{"topic":"edge/device:edge:containers/things/live/messages/data","value":{"snapshot":[{"originator":"a","measurements":[{"id":"x","value":"high"}]},{"measurements":[]}]}}"#;
+        let err = MetricsData::parse(bad, None, 0).unwrap_err();
+        let locs: Vec<String> =
+            err.errors().iter().map(|e| e.loc.iter().map(ToString::to_string).collect::<Vec<_>>().join(".")).collect();
+        assert_eq!(locs, ["value.snapshot.0.measurements.0.value", "value.snapshot.1.originator"]);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = MetricsData::parse(&bytes, None, 0);
+            let _ = MetricsRequest::parse(&bytes);
+            let _ = MetricsResponse::parse(&bytes);
+        }
+
+        #[test]
+        fn frequencies_round_trip(ms in 0u64..10_000_000) {
+            prop_assert_eq!(parse_frequency(&Value::String(format_frequency(ms))), Ok(ms));
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Seed 05's container metrics data messages over real HTTP.
+
+use homepot_tests::{TestServer, on_every_backend, unique};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_every_backend!(seed_data_message_is_stored_and_served, container_messages_are_validated_and_authorised);
+
+/// Seed 05's data message for the thing `<namespace>:<name>:edge:containers`.
+fn data_message(namespace: &str, name: &str) -> Value {
+    json!({
+        "topic": format!("{namespace}/{name}:edge:containers/things/live/messages/data"),
+        "headers": {"content-type": "application/json"},
+        "path": "/features/Metrics/outbox/messages/data",
+        "value": {"snapshot": [
+            {"originator": "Container:test", "measurements": [
+                {"id": "memory.total", "value": 10371616768_u64}, {"id": "memory.used", "value": 1396736},
+                {"id": "memory.utilization", "value": 0.01346690714903206}, {"id": "net.readBytes", "value": 180},
+                {"id": "net.writeBytes", "value": 0}, {"id": "pids", "value": 6}]},
+            {"originator": "Container:test2", "measurements": [
+                {"id": "cpu.utilization", "value": 8.751566666666667}, {"id": "io.writeBytes", "value": 4096},
+                {"id": "gpu.custom", "value": 3}]}
+        ], "timestamp": chrono::Utc::now().timestamp_millis()}
+    })
+}
+
+async fn seed_data_message_is_stored_and_served(s: &TestServer) {
+    let (namespace, name) = (unique("edge"), "device");
+    let device = format!("{namespace}:{name}");
+    let key = s.register(&device).await;
+    let (status, answer) =
+        s.call(Method::POST, "/api/v1/containers/metrics", Some(&key), Some(&data_message(&namespace, name))).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"accepted": 9, "message": "Accepted 9 measurements", "device_id": device}));
+
+    let (_, latest) =
+        s.call(Method::GET, "/api/v1/containers/metrics?originator=Container:test2", Some(&s.admin_key), None).await;
+    let snapshots = latest["snapshots"].as_array().unwrap();
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(snapshots[0]["device_id"], device.as_str());
+    let ids: Vec<&str> =
+        snapshots[0]["measurements"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["cpu.utilization", "io.writeBytes", "gpu.custom"], "unknown ids are kept");
+
+    let text =
+        s.client.get(s.url("/metrics")).header("X-API-Key", &s.admin_key).send().await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains(&format!(
+            "container_cpu_utilization{{device_id=\"{device}\",originator=\"Container:test2\"}} 8.751566666666667"
+        )),
+        "{text}"
+    );
+    let (_, history) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/metrics/history?name=container&tag=device_id:{device}"),
+            Some(&s.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(history["count"], 2, "one stored point per originator");
+}
+
+async fn container_messages_are_validated_and_authorised(s: &TestServer) {
+    let namespace = unique("edge");
+    let device = format!("{namespace}:device");
+    let key = s.register(&device).await;
+    let mut bad = data_message(&namespace, "device");
+    bad["value"]["snapshot"][0]["measurements"][1]["value"] = json!("lots");
+    let (status, answer) = s.call(Method::POST, "/api/v1/containers/metrics", Some(&key), Some(&bad)).await;
+    assert_eq!(status, 422);
+    assert_eq!(answer["detail"][0]["loc"], json!(["body", "value", "snapshot", 0, "measurements", 1, "value"]));
+    let other = data_message(&unique("other"), "device");
+    assert_eq!(s.call(Method::POST, "/api/v1/containers/metrics", Some(&key), Some(&other)).await.0, 403);
+    let (status, _) = s.call(Method::POST, "/api/v1/containers/metrics", Some(&s.admin_key), Some(&other)).await;
+    assert_eq!(status, 404, "the thing's device must be registered");
+    assert_eq!(s.call(Method::POST, "/api/v1/containers/metrics", None, Some(&other)).await.0, 401);
+}
