@@ -1,6 +1,7 @@
 //! The `homepot` binary: parses settings, then hands over to the library crates.
 #![forbid(unsafe_code)]
 
+mod containers;
 mod device;
 mod serve;
 mod settings;
@@ -29,6 +30,9 @@ enum Command {
     Device(device::DeviceCommand),
     /// Simulate a fleet of devices sending health checks to a server.
     Simulate(simulate::SimulateArgs),
+    /// Talk to edge devices' container metrics over MQTT.
+    #[command(subcommand)]
+    Containers(containers::ContainersCommand),
 }
 
 #[tokio::main]
@@ -47,6 +51,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Device(command) => device::run(command).await,
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Containers(command) => containers::run(command).await,
     }
 }
 

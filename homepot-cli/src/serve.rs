@@ -10,7 +10,7 @@ use crate::settings::ServeArgs;
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(settings = ?args, "starting homepot");
     let store = Arc::new(crate::connect(&args.database).await?);
-    let config = args.server_config();
+    let config = args.server_config()?;
     match ensure_admin_key(store.as_ref(), config.admin_key.as_ref()).await? {
         AdminKeyOutcome::Generated(key) => {
             // Printed once, to stdout and not to the log: only its hash is stored.

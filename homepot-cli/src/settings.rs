@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use homepot_core::ApiKey;
+use homepot_core::container::{MetricsFilter, parse_frequency};
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_http::{RateLimitConfig, ServerConfig};
+use homepot_http::{MqttConfig, RateLimitConfig, ServerConfig};
 use homepot_storage::{SqliteSync, StoreOptions};
 
 /// Where data lives.
@@ -137,6 +138,24 @@ pub(crate) struct ServeArgs {
     /// Node Wi-Fi signal quality below this raises a `/ws` threshold event.
     #[arg(long, env = "HOMEPOT_ALERT_SIGNAL_QUALITY_PERCENT", default_value_t = 30.0)]
     pub(crate) alert_signal_quality_percent: f64,
+    /// Run the container metrics MQTT bridge against this broker (`mqtt://host[:port]`).
+    #[arg(long, env = "HOMEPOT_MQTT_URL")]
+    pub(crate) mqtt_url: Option<String>,
+    /// MQTT client id; keep it stable so the broker keeps the session across restarts.
+    #[arg(long, env = "HOMEPOT_MQTT_CLIENT_ID", default_value = "homepot")]
+    pub(crate) mqtt_client_id: String,
+    /// Things (`<deviceId>:edge:containers`) asked for metrics when the bridge connects.
+    #[arg(long = "mqtt-thing", env = "HOMEPOT_MQTT_THINGS", value_delimiter = ',')]
+    pub(crate) mqtt_things: Vec<String>,
+    /// Requested reporting interval: seconds or 2s, 500ms, 1m (0s stops reporting).
+    #[arg(long, env = "HOMEPOT_MQTT_FREQUENCY", default_value = "2s")]
+    pub(crate) mqtt_frequency: String,
+    /// Requested measurement ids or `prefix*` patterns; repeat for more (none: all).
+    #[arg(long = "mqtt-id", env = "HOMEPOT_MQTT_IDS", value_delimiter = ',')]
+    pub(crate) mqtt_ids: Vec<String>,
+    /// Requested originator (empty: all).
+    #[arg(long, env = "HOMEPOT_MQTT_ORIGINATOR", default_value = "")]
+    pub(crate) mqtt_originator: String,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -162,13 +181,34 @@ impl fmt::Debug for ServeArgs {
             .field("alert_memory_percent", &self.alert_memory_percent)
             .field("alert_flash_percent", &self.alert_flash_percent)
             .field("alert_signal_quality_percent", &self.alert_signal_quality_percent)
+            .field("mqtt_url", &self.mqtt_url)
+            .field("mqtt_things", &self.mqtt_things)
+            .field("mqtt_frequency", &self.mqtt_frequency)
             .finish()
     }
 }
 
 impl ServeArgs {
-    pub(crate) fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    /// # Errors
+    /// When the MQTT settings are malformed.
+    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let mqtt = match &self.mqtt_url {
+            None => None,
+            Some(url) => {
+                let mut config = MqttConfig::from_url(url).map_err(anyhow::Error::msg)?;
+                config.client_id = self.mqtt_client_id.clone();
+                config.things = self.mqtt_things.clone();
+                config.frequency_ms = parse_frequency(&serde_json::Value::String(self.mqtt_frequency.clone()))
+                    .map_err(anyhow::Error::msg)?;
+                if !self.mqtt_ids.is_empty() || !self.mqtt_originator.is_empty() {
+                    config.filters =
+                        vec![MetricsFilter { ids: self.mqtt_ids.clone(), originator: self.mqtt_originator.clone() }];
+                }
+                Some(config)
+            }
+        };
+        Ok(ServerConfig {
+            mqtt,
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
             simulator: self.simulator,
             max_body_bytes: self.max_body_bytes,
@@ -200,7 +240,7 @@ impl ServeArgs {
                 ..FilterConfig::default()
             },
             ..ServerConfig::default()
-        }
+        })
     }
 }
 

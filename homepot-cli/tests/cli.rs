@@ -142,3 +142,60 @@ fn serve_takes_simulated_traffic_and_stops_cleanly_on_sigterm() {
     assert!(listed.contains("sim-pos-0001") && listed.contains("spore-node-0003"), "{listed}");
     assert!(listed.contains("6 device(s)"), "{listed}");
 }
+
+#[test]
+fn containers_request_reports_the_devices_answer() {
+    use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+    if std::net::TcpStream::connect(("127.0.0.1", 1883)).is_err() {
+        eprintln!("SKIPPED containers_request_reports_the_devices_answer: no MQTT broker at 127.0.0.1:1883");
+        return;
+    }
+    let thing = format!("cli{}:device:edge:containers", std::process::id());
+    // A device that answers every request with the status it was told to give.
+    let responder = |status: &'static str| {
+        let thing = thing.clone();
+        let (client, mut connection) =
+            Client::new(MqttOptions::new(format!("device-{thing}-{status}"), "127.0.0.1", 1883), 16);
+        client.subscribe(format!("command//{thing}/req/+/request"), QoS::AtLeastOnce).unwrap();
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let request_id = p.topic.split('/').nth(4).unwrap_or_default().to_owned();
+                        let _ = client.publish(
+                            format!("command//{thing}/res/{request_id}/{status}"),
+                            QoS::AtLeastOnce,
+                            false,
+                            "{}",
+                        );
+                    }
+                    Err(_) => return,
+                    _ => {}
+                }
+            }
+        });
+        ready.recv_timeout(Duration::from_secs(10)).expect("responder subscribed");
+    };
+    responder("204");
+    let out = Command::new(BIN)
+        .args([
+            "containers",
+            "request",
+            "--thing",
+            &thing,
+            "--frequency",
+            "2s",
+            "--id",
+            "cpu.utilization",
+            "--timeout",
+            "10",
+        ])
+        .output()
+        .expect("run containers request");
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("Accepted (204)."), "{}", text(&out.stdout));
+}

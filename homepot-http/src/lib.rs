@@ -10,11 +10,13 @@ mod api;
 mod auth;
 mod body;
 mod error;
+mod mqtt;
 mod pipeline;
 mod rate_limit;
 mod server;
 mod stats;
 
 pub use auth::{AdminKeyOutcome, ensure_admin_key, generate_key};
+pub use mqtt::{MqttConfig, request_for};
 pub use rate_limit::RateLimitConfig;
 pub use server::{RunningServer, ServerConfig, openapi_json, start};

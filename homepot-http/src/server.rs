@@ -24,6 +24,7 @@ use crate::api::{
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
 use crate::error::catch_all;
+use crate::mqtt::{MqttConfig, run_bridge};
 use crate::pipeline::{Pipeline, WriterHandle};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::stats::Stats;
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     pub node_stale_after: Duration,
     /// Alert thresholds for the `/ws` node events.
     pub thresholds: Thresholds,
+    /// The MQTT bridge for container metrics; `None` runs none.
+    pub mqtt: Option<MqttConfig>,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
             thresholds: Thresholds::default(),
+            mqtt: None,
         }
     }
 }
@@ -104,6 +108,7 @@ pub struct RunningServer {
     server: JoinHandle<io::Result<()>>,
     writer: WriterHandle,
     sweeper: JoinHandle<()>,
+    bridge: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -120,6 +125,10 @@ impl RunningServer {
     pub async fn shutdown(self) -> io::Result<()> {
         let _ = self.stop.send(());
         self.sweeper.abort();
+        // A message the bridge was storing stays unacknowledged: the broker delivers it again.
+        if let Some(bridge) = &self.bridge {
+            bridge.abort();
+        }
         let served = match self.server.await {
             Ok(result) => result,
             Err(join) => Err(io::Error::other(join)),
@@ -176,6 +185,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         simulator: config.simulator,
     });
     let sweeper = tokio::spawn(sweep_stale_nodes(Arc::clone(&state)));
+    let bridge = config.mqtt.clone().map(|mqtt| tokio::spawn(run_bridge(mqtt, Arc::clone(&state))));
     let service = api_service();
     let app = Route::new()
         .at("/openapi.json", service.spec_endpoint())
@@ -225,5 +235,5 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             )
             .await
     });
-    Ok(RunningServer { addr, stop, server, writer, sweeper })
+    Ok(RunningServer { addr, stop, server, writer, sweeper, bridge })
 }

@@ -11,6 +11,8 @@ pub(crate) struct Stats {
     metrics_received_total: AtomicU64,
     sse_events_sent: AtomicU64,
     sse_subscribers: AtomicUsize,
+    mqtt_messages_received: AtomicU64,
+    mqtt_messages_rejected: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -21,6 +23,8 @@ pub(crate) struct StatsSnapshot {
     pub(crate) metrics_received_total: u64,
     pub(crate) sse_events_sent: u64,
     pub(crate) sse_subscribers: usize,
+    pub(crate) mqtt_messages_received: u64,
+    pub(crate) mqtt_messages_rejected: u64,
 }
 
 impl Stats {
@@ -35,6 +39,16 @@ impl Stats {
     /// Counts metric points that were stored.
     pub(crate) fn metrics_received(&self, points: usize) {
         self.metrics_received_total.fetch_add(points as u64, Ordering::Relaxed);
+    }
+
+    /// Counts an MQTT data message received.
+    pub(crate) fn mqtt_message(&self) {
+        self.mqtt_messages_received.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an MQTT data message dropped as malformed or unstorable.
+    pub(crate) fn mqtt_rejected(&self) {
+        self.mqtt_messages_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one stream event sent.
@@ -55,6 +69,8 @@ impl Stats {
             metrics_received_total: self.metrics_received_total.load(Ordering::Relaxed),
             sse_events_sent: self.sse_events_sent.load(Ordering::Relaxed),
             sse_subscribers: self.sse_subscribers.load(Ordering::Relaxed),
+            mqtt_messages_received: self.mqtt_messages_received.load(Ordering::Relaxed),
+            mqtt_messages_rejected: self.mqtt_messages_rejected.load(Ordering::Relaxed),
         }
     }
 }

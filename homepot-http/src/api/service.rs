@@ -75,6 +75,10 @@ struct ServiceStats {
     metrics_received_total: u64,
     /// Stream events sent.
     sse_events_sent: u64,
+    /// Container metrics messages received over MQTT.
+    mqtt_messages_received: u64,
+    /// Of those, dropped as malformed or for an unknown device.
+    mqtt_messages_rejected: u64,
     /// Seconds since the server started.
     uptime_seconds: f64,
 }
@@ -134,6 +138,8 @@ impl ServiceApi {
             errors_total: stats.errors_total,
             metrics_received_total: stats.metrics_received_total,
             sse_events_sent: stats.sse_events_sent,
+            mqtt_messages_received: stats.mqtt_messages_received,
+            mqtt_messages_rejected: stats.mqtt_messages_rejected,
             uptime_seconds: uptime(&state),
         })
     }
