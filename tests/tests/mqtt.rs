@@ -132,3 +132,89 @@ async fn the_bridge_requests_metrics_when_it_connects() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     s.shutdown().await;
 }
+
+/// A private Mosquitto on its own port, so the test can stop and restart it.
+struct PrivateBroker {
+    process: std::process::Child,
+}
+
+impl PrivateBroker {
+    fn start(port: u16) -> Option<Self> {
+        let process = std::process::Command::new("mosquitto")
+            .args(["-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self { process })
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_bridge_reconnects_and_resubscribes_after_a_broker_restart() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let Some(broker) = PrivateBroker::start(port) else {
+        eprintln!("SKIPPED the_bridge_reconnects_and_resubscribes_after_a_broker_restart: no mosquitto binary");
+        return;
+    };
+    let mqtt = MqttConfig {
+        client_id: unique("homepot-restart-"),
+        ..MqttConfig::from_url(&format!("mqtt://127.0.0.1:{port}")).unwrap()
+    };
+    let s = TestServer::start(
+        Backend::Sqlite,
+        "mqtt-restart",
+        ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() },
+    )
+    .await
+    .expect("SQLite");
+    let device = format!("{}:device", unique("edge"));
+    s.register(&device).await;
+    let thing = format!("{device}:edge:containers");
+
+    let publish_until_seen = |originator: &'static str| {
+        let (s, mqtt, thing, device) = (&s, mqtt.clone(), thing.clone(), device.clone());
+        async move {
+            let (client, _) = test_client(&mqtt).await;
+            let mut message = data_message(&thing);
+            message["value"]["snapshot"][0]["originator"] = json!(originator);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                // The client may be reconnecting too; a failed publish is simply tried again.
+                let _ = client.publish(format!("e/tenant/{thing}"), QoS::AtLeastOnce, false, message.to_string()).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let path = format!("/api/v1/containers/metrics?originator={originator}");
+                let (_, latest) = s.call(Method::GET, &path, Some(&s.admin_key), None).await;
+                if latest["snapshots"]
+                    .as_array()
+                    .is_some_and(|all| all.iter().any(|x| x["device_id"] == device.as_str()))
+                {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "{originator}: the bridge did not deliver");
+            }
+        }
+    };
+    publish_until_seen("Container:before").await;
+
+    // The broker restarts without persistence: the bridge's session and subscriptions are gone.
+    drop(broker);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _broker = PrivateBroker::start(port).expect("broker restarts");
+    publish_until_seen("Container:after").await;
+    s.shutdown().await;
+}
