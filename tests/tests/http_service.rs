@@ -216,3 +216,43 @@ async fn locked_storage_answers_503_and_recovers() {
     assert_eq!(status, 200, "recovers by itself once storage is back: {body}");
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn concurrent_registrations_never_fail_health_writes() {
+    let s = sqlite(ServerConfig::default()).await;
+    let devices: Vec<String> = (0..4).map(|_| unique("pos-")).collect();
+    let mut keys = Vec::new();
+    for device in &devices {
+        keys.push(s.register(device).await);
+    }
+    let mut work = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let (client, base, admin) = (s.client.clone(), s.base.clone(), s.admin_key.clone());
+        let (device, key) = (devices[i % 4].clone(), keys[i % 4].clone());
+        work.spawn(async move {
+            let response = if i % 3 == 0 {
+                // Registry writes on other connections, racing the health writer.
+                client
+                    .post(format!("{base}/api/v1/devices"))
+                    .header("X-API-Key", admin)
+                    .json(&json!({"device_id": unique("racer-")}))
+                    .send()
+                    .await
+            } else {
+                client
+                    .post(format!("{base}/api/v1/devices/{device}/health"))
+                    .header("X-API-Key", key)
+                    .json(&json!({"is_healthy": true, "response_time_ms": i}))
+                    .send()
+                    .await
+            };
+            response.expect("sent").status().as_u16()
+        });
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    while let Some(status) = work.join_next().await {
+        *statuses.entry(status.expect("task")).or_insert(0) += 1;
+    }
+    assert_eq!(statuses.keys().copied().collect::<Vec<u16>>(), [200, 201], "{statuses:?}");
+    s.shutdown().await;
+}

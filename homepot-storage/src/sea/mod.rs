@@ -292,18 +292,22 @@ impl HealthStore for SeaOrmStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let txn = self.db.begin().await.map_err(db_error)?;
+        // Devices are resolved before the transaction so that it starts with a write. On
+        // SQLite a transaction that reads first and then writes fails at once (BUSY_SNAPSHOT)
+        // when another connection wrote in between; one that writes first waits for the lock.
+        // A device removed meanwhile trips the foreign key, reported as NotFound below.
         let mut wanted: Vec<&str> = batch.iter().map(|c| c.device_id.as_str()).collect();
         wanted.sort_unstable();
         wanted.dedup();
         let pks: HashMap<String, i64> = device::Entity::find()
             .filter(device::Column::DeviceId.is_in(wanted.iter().copied()))
-            .all(&txn)
+            .all(&self.db)
             .await
             .map_err(db_error)?
             .into_iter()
             .map(|d| (d.device_id, d.id))
             .collect();
+        let txn = self.db.begin().await.map_err(db_error)?;
         let mut ids = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
             let mut rows = Vec::with_capacity(chunk.len());
