@@ -24,6 +24,9 @@ pub(crate) trait BodyKind: Send {
     /// Whether any other media type is read as the first one (line protocol: InfluxDB ignores
     /// the header, and its clients send `application/octet-stream`).
     const ANY_CONTENT_TYPE: bool = false;
+    /// Whether an empty body is an error. Line protocol and OTLP take it as zero points, as
+    /// InfluxDB and the OTLP protocol do.
+    const REQUIRED: bool = true;
     /// The documented schema of the media type at `index` of [`Self::CONTENT_TYPES`].
     fn schema_ref(index: usize) -> MetaSchemaRef;
     /// Registers the schemas.
@@ -51,6 +54,7 @@ pub(crate) struct TextKind;
 impl BodyKind for TextKind {
     const CONTENT_TYPES: &'static [&'static str] = &["text/plain"];
     const ANY_CONTENT_TYPE: bool = true;
+    const REQUIRED: bool = false;
     fn schema_ref(_: usize) -> MetaSchemaRef {
         MetaSchemaRef::Inline(Box::new(MetaSchema::new("string")))
     }
@@ -62,6 +66,7 @@ pub(crate) struct OtlpKind;
 
 impl BodyKind for OtlpKind {
     const CONTENT_TYPES: &'static [&'static str] = &["application/x-protobuf", "application/json"];
+    const REQUIRED: bool = false;
     fn schema_ref(index: usize) -> MetaSchemaRef {
         if index == 0 {
             MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")))
@@ -110,7 +115,7 @@ impl<'a, K: BodyKind> ApiExtractor<'a> for RawBody<K> {
             .enumerate()
             .map(|(i, content_type)| MetaMediaType { content_type, schema: K::schema_ref(i) })
             .collect();
-        Some(MetaRequest { description: None, content, required: true })
+        Some(MetaRequest { description: None, content, required: K::REQUIRED })
     }
 
     async fn from_request(

@@ -68,7 +68,7 @@ impl ContainersApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
-        body: JsonBody<Value>,
+        body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<ContainerMetricsAccepted>, ApiError> {
         let principal = state.auth.authenticate_metrics(&auth).await?;
         let data = MetricsData::parse(&body.bytes, None, now().timestamp_millis())

@@ -22,13 +22,13 @@ pub(crate) struct DevicesApi;
 #[derive(Debug, Object)]
 struct RegisterDeviceRequest {
     /// Unique, case-sensitive identifier: 1-128 of `A-Z a-z 0-9 . _ - :`.
-    #[oai(validator(min_length = 1, max_length = 128))]
+    #[oai(validator(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
     device_id: String,
     /// Human-readable name.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 200))]
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 200))]
     name: Option<String>,
     /// Kind of device, e.g. `pos-terminal`.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 64))]
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 64))]
     device_type: Option<String>,
     /// Labels such as `zone` or `env` (at most 64).
     #[oai(skip_serializing_if_is_none)]

@@ -26,8 +26,8 @@ pub(crate) struct MetricsApi;
 /// `{"name", "value", "tags"?, "timestamp"?}`.
 #[derive(Debug, Object)]
 struct SimpleMetricRequest {
-    /// Metric name (1-256 characters).
-    #[oai(validator(min_length = 1, max_length = 256))]
+    /// Metric name (1-256 characters, no line breaks, not starting with `#`).
+    #[oai(validator(min_length = 1, max_length = 256, pattern = r"^[^#\r\n][^\r\n]*$"))]
     name: String,
     /// Numeric value.
     value: f64,
@@ -310,6 +310,7 @@ impl MetricsApi {
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
         /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
+        #[oai(validator(pattern = r"^(ns|n|us|u|µ|ms|s|m|h)?$"))]
         precision: Query<Option<String>>,
         body: RawBody<TextKind>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
@@ -346,6 +347,7 @@ impl MetricsApi {
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
         /// Timestamp unit: `ns` (default), `us`, `ms`, `s`, `m` or `h`.
+        #[oai(validator(pattern = r"^(ns|n|us|u|µ|ms|s|m|h)?$"))]
         precision: Query<Option<String>>,
         /// Database name (ignored).
         db: Query<Option<String>>,
@@ -404,6 +406,7 @@ impl MetricsApi {
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
         /// Metric name.
+        #[oai(validator(min_length = 1, max_length = 256))]
         name: Query<String>,
         /// Window in hours before now (1-720, default 24).
         #[oai(validator(minimum(value = "1"), maximum(value = "720")))]

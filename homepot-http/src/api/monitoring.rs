@@ -129,7 +129,7 @@ impl MonitoringApi {
         auth: MetricsAuth,
         /// The node's device id.
         node_id: Path<String>,
-        body: JsonBody<Value>,
+        body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<NodeReportAccepted>, ApiError> {
         state.auth.authenticate_metrics(&auth).await?.require_writer_for(&node_id)?;
         let accepted_at = now();

@@ -43,6 +43,7 @@ impl SimulatorApi {
         &self,
         state: Data<&Arc<AppState>>,
         /// Device to simulate (default: `simulator-pos-` and a random suffix).
+        #[oai(validator(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
         device_id: Query<Option<String>>,
         /// Health status to simulate (default true).
         is_healthy: Query<Option<bool>>,
