@@ -186,17 +186,7 @@ pub fn parse_node_report(bytes: &[u8], now_s: i64) -> Result<NodeReport, Validat
         })
     });
     let labels_loc = [LocSegment::from("labels")];
-    let mut labels = BTreeMap::new();
-    if let Some(raw) = root.optional_object(&mut sink, "labels") {
-        for (key, value) in raw {
-            match value {
-                Value::String(s) => {
-                    labels.insert(key.clone(), s.clone());
-                }
-                _ => sink.at(&labels_loc, key, ErrorKind::NotString, "str type expected"),
-            }
-        }
-    }
+    let labels = root.string_map(&mut sink, "labels");
     if let Err(errors) = crate::device::Labels::parse(labels.clone()) {
         for e in errors.errors() {
             let mut loc = labels_loc.to_vec();

@@ -1,12 +1,8 @@
 //! The JSON adapter for device registrations: the body of `POST /api/v1/devices`.
 
-use std::collections::BTreeMap;
-
-use serde_json::Value;
-
 use crate::device::NewDevice;
 use crate::ingest::json_reader::{ObjectReader, parse_object};
-use crate::validation::{ErrorKind, ErrorSink, LocSegment, ValidationErrors};
+use crate::validation::{ErrorSink, ValidationErrors};
 
 /// Parses and validates a registration: `device_id` (required), `name`, `device_type`, and
 /// `labels` (an object of strings).
@@ -20,18 +16,7 @@ pub fn parse_new_device(bytes: &[u8]) -> Result<NewDevice, ValidationErrors> {
     let device_id = root.required_str(&mut sink, "device_id");
     let name = root.optional_str(&mut sink, "name").map(str::to_owned);
     let device_type = root.optional_str(&mut sink, "device_type").map(str::to_owned);
-    let mut labels = BTreeMap::new();
-    let labels_loc = [LocSegment::from("labels")];
-    if let Some(raw) = root.optional_object(&mut sink, "labels") {
-        for (key, value) in raw {
-            match value {
-                Value::String(s) => {
-                    labels.insert(key.clone(), s.clone());
-                }
-                _ => sink.at(&labels_loc, key, ErrorKind::NotString, "str type expected"),
-            }
-        }
-    }
+    let labels = root.string_map(&mut sink, "labels");
     sink.finish()?;
     NewDevice::parse(device_id.unwrap_or_default(), name, device_type, labels)
 }
@@ -39,6 +24,7 @@ pub fn parse_new_device(bytes: &[u8]) -> Result<NewDevice, ValidationErrors> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::ErrorKind;
     use proptest::prelude::*;
 
     #[test]

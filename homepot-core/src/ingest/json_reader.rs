@@ -135,6 +135,24 @@ impl<'a> ObjectReader<'a> {
         value
     }
 
+    /// An optional object whose values must all be strings (labels, tags); each other value is
+    /// an error located at its key. Absent: an empty map.
+    pub fn string_map(&self, sink: &mut ErrorSink, field: &str) -> std::collections::BTreeMap<String, String> {
+        let mut map = std::collections::BTreeMap::new();
+        let Some(raw) = self.optional_object(sink, field) else { return map };
+        let mut loc = self.loc.to_vec();
+        loc.push(LocSegment::from(field));
+        for (key, value) in raw {
+            match value {
+                Value::String(s) => {
+                    map.insert(key.clone(), s.clone());
+                }
+                _ => sink.at(&loc, key, ErrorKind::NotString, "str type expected"),
+            }
+        }
+        map
+    }
+
     /// An optional object.
     pub fn optional_object(&self, sink: &mut ErrorSink, field: &str) -> Option<&'a Map<String, Value>> {
         match self.get(field)? {
