@@ -169,6 +169,25 @@ impl TestServer {
     }
 }
 
+/// Seed 05's data message for `thing` (`<namespace>:<name>:edge:containers`): `Container:test`
+/// with six measurements and `Container:test2` with three, one of them an unknown id.
+pub fn container_data_message(thing: &str) -> Value {
+    serde_json::json!({
+        "topic": homepot_core::container::ditto_topic(thing, "data"),
+        "headers": {"content-type": "application/json"},
+        "path": "/features/Metrics/outbox/messages/data",
+        "value": {"snapshot": [
+            {"originator": "Container:test", "measurements": [
+                {"id": "memory.total", "value": 10371616768_u64}, {"id": "memory.used", "value": 1396736},
+                {"id": "memory.utilization", "value": 0.01346690714903206}, {"id": "net.readBytes", "value": 180},
+                {"id": "net.writeBytes", "value": 0}, {"id": "pids", "value": 6}]},
+            {"originator": "Container:test2", "measurements": [
+                {"id": "cpu.utilization", "value": 8.751566666666667}, {"id": "io.writeBytes", "value": 4096},
+                {"id": "gpu.custom", "value": 3}]}
+        ], "timestamp": chrono::Utc::now().timestamp_millis()}
+    })
+}
+
 /// A string unique to this test run, with `prefix` (device ids that never collide, even in
 /// a shared PostgreSQL database).
 pub fn unique(prefix: &str) -> String {

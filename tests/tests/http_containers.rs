@@ -1,27 +1,13 @@
 //! Seed 05's container metrics data messages over real HTTP.
 
-use homepot_tests::{TestServer, on_every_backend, unique};
+use homepot_tests::{TestServer, container_data_message, on_every_backend, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 on_every_backend!(seed_data_message_is_stored_and_served, container_messages_are_validated_and_authorised);
 
-/// Seed 05's data message for the thing `<namespace>:<name>:edge:containers`.
 fn data_message(namespace: &str, name: &str) -> Value {
-    json!({
-        "topic": format!("{namespace}/{name}:edge:containers/things/live/messages/data"),
-        "headers": {"content-type": "application/json"},
-        "path": "/features/Metrics/outbox/messages/data",
-        "value": {"snapshot": [
-            {"originator": "Container:test", "measurements": [
-                {"id": "memory.total", "value": 10371616768_u64}, {"id": "memory.used", "value": 1396736},
-                {"id": "memory.utilization", "value": 0.01346690714903206}, {"id": "net.readBytes", "value": 180},
-                {"id": "net.writeBytes", "value": 0}, {"id": "pids", "value": 6}]},
-            {"originator": "Container:test2", "measurements": [
-                {"id": "cpu.utilization", "value": 8.751566666666667}, {"id": "io.writeBytes", "value": 4096},
-                {"id": "gpu.custom", "value": 3}]}
-        ], "timestamp": chrono::Utc::now().timestamp_millis()}
-    })
+    container_data_message(&format!("{namespace}:{name}:edge:containers"))
 }
 
 async fn seed_data_message_is_stored_and_served(s: &TestServer) {

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use homepot_http::{MqttConfig, ServerConfig};
-use homepot_tests::{Backend, TestServer, unique};
+use homepot_tests::{Backend, TestServer, container_data_message, unique};
 use reqwest::Method;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -34,16 +34,32 @@ async fn test_client(config: &MqttConfig) -> (AsyncClient, tokio::sync::mpsc::Un
     (client, rx)
 }
 
-fn data_message(thing: &str) -> Value {
-    let (namespace, name) = thing.split_once(':').unwrap();
-    json!({
-        "topic": format!("{namespace}/{name}/things/live/messages/data"),
-        "headers": {"content-type": "application/json"},
-        "path": "/features/Metrics/outbox/messages/data",
-        "value": {"snapshot": [{"originator": "Container:test2", "measurements": [
-            {"id": "cpu.utilization", "value": 8.751566666666667}, {"id": "memory.used", "value": 4759552}, {"id": "pids", "value": 14}]}],
-            "timestamp": chrono::Utc::now().timestamp_millis()}
-    })
+/// Publishes `thing`'s data message, with its first originator renamed `originator`, until
+/// the HTTP API shows that originator for `device`; returns its snapshot. Publishing again
+/// covers a bridge that is still (re)subscribing.
+async fn publish_until_seen(
+    s: &TestServer,
+    client: &AsyncClient,
+    thing: &str,
+    device: &str,
+    originator: &str,
+) -> Value {
+    let mut message = container_data_message(thing);
+    message["value"]["snapshot"][0]["originator"] = json!(originator);
+    let path = format!("/api/v1/containers/metrics?originator={originator}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // The client may be reconnecting too; a failed publish is simply tried again.
+        let _ = client.publish(format!("e/tenant/{thing}"), QoS::AtLeastOnce, false, message.to_string()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (_, latest) = s.call(Method::GET, &path, Some(&s.admin_key), None).await;
+        if let Some(found) =
+            latest["snapshots"].as_array().and_then(|all| all.iter().find(|x| x["device_id"] == device).cloned())
+        {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "{originator}: the bridge did not deliver");
+    }
 }
 
 #[tokio::test]
@@ -62,25 +78,12 @@ async fn data_messages_on_the_broker_reach_the_http_api() {
     let (client, _) = test_client(&mqtt).await;
     client.publish(format!("e/tenant/{thing}"), QoS::AtLeastOnce, false, "not json").await.unwrap();
 
-    // The bridge may still be subscribing: publish until the data shows up.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let snapshot = loop {
-        client
-            .publish(format!("e/tenant/{thing}"), QoS::AtLeastOnce, false, data_message(&thing).to_string())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (_, latest) = s
-            .call(Method::GET, "/api/v1/containers/metrics?originator=Container:test2", Some(&s.admin_key), None)
-            .await;
-        if let Some(found) = latest["snapshots"]
-            .as_array()
-            .and_then(|all| all.iter().find(|x| x["device_id"] == device.as_str()).cloned())
-        {
-            break found;
-        }
-        assert!(Instant::now() < deadline, "the data message never reached the HTTP API");
-    };
+    publish_until_seen(&s, &client, &thing, &device, "Container:first").await;
+    // The same message carried Container:test2, stored in the same write.
+    let (_, latest) =
+        s.call(Method::GET, "/api/v1/containers/metrics?originator=Container:test2", Some(&s.admin_key), None).await;
+    let snapshot =
+        latest["snapshots"].as_array().unwrap().iter().find(|x| x["device_id"] == device.as_str()).unwrap().clone();
     let cpu =
         snapshot["measurements"].as_array().unwrap().iter().find(|m| m["id"] == "cpu.utilization").unwrap().clone();
     assert_eq!(cpu["value"], 8.751566666666667);
@@ -186,35 +189,15 @@ async fn the_bridge_reconnects_and_resubscribes_after_a_broker_restart() {
     s.register(&device).await;
     let thing = format!("{device}:edge:containers");
 
-    let publish_until_seen = |originator: &'static str| {
-        let (s, mqtt, thing, device) = (&s, mqtt.clone(), thing.clone(), device.clone());
-        async move {
-            let (client, _) = test_client(&mqtt).await;
-            let mut message = data_message(&thing);
-            message["value"]["snapshot"][0]["originator"] = json!(originator);
-            let deadline = Instant::now() + Duration::from_secs(30);
-            loop {
-                // The client may be reconnecting too; a failed publish is simply tried again.
-                let _ = client.publish(format!("e/tenant/{thing}"), QoS::AtLeastOnce, false, message.to_string()).await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let path = format!("/api/v1/containers/metrics?originator={originator}");
-                let (_, latest) = s.call(Method::GET, &path, Some(&s.admin_key), None).await;
-                if latest["snapshots"]
-                    .as_array()
-                    .is_some_and(|all| all.iter().any(|x| x["device_id"] == device.as_str()))
-                {
-                    return;
-                }
-                assert!(Instant::now() < deadline, "{originator}: the bridge did not deliver");
-            }
-        }
-    };
-    publish_until_seen("Container:before").await;
+    let (client, _) = test_client(&mqtt).await;
+    publish_until_seen(&s, &client, &thing, &device, "Container:before").await;
 
     // The broker restarts without persistence: the bridge's session and subscriptions are gone.
     drop(broker);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let _broker = PrivateBroker::start(port).expect("broker restarts");
-    publish_until_seen("Container:after").await;
+    // The test client's event loop ends with the old broker; the bridge must reconnect alone.
+    let (client, _) = test_client(&mqtt).await;
+    publish_until_seen(&s, &client, &thing, &device, "Container:after").await;
     s.shutdown().await;
 }
