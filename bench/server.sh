@@ -1,6 +1,7 @@
 # Sourced by the load and fuzz scripts: starts the homepot binary on a fresh database and waits
 # until it answers. Sets SERVER (its pid), WORK (a scratch directory removed on exit) and KEY
-# (the admin key). Rate limiting is off: one client IP sends everything.
+# (the admin key). Rate limiting is off: one client IP sends everything. The SmartDataFilter
+# is off so that every sample is written: the figures measure the durable write path.
 #   start_server PORT [DATABASE_URL] [extra serve flags...]
 start_server() {
   local port="$1" database="${2:-}"
@@ -10,7 +11,7 @@ start_server() {
   [ -x "$BIN" ] || { echo "build first: cargo build --release --bin homepot" >&2; exit 1; }
   WORK="$(mktemp -d)"
   KEY="admin-$(date +%s%N)"
-  HOMEPOT_ADMIN_KEY="$KEY" RATE_LIMIT_REQUESTS_PER_MINUTE=0 RUST_LOG=warn \
+  HOMEPOT_ADMIN_KEY="$KEY" RATE_LIMIT_REQUESTS_PER_MINUTE=0 SMART_FILTER_ENABLED=false RUST_LOG=warn \
     "$BIN" serve --bind "127.0.0.1:$port" --database-url "${database:-sqlite://$WORK/homepot.db}" "$@" \
     > "$WORK/server.log" 2>&1 &
   SERVER=$!

@@ -63,6 +63,8 @@ struct FilterState {
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
     jobs: mpsc::Sender<Job>,
+    /// Off means every sample is stored: no filter state, no per-sample work.
+    filter_enabled: bool,
     filter: Arc<Mutex<FilterState>>,
     live: Arc<RwLock<LiveStore>>,
 }
@@ -98,9 +100,10 @@ impl Pipeline {
         let (stop, stop_rx) = oneshot::channel();
         let writer = Writer { store, live: Arc::clone(&live), stats };
         let task = tokio::spawn(writer.run(rx, stop_rx, max_batch.max(1)));
+        let filter_enabled = filter.enabled;
         let filter =
             Arc::new(Mutex::new(FilterState { filter: SmartDataFilter::new(filter), last_health: HashMap::new() }));
-        (Self { jobs: tx, filter, live }, WriterHandle { stop, task })
+        (Self { jobs: tx, filter_enabled, filter, live }, WriterHandle { stop, task })
     }
 
     fn filter(&self) -> std::sync::MutexGuard<'_, FilterState> {
@@ -123,6 +126,9 @@ impl Pipeline {
     /// Filters a health check, then queues it and waits until it is durable. A filtered check
     /// is only shown live.
     pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthWrite, WriteError> {
+        if !self.filter_enabled {
+            return self.submit(|reply| Job::Health(Box::new(check), reply)).await.map(HealthWrite::Stored);
+        }
         let key = format!("health/{}", check.device_id);
         let time_ns = check.checked_at.timestamp_nanos_opt().unwrap_or_default();
         {
@@ -153,6 +159,13 @@ impl Pipeline {
     /// Filters points, then queues those worth storing and waits until they are durable.
     /// Filtered points are only shown live.
     pub(crate) async fn write_points(&self, points: Vec<Point>) -> Result<PointsWrite, WriteError> {
+        if !self.filter_enabled {
+            let stored = points.len();
+            if stored > 0 {
+                self.submit(|reply| Job::Points(points, reply)).await?;
+            }
+            return Ok(PointsWrite { stored });
+        }
         let (store, skip): (Vec<Point>, Vec<Point>) = {
             let mut state = self.filter();
             points.into_iter().partition(|p| {
