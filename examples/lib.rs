@@ -9,10 +9,13 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use homepot_core::analytics::{
+    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+};
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
-    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey, StorageError, Store,
-    StoredHealthCheck, StoredKey,
+    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey,
+    RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
 };
 
 #[derive(Debug, Default)]
@@ -21,6 +24,11 @@ struct Tables {
     keys: Vec<StoredKey>,
     health: Vec<StoredHealthCheck>,
     points: Vec<Point>,
+    requests: Vec<RequestLog>,
+    states: Vec<StateChange>,
+    jobs: Vec<JobOutcome>,
+    errors: Vec<ErrorLog>,
+    activities: Vec<UserActivity>,
     next_id: i64,
 }
 
@@ -187,6 +195,158 @@ impl MetricStore for InMemoryStore {
             .collect();
         found.sort_by_key(|(i, p)| std::cmp::Reverse((p.timestamp_ns(), *i)));
         Ok(found.into_iter().take(limit).map(|(_, p)| p.clone()).collect())
+    }
+}
+
+/// Removes at most `max` items for which `old` holds, oldest first (they were pushed in order).
+fn purge<T>(items: &mut Vec<T>, old: impl Fn(&T) -> bool, max: u64) -> u64 {
+    let mut removed = 0;
+    items.retain(|item| {
+        let drop = removed < max && old(item);
+        removed += u64::from(drop);
+        !drop
+    });
+    removed
+}
+
+#[async_trait]
+impl AnalyticsStore for InMemoryStore {
+    async fn insert_request_logs(&self, batch: &[RequestLog]) -> Result<(), StorageError> {
+        self.tables().requests.extend_from_slice(batch);
+        Ok(())
+    }
+
+    async fn insert_state_change(&self, change: &StateChange) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.states.push(change.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn insert_job_outcome(&self, outcome: &JobOutcome) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.jobs.push(outcome.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn insert_error_log(&self, error: &ErrorLog) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.errors.push(error.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn insert_user_activity(&self, activity: &UserActivity) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.activities.push(activity.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn latency_groups(
+        &self,
+        since: DateTime<Utc>,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<LatencyGroup>, StorageError> {
+        let mut groups: BTreeMap<(String, String, i32), LatencyGroup> = BTreeMap::new();
+        for log in self.tables().requests.iter().filter(|l| l.timestamp >= since) {
+            if endpoint.is_some_and(|e| e != log.endpoint) {
+                continue;
+            }
+            let bucket = log.latency_bucket();
+            let g = groups.entry((log.endpoint.clone(), log.method.clone(), bucket)).or_insert_with(|| LatencyGroup {
+                endpoint: log.endpoint.clone(),
+                method: log.method.clone(),
+                bucket,
+                count: 0,
+                sum_ms: 0.0,
+                min_ms: f64::INFINITY,
+                max_ms: f64::NEG_INFINITY,
+                errors: 0,
+                server_errors: 0,
+            });
+            g.count += 1;
+            g.sum_ms += log.response_time_ms;
+            g.min_ms = g.min_ms.min(log.response_time_ms);
+            g.max_ms = g.max_ms.max(log.response_time_ms);
+            g.errors += u64::from(log.status_code >= 400);
+            g.server_errors += u64::from(log.status_code >= 500);
+        }
+        Ok(groups.into_values().collect())
+    }
+
+    async fn job_status_counts(
+        &self,
+        since: DateTime<Utc>,
+        job_type: Option<&str>,
+    ) -> Result<Vec<JobStatusCount>, StorageError> {
+        // (count, sum of durations, how many had one) per (type, status)
+        let mut groups: BTreeMap<(String, String), (u64, f64, u64)> = BTreeMap::new();
+        for job in self.tables().jobs.iter().filter(|j| j.timestamp >= since) {
+            if job_type.is_some_and(|t| t != job.job_type) {
+                continue;
+            }
+            let g = groups.entry((job.job_type.clone(), job.status.as_str().to_owned())).or_default();
+            g.0 += 1;
+            if let Some(ms) = job.duration_ms {
+                g.1 += ms as f64;
+                g.2 += 1;
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((job_type, status), (count, sum, timed))| JobStatusCount {
+                job_type,
+                status,
+                count,
+                avg_duration_ms: (timed > 0).then(|| sum / timed as f64),
+            })
+            .collect())
+    }
+
+    async fn error_trends(
+        &self,
+        since: DateTime<Utc>,
+        category: Option<&str>,
+    ) -> Result<Vec<ErrorTrend>, StorageError> {
+        let mut groups: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for error in self.tables().errors.iter().filter(|e| e.timestamp >= since) {
+            if category.is_some_and(|c| c != error.category) {
+                continue;
+            }
+            *groups.entry((error.category.clone(), error.severity.as_str().to_owned())).or_default() += 1;
+        }
+        Ok(groups.into_iter().map(|((category, severity), count)| ErrorTrend { category, severity, count }).collect())
+    }
+
+    async fn state_history(
+        &self,
+        device_id: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StorageError> {
+        let t = self.tables();
+        let mut found: Vec<StateChange> =
+            t.states.iter().filter(|c| c.device_id == device_id && c.timestamp >= since).cloned().collect();
+        // Insertion order breaks timestamp ties, as ids do in SQL.
+        found.reverse();
+        found.sort_by_key(|c| std::cmp::Reverse(c.timestamp));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError> {
+        let mut latest: BTreeMap<String, StateChange> = BTreeMap::new();
+        for change in &self.tables().states {
+            latest.insert(change.device_id.clone(), change.clone());
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        let mut t = self.tables();
+        Ok(purge(&mut t.requests, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.states, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.jobs, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.errors, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.activities, |r| r.timestamp < before, max_rows))
     }
 }
 

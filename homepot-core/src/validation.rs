@@ -62,6 +62,8 @@ pub enum ErrorKind {
     Inconsistent,
     /// A binary or structured document that cannot be decoded (e.g. protobuf).
     Undecodable,
+    /// A string outside its fixed set of permitted values.
+    NotOneOf,
 }
 
 impl ErrorKind {
@@ -82,6 +84,7 @@ impl ErrorKind {
             ErrorKind::BadFormat => "value_error.str.regex",
             ErrorKind::Inconsistent => "value_error",
             ErrorKind::Undecodable => "value_error.decode",
+            ErrorKind::NotOneOf => "type_error.enum",
         }
     }
 }

@@ -11,10 +11,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use homepot_core::analytics::{
+    ErrorLog, JobOutcome, JobStatus, RequestLog, Severity, StateChange, UserActivity, summarize_jobs,
+    summarize_performance,
+};
 use homepot_core::{
     ApiKey, DeviceId, FieldValue, HealthCheck, HealthReport, MetricType, NewDevice, Point, Role, SystemMetrics,
 };
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use crate::{NewHealthCheck, NewKey, StorageError, Store};
 
@@ -30,6 +34,10 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     stores_points_with_their_types(store).await;
     filters_point_history_by_time_tags_and_limit(store).await;
     answers_ping(store).await;
+    aggregates_request_logs(store).await;
+    reads_state_history_newest_first(store).await;
+    counts_job_outcomes_and_errors(store).await;
+    purges_old_analytics_in_batches(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -274,4 +282,180 @@ pub async fn filters_point_history_by_time_tags_and_limit<S: Store + ?Sized>(sto
 /// A reachable store answers `ping`.
 pub async fn answers_ping<S: Store + ?Sized>(store: &S) {
     store.ping().await.expect("ping");
+}
+
+fn request_log(endpoint: &str, at: DateTime<Utc>, ms: f64, status: u16) -> RequestLog {
+    RequestLog {
+        timestamp: at,
+        endpoint: endpoint.to_owned(),
+        method: "GET".to_owned(),
+        status_code: status,
+        response_time_ms: ms,
+        user_id: Some("key:0123456789abcdef".to_owned()),
+        ip_address: Some("127.0.0.1".to_owned()),
+        user_agent: None,
+        error_message: (status >= 400).then(|| "failed".to_owned()),
+        request_size_bytes: Some(10),
+        response_size_bytes: None,
+    }
+}
+
+fn metadata(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Request logs of a window group per endpoint with exact counts, extremes and mean, and a
+/// p95 within one latency bucket; older logs and other endpoints stay out.
+pub async fn aggregates_request_logs<S: Store + ?Sized>(store: &S) {
+    let endpoint = format!("/{}/{{id}}", unique_device("endpoint"));
+    let since = now() - Duration::hours(1);
+    let mut batch: Vec<RequestLog> =
+        (1..=100).map(|i| request_log(&endpoint, since + Duration::seconds(i), f64::from(i as u32), 200)).collect();
+    batch[0].status_code = 404;
+    batch[99].status_code = 500;
+    batch.push(request_log(&endpoint, since - Duration::seconds(1), 10_000.0, 200));
+    store.insert_request_logs(&batch).await.expect("insert logs");
+    let groups = store.latency_groups(since, Some(&endpoint)).await.expect("groups");
+    let summary = summarize_performance(&groups);
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    let s = &summary[0];
+    assert_eq!((s.request_count, s.error_count, s.server_error_count), (100, 2, 1));
+    assert_eq!((s.min_response_time_ms, s.max_response_time_ms), (1.0, 100.0));
+    assert!((s.avg_response_time_ms - 50.5).abs() < 1e-9, "{}", s.avg_response_time_ms);
+    assert!((95.0..=104.0).contains(&s.p95_response_time_ms), "{}", s.p95_response_time_ms);
+    let all = store.latency_groups(since, None).await.expect("all groups");
+    assert!(all.iter().any(|g| g.endpoint == endpoint));
+    store.insert_request_logs(&[]).await.expect("an empty batch is fine");
+}
+
+/// A device's state changes read back newest first within the window, metadata intact, and
+/// the newest one is its latest state.
+pub async fn reads_state_history_newest_first<S: Store + ?Sized>(store: &S) {
+    let device = unique_device("states").to_string();
+    let change = |seconds: i64, previous: Option<&str>, new: &str| StateChange {
+        timestamp: at(seconds),
+        device_id: device.clone(),
+        previous_state: previous.map(str::to_owned),
+        new_state: new.to_owned(),
+        changed_by: "system".to_owned(),
+        reason: Some(format!("reason {seconds}")),
+        metadata: metadata(json!({"last_seen": "2025-12-01T10:00:00Z", "n": [seconds, {"deep": true}]})),
+    };
+    let changes =
+        [change(0, None, "online"), change(10, Some("online"), "unhealthy"), change(20, Some("unhealthy"), "offline")];
+    for c in &changes {
+        store.insert_state_change(c).await.expect("insert state change");
+    }
+    let history = store.state_history(&device, at(5), 10).await.expect("history");
+    assert_eq!(history, vec![changes[2].clone(), changes[1].clone()]);
+    assert_eq!(store.state_history(&device, at(0), 1).await.expect("history"), vec![changes[2].clone()]);
+    let latest = store.latest_states().await.expect("latest states");
+    assert_eq!(latest.iter().filter(|c| c.device_id == device).collect::<Vec<_>>(), vec![&changes[2]]);
+    assert!(store.state_history(&unique_device("none").to_string(), at(0), 10).await.expect("history").is_empty());
+}
+
+/// Job outcomes count per type and status with their mean duration; error logs per category
+/// and severity; user activity is accepted.
+pub async fn counts_job_outcomes_and_errors<S: Store + ?Sized>(store: &S) {
+    let job_type = unique_device("job").to_string();
+    let since = now() - Duration::minutes(5);
+    let job = |status: JobStatus, duration_ms: Option<i64>| JobOutcome {
+        timestamp: now(),
+        job_id: "job-1".to_owned(),
+        job_type: job_type.clone(),
+        device_id: Some("device-123".to_owned()),
+        status,
+        duration_ms,
+        error_code: None,
+        error_message: None,
+        retry_count: 1,
+        initiated_by: Some("user@example.com".to_owned()),
+        metadata: metadata(json!({"attempt": 2})),
+    };
+    for outcome in [
+        job(JobStatus::Success, Some(1_000)),
+        job(JobStatus::Success, Some(3_000)),
+        job(JobStatus::Success, None),
+        job(JobStatus::Timeout, Some(30_000)),
+    ] {
+        store.insert_job_outcome(&outcome).await.expect("insert job outcome");
+    }
+    let counts = store.job_status_counts(since, Some(&job_type)).await.expect("job counts");
+    let got: Vec<(&str, u64, Option<f64>)> =
+        counts.iter().map(|c| (c.status.as_str(), c.count, c.avg_duration_ms)).collect();
+    assert_eq!(got, vec![("success", 3, Some(2_000.0)), ("timeout", 1, Some(30_000.0))]);
+    assert_eq!(summarize_jobs(&counts)[0].success_rate_percent, 75.0);
+
+    let category = unique_device("category").to_string();
+    let error = |severity: Severity| ErrorLog {
+        timestamp: now(),
+        category: category.clone(),
+        severity,
+        error_code: Some("E1".to_owned()),
+        error_message: "boom".to_owned(),
+        stack_trace: None,
+        endpoint: None,
+        user_id: None,
+        device_id: None,
+        context: metadata(json!({"url": "/"})),
+        resolved: false,
+    };
+    for severity in [Severity::Error, Severity::Critical, Severity::Error] {
+        store.insert_error_log(&error(severity)).await.expect("insert error log");
+    }
+    let trends = store.error_trends(since, Some(&category)).await.expect("error trends");
+    let got: Vec<(&str, u64)> = trends.iter().map(|t| (t.severity.as_str(), t.count)).collect();
+    assert_eq!(got, vec![("critical", 1), ("error", 2)]);
+    assert!(store.error_trends(now() + Duration::minutes(1), Some(&category)).await.expect("trends").is_empty());
+
+    let activity = UserActivity {
+        timestamp: now(),
+        user_id: "key:0123456789abcdef".to_owned(),
+        session_id: Some("s-1".to_owned()),
+        activity_type: "page_view".to_owned(),
+        page_url: Some("/dashboard".to_owned()),
+        element_id: None,
+        search_query: None,
+        duration_ms: Some(1_500),
+        metadata: Map::new(),
+    };
+    let first = store.insert_user_activity(&activity).await.expect("insert activity");
+    let second = store.insert_user_activity(&activity).await.expect("insert activity");
+    assert_ne!(first, second);
+}
+
+/// Purging deletes at most the given rows per table per call, and repeated calls remove
+/// every record older than the cutoff while newer ones stay.
+pub async fn purges_old_analytics_in_batches<S: Store + ?Sized>(store: &S) {
+    let device = unique_device("purge").to_string();
+    let old = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).single().expect("valid instant");
+    let cutoff = old + Duration::days(1);
+    let change = |timestamp| StateChange {
+        timestamp,
+        device_id: device.clone(),
+        previous_state: None,
+        new_state: "online".to_owned(),
+        changed_by: "system".to_owned(),
+        reason: None,
+        metadata: Map::new(),
+    };
+    for _ in 0..3 {
+        store.insert_state_change(&change(old)).await.expect("insert");
+    }
+    store.insert_state_change(&change(now())).await.expect("insert");
+    let endpoint = format!("/{device}");
+    store
+        .insert_request_logs(&[request_log(&endpoint, old, 1.0, 200), request_log(&endpoint, now(), 1.0, 200)])
+        .await
+        .expect("insert logs");
+    let deleted = store.purge_analytics(cutoff, 1).await.expect("purge");
+    assert!((1..=5).contains(&deleted), "one row per table at most, deleted {deleted}");
+    crate::retention::purge_before(store, cutoff).await.expect("purge all");
+    let history = store.state_history(&device, old - Duration::days(1), 10).await.expect("history");
+    assert_eq!(history.len(), 1, "only the recent change stays");
+    let groups = store.latency_groups(old - Duration::days(1), Some(&endpoint)).await.expect("groups");
+    assert_eq!(groups.iter().map(|g| g.count).sum::<u64>(), 1, "only the recent log stays");
 }

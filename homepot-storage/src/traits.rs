@@ -5,9 +5,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use homepot_core::analytics::{
+    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+};
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
-use crate::{HealthCheckId, KeyId, NewHealthCheck, NewKey, StorageError, StoredHealthCheck, StoredKey};
+use crate::{HealthCheckId, KeyId, NewHealthCheck, NewKey, RecordId, StorageError, StoredHealthCheck, StoredKey};
 
 /// The device registry.
 #[async_trait]
@@ -119,9 +122,101 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Point>, StorageError>;
 }
 
+/// The analytics records of seed 02 and the aggregations over them. Aggregations group in
+/// the backend and return small per-group records that `homepot_core::analytics` finishes,
+/// so no caller ever loads raw rows to aggregate them.
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync + fmt::Debug {
+    /// Stores a batch of request logs, all or nothing.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn insert_request_logs(&self, batch: &[RequestLog]) -> Result<(), StorageError>;
+
+    /// Stores a device state change. The device need not be registered (history outlives
+    /// devices); callers check that when they must.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn insert_state_change(&self, change: &StateChange) -> Result<RecordId, StorageError>;
+
+    /// Stores a job outcome.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn insert_job_outcome(&self, outcome: &JobOutcome) -> Result<RecordId, StorageError>;
+
+    /// Stores an error log.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn insert_error_log(&self, error: &ErrorLog) -> Result<RecordId, StorageError>;
+
+    /// Stores a user activity.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn insert_user_activity(&self, activity: &UserActivity) -> Result<RecordId, StorageError>;
+
+    /// Request logs at or after `since` (of one endpoint, if given), grouped by endpoint,
+    /// method and latency bucket, in any order.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn latency_groups(
+        &self,
+        since: DateTime<Utc>,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<LatencyGroup>, StorageError>;
+
+    /// Job outcomes at or after `since` (of one job type, if given), grouped by job type and
+    /// status, ordered by job type then status.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn job_status_counts(
+        &self,
+        since: DateTime<Utc>,
+        job_type: Option<&str>,
+    ) -> Result<Vec<JobStatusCount>, StorageError>;
+
+    /// Error logs at or after `since` (of one category, if given), counted per category and
+    /// severity, ordered by category then severity.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn error_trends(&self, since: DateTime<Utc>, category: Option<&str>)
+    -> Result<Vec<ErrorTrend>, StorageError>;
+
+    /// A device's state changes at or after `since`, newest first, at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn state_history(
+        &self,
+        device_id: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StorageError>;
+
+    /// The newest state change of every device that has one, in device order.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError>;
+
+    /// Deletes at most `max_rows` records older than `before` from each analytics table and
+    /// returns how many it deleted in all. Callers repeat until it returns 0, so no single
+    /// statement holds locks for long.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError>;
+}
+
 /// Everything the server needs from one backend.
 #[async_trait]
-pub trait Store: DeviceStore + KeyStore + HealthStore + MetricStore {
+pub trait Store: DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore {
     /// Checks that the backend answers, for `/health`.
     ///
     /// # Errors

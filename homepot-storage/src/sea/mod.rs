@@ -1,6 +1,7 @@
 //! The sea-orm backend: one implementation of the storage traits for SQLite (the embedded
 //! default) and PostgreSQL, chosen by the connection URL.
 
+mod analytics;
 mod entity;
 mod migration;
 
@@ -25,7 +26,7 @@ use crate::{
 };
 
 /// Rows per INSERT statement: well under SQLite's bound-parameter limit.
-const INSERT_CHUNK: usize = 500;
+pub(super) const INSERT_CHUNK: usize = 500;
 
 /// How hard SQLite syncs commits to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,7 +66,7 @@ impl Default for StoreOptions {
 /// The storage traits over sea-orm. `sqlite://path.db` or `postgres://...`.
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
-    db: DatabaseConnection,
+    pub(super) db: DatabaseConnection,
 }
 
 impl SeaOrmStore {
@@ -110,7 +111,7 @@ impl SeaOrmStore {
 
 /// Maps errors no caller singled out. Transient ones (unreachable server, exhausted pool, a
 /// locked SQLite file) become `Unavailable`, which clients may retry; the rest do not.
-fn db_error(err: DbErr) -> StorageError {
+pub(super) fn db_error(err: DbErr) -> StorageError {
     if is_transient(&err) { StorageError::Unavailable { source: Box::new(err) } } else { StorageError::backend(err) }
 }
 

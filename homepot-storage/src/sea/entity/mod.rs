@@ -3,6 +3,11 @@
 #![allow(unreachable_pub)]
 
 pub(crate) mod api_key;
+pub(crate) mod api_request_log;
 pub(crate) mod device;
+pub(crate) mod device_state_change;
+pub(crate) mod error_log;
 pub(crate) mod health_check;
+pub(crate) mod job_outcome;
 pub(crate) mod metric_point;
+pub(crate) mod user_activity;

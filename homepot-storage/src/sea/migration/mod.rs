@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_devices_and_keys;
 mod m20261122_000002_create_health_checks;
 mod m20261122_000003_create_metric_points;
+mod m20261122_000004_create_analytics;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_devices_and_keys::Migration),
             Box::new(m20261122_000002_create_health_checks::Migration),
             Box::new(m20261122_000003_create_metric_points::Migration),
+            Box::new(m20261122_000004_create_analytics::Migration),
         ]
     }
 }

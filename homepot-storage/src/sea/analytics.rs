@@ -1,0 +1,320 @@
+//! The sea-orm implementation of [`AnalyticsStore`]: aggregations run as GROUP BY queries,
+//! retention as bounded `DELETE ... WHERE id IN (SELECT ... LIMIT n)`.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use homepot_core::analytics::{
+    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde_json::{Map, Value};
+
+use super::entity::{api_request_log, device_state_change, error_log, job_outcome, user_activity};
+use super::{INSERT_CHUNK, SeaOrmStore, db_error};
+use crate::{AnalyticsStore, RecordId, StorageError};
+
+fn object(map: &Map<String, Value>) -> Value {
+    Value::Object(map.clone())
+}
+
+fn to_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn to_state_change(m: device_state_change::Model) -> StateChange {
+    StateChange {
+        timestamp: m.timestamp,
+        device_id: m.device_id,
+        previous_state: m.previous_state,
+        new_state: m.new_state,
+        changed_by: m.changed_by.unwrap_or_default(),
+        reason: m.reason,
+        metadata: to_map(m.extra_data),
+    }
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+#[async_trait]
+impl AnalyticsStore for SeaOrmStore {
+    async fn insert_request_logs(&self, batch: &[RequestLog]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let txn = sea_orm::TransactionTrait::begin(&self.db).await.map_err(db_error)?;
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let rows = chunk.iter().map(|log| api_request_log::ActiveModel {
+                timestamp: Set(log.timestamp),
+                endpoint: Set(log.endpoint.clone()),
+                method: Set(log.method.clone()),
+                status_code: Set(i32::from(log.status_code)),
+                response_time_ms: Set(log.response_time_ms),
+                latency_bucket: Set(log.latency_bucket()),
+                user_id: Set(log.user_id.clone()),
+                ip_address: Set(log.ip_address.clone()),
+                user_agent: Set(log.user_agent.clone()),
+                error_message: Set(log.error_message.clone()),
+                request_size_bytes: Set(log.request_size_bytes),
+                response_size_bytes: Set(log.response_size_bytes),
+                ..Default::default()
+            });
+            api_request_log::Entity::insert_many(rows).exec_without_returning(&txn).await.map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    async fn insert_state_change(&self, c: &StateChange) -> Result<RecordId, StorageError> {
+        let row = device_state_change::ActiveModel {
+            timestamp: Set(c.timestamp),
+            device_id: Set(c.device_id.clone()),
+            previous_state: Set(c.previous_state.clone()),
+            new_state: Set(c.new_state.clone()),
+            changed_by: Set(Some(c.changed_by.clone())),
+            reason: Set(c.reason.clone()),
+            extra_data: Set(object(&c.metadata)),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(db_error)?;
+        Ok(RecordId(row.id))
+    }
+
+    async fn insert_job_outcome(&self, o: &JobOutcome) -> Result<RecordId, StorageError> {
+        let row = job_outcome::ActiveModel {
+            timestamp: Set(o.timestamp),
+            job_id: Set(o.job_id.clone()),
+            job_type: Set(o.job_type.clone()),
+            device_id: Set(o.device_id.clone()),
+            status: Set(o.status.as_str().to_owned()),
+            duration_ms: Set(o.duration_ms),
+            error_code: Set(o.error_code.clone()),
+            error_message: Set(o.error_message.clone()),
+            retry_count: Set(o.retry_count),
+            initiated_by: Set(o.initiated_by.clone()),
+            extra_data: Set(object(&o.metadata)),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(db_error)?;
+        Ok(RecordId(row.id))
+    }
+
+    async fn insert_error_log(&self, e: &ErrorLog) -> Result<RecordId, StorageError> {
+        let row = error_log::ActiveModel {
+            timestamp: Set(e.timestamp),
+            category: Set(e.category.clone()),
+            severity: Set(e.severity.as_str().to_owned()),
+            error_code: Set(e.error_code.clone()),
+            error_message: Set(e.error_message.clone()),
+            stack_trace: Set(e.stack_trace.clone()),
+            endpoint: Set(e.endpoint.clone()),
+            user_id: Set(e.user_id.clone()),
+            device_id: Set(e.device_id.clone()),
+            context: Set(object(&e.context)),
+            resolved: Set(e.resolved),
+            resolved_at: Set(None),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(db_error)?;
+        Ok(RecordId(row.id))
+    }
+
+    async fn insert_user_activity(&self, a: &UserActivity) -> Result<RecordId, StorageError> {
+        let row = user_activity::ActiveModel {
+            timestamp: Set(a.timestamp),
+            user_id: Set(a.user_id.clone()),
+            session_id: Set(a.session_id.clone()),
+            activity_type: Set(a.activity_type.clone()),
+            page_url: Set(a.page_url.clone()),
+            element_id: Set(a.element_id.clone()),
+            search_query: Set(a.search_query.clone()),
+            extra_data: Set(object(&a.metadata)),
+            duration_ms: Set(a.duration_ms),
+            ..Default::default()
+        }
+        .insert(&self.db)
+        .await
+        .map_err(db_error)?;
+        Ok(RecordId(row.id))
+    }
+
+    async fn latency_groups(
+        &self,
+        since: DateTime<Utc>,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<LatencyGroup>, StorageError> {
+        use api_request_log::{Column as C, Entity};
+        let mut query = Entity::find()
+            .select_only()
+            .columns([C::Endpoint, C::Method, C::LatencyBucket])
+            .column_as(Expr::cust("COUNT(*)"), "count")
+            .column_as(Expr::cust("SUM(response_time_ms)"), "sum_ms")
+            .column_as(Expr::cust("MIN(response_time_ms)"), "min_ms")
+            .column_as(Expr::cust("MAX(response_time_ms)"), "max_ms")
+            .column_as(Expr::cust("SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END)"), "errors")
+            .column_as(Expr::cust("SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END)"), "server_errors")
+            .filter(C::Timestamp.gte(since));
+        if let Some(endpoint) = endpoint {
+            query = query.filter(C::Endpoint.eq(endpoint));
+        }
+        let rows: Vec<(String, String, i32, i64, f64, f64, f64, i64, i64)> = query
+            .group_by(C::Endpoint)
+            .group_by(C::Method)
+            .group_by(C::LatencyBucket)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(endpoint, method, bucket, n, sum_ms, min_ms, max_ms, errors, server_errors)| LatencyGroup {
+                endpoint,
+                method,
+                bucket,
+                count: count(n),
+                sum_ms,
+                min_ms,
+                max_ms,
+                errors: count(errors),
+                server_errors: count(server_errors),
+            })
+            .collect())
+    }
+
+    async fn job_status_counts(
+        &self,
+        since: DateTime<Utc>,
+        job_type: Option<&str>,
+    ) -> Result<Vec<JobStatusCount>, StorageError> {
+        use job_outcome::{Column as C, Entity};
+        let mut query = Entity::find()
+            .select_only()
+            .columns([C::JobType, C::Status])
+            .column_as(Expr::cust("COUNT(*)"), "count")
+            // PostgreSQL's AVG of an integer is NUMERIC; both backends agree on a double.
+            .column_as(Expr::cust("CAST(AVG(duration_ms) AS DOUBLE PRECISION)"), "avg_duration_ms")
+            .filter(C::Timestamp.gte(since));
+        if let Some(job_type) = job_type {
+            query = query.filter(C::JobType.eq(job_type));
+        }
+        let rows: Vec<(String, String, i64, Option<f64>)> = query
+            .group_by(C::JobType)
+            .group_by(C::Status)
+            .order_by_asc(C::JobType)
+            .order_by_asc(C::Status)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(job_type, status, n, avg_duration_ms)| JobStatusCount {
+                job_type,
+                status,
+                count: count(n),
+                avg_duration_ms,
+            })
+            .collect())
+    }
+
+    async fn error_trends(
+        &self,
+        since: DateTime<Utc>,
+        category: Option<&str>,
+    ) -> Result<Vec<ErrorTrend>, StorageError> {
+        use error_log::{Column as C, Entity};
+        let mut query = Entity::find()
+            .select_only()
+            .columns([C::Category, C::Severity])
+            .column_as(Expr::cust("COUNT(*)"), "count")
+            .filter(C::Timestamp.gte(since));
+        if let Some(category) = category {
+            query = query.filter(C::Category.eq(category));
+        }
+        let rows: Vec<(String, String, i64)> = query
+            .group_by(C::Category)
+            .group_by(C::Severity)
+            .order_by_asc(C::Category)
+            .order_by_asc(C::Severity)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(|(category, severity, n)| ErrorTrend { category, severity, count: count(n) }).collect())
+    }
+
+    async fn state_history(
+        &self,
+        device_id: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StorageError> {
+        use device_state_change::{Column as C, Entity};
+        let rows = Entity::find()
+            .filter(C::DeviceId.eq(device_id))
+            .filter(C::Timestamp.gte(since))
+            .order_by_desc(C::Timestamp)
+            .order_by_desc(C::Id)
+            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(to_state_change).collect())
+    }
+
+    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError> {
+        use device_state_change::{Column as C, Entity};
+        let ids: Vec<i64> = Entity::find()
+            .select_only()
+            .column_as(Expr::cust("MAX(id)"), "id")
+            .group_by(C::DeviceId)
+            .into_tuple()
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        let mut latest = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(INSERT_CHUNK) {
+            let rows =
+                Entity::find().filter(C::Id.is_in(chunk.iter().copied())).all(&self.db).await.map_err(db_error)?;
+            latest.extend(rows.into_iter().map(to_state_change));
+        }
+        latest.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+        Ok(latest)
+    }
+
+    async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        macro_rules! purge {
+            ($entity:ident) => {{
+                use $entity::{Column as C, Entity};
+                let oldest = Query::select()
+                    .column(C::Id)
+                    .from(Entity)
+                    .and_where(C::Timestamp.lt(before))
+                    .order_by(C::Id, sea_orm::Order::Asc)
+                    .limit(max_rows)
+                    .to_owned();
+                Entity::delete_many()
+                    .filter(C::Id.in_subquery(oldest))
+                    .exec(&self.db)
+                    .await
+                    .map_err(db_error)?
+                    .rows_affected
+            }};
+        }
+        Ok(purge!(api_request_log)
+            + purge!(device_state_change)
+            + purge!(job_outcome)
+            + purge!(error_log)
+            + purge!(user_activity))
+    }
+}
