@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+pub mod gated;
+
 use homepot_core::ApiKey;
 use homepot_http::{RunningServer, ServerConfig};
 use homepot_storage::{SeaOrmStore, Store, StoreOptions};
@@ -197,15 +199,18 @@ pub fn unique(prefix: &str) -> String {
 
 /// Generates one `#[tokio::test]` per backend for each scenario
 /// `async fn name(server: &TestServer)` in scope, each on a fresh server with the default
-/// configuration. PostgreSQL variants skip with a notice when it is not configured.
+/// configuration, or with `config()` after `config = path;`. PostgreSQL variants skip with a
+/// notice when it is not configured.
 #[macro_export]
 macro_rules! on_every_backend {
-    ($($scenario:ident),* $(,)?) => {
+    (config = $config:path; $($scenario:ident),* $(,)?) => {
         mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
             $(
                 #[tokio::test]
                 async fn $scenario() {
-                    let server = $crate::TestServer::start($crate::Backend::Sqlite, stringify!($scenario), Default::default())
+                    let server = $crate::TestServer::start($crate::Backend::Sqlite, stringify!($scenario), $config())
                         .await
                         .expect("SQLite is always available");
                     super::$scenario(&server).await;
@@ -214,15 +219,20 @@ macro_rules! on_every_backend {
             )*
         }
         mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
             $(
                 #[tokio::test]
                 async fn $scenario() {
-                    let Some(server) = $crate::TestServer::start($crate::Backend::Postgres, stringify!($scenario), Default::default()).await
+                    let Some(server) = $crate::TestServer::start($crate::Backend::Postgres, stringify!($scenario), $config()).await
                     else { return };
                     super::$scenario(&server).await;
                     server.shutdown().await;
                 }
             )*
         }
+    };
+    ($($scenario:ident),* $(,)?) => {
+        $crate::on_every_backend!(config = ::std::default::Default::default; $($scenario),*);
     };
 }

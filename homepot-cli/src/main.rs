@@ -3,6 +3,7 @@
 
 mod containers;
 mod device;
+mod retention;
 mod serve;
 mod settings;
 mod simulate;
@@ -33,6 +34,9 @@ enum Command {
     /// Talk to edge devices' container metrics over MQTT.
     #[command(subcommand)]
     Containers(containers::ContainersCommand),
+    /// Delete old analytics records from the configured database.
+    #[command(subcommand)]
+    Retention(retention::RetentionCommand),
 }
 
 #[tokio::main]
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Device(command) => device::run(command).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Containers(command) => containers::run(command).await,
+        Command::Retention(command) => retention::run(command).await,
     }
 }
 

@@ -10,7 +10,7 @@ use homepot_core::container::{MetricsFilter, parse_frequency};
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_http::{MqttConfig, RateLimitConfig, ServerConfig};
+use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, MqttConfig, RateLimitConfig, ServerConfig};
 use homepot_storage::{SqliteSync, StoreOptions};
 
 /// Where data lives.
@@ -156,6 +156,23 @@ pub(crate) struct ServeArgs {
     /// Requested originator (empty: all).
     #[arg(long, env = "HOMEPOT_MQTT_ORIGINATOR", default_value = "")]
     pub(crate) mqtt_originator: String,
+    /// Log API requests and accept the analytics collection endpoints.
+    #[arg(long, env = "ANALYTICS_ENABLED", default_value_t = true, action = clap::ArgAction::Set)]
+    pub(crate) analytics_enabled: bool,
+    /// Days analytics records are kept; 0 keeps them forever.
+    #[arg(long, env = "ANALYTICS_RETENTION_DAYS", default_value_t = 90)]
+    pub(crate) analytics_retention_days: u32,
+    /// Routes the request log skips, as `/path/{param}` or `METHOD /path/{param}`,
+    /// comma-separated; `none` logs every route. Default: liveness, scrapes, the stream and
+    /// the ingest routes.
+    #[arg(long = "analytics-skip", env = "HOMEPOT_ANALYTICS_SKIP", value_delimiter = ',')]
+    pub(crate) analytics_skip: Vec<String>,
+    /// Seconds between the health checks devices are expected to send.
+    #[arg(long, env = "HOMEPOT_HEARTBEAT_INTERVAL_SECONDS", default_value_t = 60)]
+    pub(crate) heartbeat_interval_seconds: u64,
+    /// Heartbeats a device may miss before it is marked offline.
+    #[arg(long, env = "HOMEPOT_MISSED_HEARTBEATS", default_value_t = 3)]
+    pub(crate) missed_heartbeats: u32,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -184,6 +201,11 @@ impl fmt::Debug for ServeArgs {
             .field("mqtt_url", &self.mqtt_url)
             .field("mqtt_things", &self.mqtt_things)
             .field("mqtt_frequency", &self.mqtt_frequency)
+            .field("analytics_enabled", &self.analytics_enabled)
+            .field("analytics_retention_days", &self.analytics_retention_days)
+            .field("analytics_skip", &self.analytics_skip)
+            .field("heartbeat_interval_seconds", &self.heartbeat_interval_seconds)
+            .field("missed_heartbeats", &self.missed_heartbeats)
             .finish()
     }
 }
@@ -239,9 +261,26 @@ impl ServeArgs {
                 threshold: (self.smart_filter_threshold_percent / 100.0).max(0.0),
                 ..FilterConfig::default()
             },
+            analytics: AnalyticsConfig {
+                enabled: self.analytics_enabled,
+                skip: match self.analytics_skip.as_slice() {
+                    [] => DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
+                    [none] if none == "none" => Vec::new(),
+                    routes => routes.iter().map(|r| r.trim().to_owned()).collect(),
+                },
+                retention: retention(self.analytics_retention_days),
+                ..AnalyticsConfig::default()
+            },
+            heartbeat_interval: Duration::from_secs(self.heartbeat_interval_seconds.max(1)),
+            missed_heartbeats: self.missed_heartbeats.max(1),
             ..ServerConfig::default()
         })
     }
+}
+
+/// `ANALYTICS_RETENTION_DAYS` as a duration; 0 keeps records forever.
+pub(crate) fn retention(days: u32) -> Option<Duration> {
+    (days > 0).then(|| Duration::from_secs(u64::from(days) * 24 * 3600))
 }
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default `info`.

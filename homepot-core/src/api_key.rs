@@ -67,6 +67,12 @@ impl KeyHash {
         self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// `key:` and the first 16 hex digits of the hash: names a key in logs and analytics
+    /// without revealing it (the stored hash starts with the same digits).
+    pub fn fingerprint(&self) -> String {
+        format!("key:{}", &self.to_hex()[..16])
+    }
+
     /// Parses the stored hex form; `None` when it is not 64 hex digits.
     pub fn from_hex(hex: &str) -> Option<Self> {
         if hex.len() != 64 {

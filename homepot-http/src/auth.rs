@@ -73,7 +73,27 @@ fn authorization_key(value: &str) -> Cow<'_, str> {
     }
 }
 
+/// The fingerprint of the key a request presents, if any, read the way the security
+/// schemes read it; for the request log, which runs outside the handlers.
+pub(crate) fn presented_fingerprint(request: &poem::Request) -> Option<String> {
+    let key = if let Some(key) = request.header("x-api-key") {
+        Cow::Borrowed(key)
+    } else if let Some(value) = request.header("authorization") {
+        authorization_key(value)
+    } else {
+        let query = request.uri().query()?;
+        let value = query.split('&').find_map(|pair| pair.strip_prefix("p="))?;
+        Cow::Borrowed(value)
+    };
+    Some(KeyHash::of(&key).fingerprint())
+}
+
 impl ApiKeyAuth {
+    /// The fingerprint of the presented key: who did something, without the secret.
+    pub(crate) fn fingerprint(&self) -> String {
+        KeyHash::of(&self.presented()).fingerprint()
+    }
+
     /// The key itself, without an `Authorization` scheme word.
     fn presented(&self) -> Cow<'_, str> {
         match self {

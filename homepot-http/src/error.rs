@@ -205,6 +205,16 @@ pub(crate) async fn catch_all(error: poem::Error) -> Response {
     if error.is_from_response() {
         return error.into_response();
     }
+    // The matched route travels on, so the request log can name it.
+    let pattern = error.data::<poem::PathPattern>().cloned();
+    let mut response = shape(error);
+    if let Some(pattern) = pattern {
+        response.set_data(pattern);
+    }
+    response
+}
+
+fn shape(error: poem::Error) -> Response {
     let api_error = if let Some(e) = error.downcast_ref::<ParseParamError>() {
         let (kind, msg) = describe_param_error(&e.reason);
         ApiError::invalid_field("query", e.name, kind, msg)

@@ -6,9 +6,11 @@
 //! and must not read the environment or the command line (the CLI does).
 #![forbid(unsafe_code)]
 
+mod analytics;
 mod api;
 mod auth;
 mod body;
+mod device_state;
 mod error;
 mod mqtt;
 mod pipeline;
@@ -16,6 +18,7 @@ mod rate_limit;
 mod server;
 mod stats;
 
+pub use analytics::{AnalyticsConfig, DEFAULT_SKIP};
 pub use auth::{AdminKeyOutcome, ensure_admin_key, generate_key};
 pub use mqtt::{MqttConfig, request_for};
 pub use rate_limit::RateLimitConfig;

@@ -16,6 +16,17 @@ use crate::error::ApiError;
 /// Paths never limited.
 const EXEMPT: [&str; 3] = ["/health", "/api/v1/stats", "/metrics/stream"];
 
+/// The client's address: the first `X-Forwarded-For` entry when trusted, else the peer.
+pub(crate) fn client_ip(request: &Request, trust_forwarded_headers: bool) -> Option<IpAddr> {
+    if trust_forwarded_headers {
+        let forwarded = request.header("x-forwarded-for").and_then(|v| v.split(',').next()).map(str::trim);
+        if let Some(ip) = forwarded.and_then(|v| v.parse().ok()) {
+            return Some(ip);
+        }
+    }
+    request.remote_addr().as_socket_addr().map(|a| a.ip())
+}
+
 /// Rate limit settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimitConfig {
@@ -52,13 +63,7 @@ impl RateLimiter {
     }
 
     fn client(&self, request: &Request) -> Option<IpAddr> {
-        if self.trust_forwarded_headers {
-            let forwarded = request.header("x-forwarded-for").and_then(|v| v.split(',').next()).map(str::trim);
-            if let Some(ip) = forwarded.and_then(|v| v.parse().ok()) {
-                return Some(ip);
-            }
-        }
-        request.remote_addr().as_socket_addr().map(|a| a.ip())
+        client_ip(request, self.trust_forwarded_headers)
     }
 
     /// `Err` with the 429 answer when the client must wait.

@@ -17,12 +17,14 @@ use poem_openapi::OpenApiService;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::analytics::{AnalyticsConfig, RequestLogger, run_retention};
 use crate::api::{
-    AppState, ContainersApi, DevicesApi, HealthApi, LiveApi, MetricsApi, MonitoringApi, NodeSnapshots, ServiceApi,
-    SimulatorApi, StreamApi,
+    AnalyticsApi, AppState, ContainersApi, DevicesApi, HealthApi, LiveApi, MetricsApi, MonitoringApi, NodeSnapshots,
+    ServiceApi, SimulatorApi, StreamApi,
 };
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
+use crate::device_state::DeviceStates;
 use crate::error::catch_all;
 use crate::mqtt::{MqttConfig, run_bridge};
 use crate::pipeline::{Pipeline, WriterHandle};
@@ -60,6 +62,12 @@ pub struct ServerConfig {
     pub thresholds: Thresholds,
     /// The MQTT bridge for container metrics; `None` runs none.
     pub mqtt: Option<MqttConfig>,
+    /// Request logging, the analytics collection endpoints and retention (seed 02).
+    pub analytics: AnalyticsConfig,
+    /// How often devices are expected to send a health check.
+    pub heartbeat_interval: Duration,
+    /// Heartbeats a device may miss before it is marked offline.
+    pub missed_heartbeats: u32,
 }
 
 impl Default for ServerConfig {
@@ -79,20 +87,29 @@ impl Default for ServerConfig {
             node_stale_after: Duration::from_secs(60),
             thresholds: Thresholds::default(),
             mqtt: None,
+            analytics: AnalyticsConfig::default(),
+            heartbeat_interval: Duration::from_secs(60),
+            missed_heartbeats: 3,
         }
     }
 }
 
-type Apis =
-    (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, ContainersApi, SimulatorApi);
+type Apis = (
+    ServiceApi,
+    DevicesApi,
+    HealthApi,
+    MetricsApi,
+    LiveApi,
+    StreamApi,
+    MonitoringApi,
+    ContainersApi,
+    AnalyticsApi,
+    SimulatorApi,
+);
 
 fn api_service() -> OpenApiService<Apis, ()> {
-    OpenApiService::new(
-        (ServiceApi, DevicesApi, HealthApi, MetricsApi, LiveApi, StreamApi, MonitoringApi, ContainersApi, SimulatorApi),
-        "homepot",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description("Collects, filters, stores and serves telemetry from fleets of devices.")
+    OpenApiService::new(Apis::default(), "homepot", env!("CARGO_PKG_VERSION"))
+        .description("Collects, filters, stores and serves telemetry from fleets of devices.")
 }
 
 /// The OpenAPI document of the whole API, as served at `/openapi.json`.
@@ -107,8 +124,10 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     server: JoinHandle<io::Result<()>>,
     writer: WriterHandle,
-    sweeper: JoinHandle<()>,
+    /// Background loops that hold no unwritten data: aborted at shutdown.
+    tasks: Vec<JoinHandle<()>>,
     bridge: Option<JoinHandle<()>>,
+    logger: Option<(Arc<RequestLogger>, JoinHandle<()>)>,
 }
 
 impl RunningServer {
@@ -124,7 +143,9 @@ impl RunningServer {
     /// The server's I/O error, if it failed.
     pub async fn shutdown(self) -> io::Result<()> {
         let _ = self.stop.send(());
-        self.sweeper.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
         // A message the bridge was storing stays unacknowledged: the broker delivers it again.
         if let Some(bridge) = &self.bridge {
             bridge.abort();
@@ -134,6 +155,12 @@ impl RunningServer {
             Err(join) => Err(io::Error::other(join)),
         };
         self.writer.drain().await;
+        // The server (and with it every clone of the logger) is gone once it has stopped:
+        // dropping the last sender lets the log writer store what is queued, then end.
+        if let Some((logger, log_writer)) = self.logger {
+            drop(logger);
+            let _ = log_writer.await;
+        }
         served
     }
 }
@@ -153,11 +180,26 @@ async fn sweep_stale_nodes(state: Arc<AppState>) {
     }
 }
 
+/// Marks silent devices offline, a few times per allowed silence.
+async fn sweep_device_states(states: Arc<DeviceStates>) {
+    let mut ticks = tokio::time::interval(states.sweep_period());
+    loop {
+        ticks.tick().await;
+        states.sweep(crate::api::now()).await;
+    }
+}
+
 /// Binds `bind` and serves the API on it in the background.
 ///
 /// # Errors
-/// When the address cannot be bound.
+/// When the address cannot be bound, or the device states cannot be read from storage.
 pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> io::Result<RunningServer> {
+    let allowed_silence = config.heartbeat_interval.saturating_mul(config.missed_heartbeats.max(1));
+    let states = Arc::new(
+        DeviceStates::load(Arc::clone(&store), allowed_silence, crate::api::now())
+            .await
+            .map_err(|e| io::Error::other(format!("reading device states: {e}")))?,
+    );
     let live = Arc::new(RwLock::new(LiveStore::new(config.live)));
     let stats = Arc::new(Stats::default());
     let (pipeline, writer) = Pipeline::start(
@@ -169,6 +211,13 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         config.max_write_batch,
     );
     let counted = Arc::clone(&stats);
+    let trust_forwarded = config.rate_limit.is_some_and(|r| r.trust_forwarded_headers);
+    let logger = config.analytics.enabled.then(|| {
+        let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
+        let documented: Vec<&str> =
+            spec["paths"].as_object().map(|paths| paths.keys().map(String::as_str).collect()).unwrap_or_default();
+        RequestLogger::start(Arc::clone(&store), &config.analytics, documented, trust_forwarded, Arc::clone(&stats))
+    });
     let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c)));
     let state = Arc::new(AppState {
         live,
@@ -183,8 +232,19 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         pipeline,
         started: Instant::now(),
         simulator: config.simulator,
+        analytics_enabled: config.analytics.enabled,
+        states: Arc::clone(&states),
     });
-    let sweeper = tokio::spawn(sweep_stale_nodes(Arc::clone(&state)));
+    let mut tasks =
+        vec![tokio::spawn(sweep_stale_nodes(Arc::clone(&state))), tokio::spawn(sweep_device_states(states))];
+    if let Some(retention) = config.analytics.retention {
+        tasks.push(tokio::spawn(run_retention(
+            Arc::clone(&state.store),
+            retention,
+            config.analytics.retention_interval,
+        )));
+    }
+    let request_logger = logger.as_ref().map(|(logger, _)| Arc::clone(logger));
     let bridge = config.mqtt.clone().map(|mqtt| tokio::spawn(run_bridge(mqtt, Arc::clone(&state))));
     let service = api_service();
     let app = Route::new()
@@ -207,6 +267,15 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         })
         .with(Tracing)
         .catch_all_error(catch_all)
+        .around(move |endpoint, request| {
+            let logger = request_logger.clone();
+            async move {
+                match logger {
+                    Some(logger) => logger.around(&endpoint, request).await,
+                    None => endpoint.call(request).await,
+                }
+            }
+        })
         .around(move |endpoint, request| {
             let stats = Arc::clone(&counted);
             async move {
@@ -235,5 +304,5 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             )
             .await
     });
-    Ok(RunningServer { addr, stop, server, writer, sweeper, bridge })
+    Ok(RunningServer { addr, stop, server, writer, tasks, bridge, logger })
 }

@@ -13,6 +13,8 @@ pub(crate) struct Stats {
     sse_subscribers: AtomicUsize,
     mqtt_messages_received: AtomicU64,
     mqtt_messages_rejected: AtomicU64,
+    analytics_logged: AtomicU64,
+    analytics_dropped: AtomicU64,
 }
 
 /// A snapshot of [`Stats`].
@@ -25,6 +27,8 @@ pub(crate) struct StatsSnapshot {
     pub(crate) sse_subscribers: usize,
     pub(crate) mqtt_messages_received: u64,
     pub(crate) mqtt_messages_rejected: u64,
+    pub(crate) analytics_logged: u64,
+    pub(crate) analytics_dropped: u64,
 }
 
 impl Stats {
@@ -51,6 +55,16 @@ impl Stats {
         self.mqtt_messages_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts request logs stored.
+    pub(crate) fn analytics_logged(&self, logs: usize) {
+        self.analytics_logged.fetch_add(logs as u64, Ordering::Relaxed);
+    }
+
+    /// Counts request logs dropped (queue full or storage failed).
+    pub(crate) fn analytics_dropped(&self, logs: usize) {
+        self.analytics_dropped.fetch_add(logs as u64, Ordering::Relaxed);
+    }
+
     /// Counts one stream event sent.
     pub(crate) fn sse_event(&self) {
         self.sse_events_sent.fetch_add(1, Ordering::Relaxed);
@@ -71,6 +85,8 @@ impl Stats {
             sse_subscribers: self.sse_subscribers.load(Ordering::Relaxed),
             mqtt_messages_received: self.mqtt_messages_received.load(Ordering::Relaxed),
             mqtt_messages_rejected: self.mqtt_messages_rejected.load(Ordering::Relaxed),
+            analytics_logged: self.analytics_logged.load(Ordering::Relaxed),
+            analytics_dropped: self.analytics_dropped.load(Ordering::Relaxed),
         }
     }
 }

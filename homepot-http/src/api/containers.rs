@@ -13,7 +13,7 @@ use crate::body::JsonBody;
 use crate::error::ApiError;
 
 /// Container metrics (seed 05).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ContainersApi;
 
 /// The answer to a data message: everything counted is durable.

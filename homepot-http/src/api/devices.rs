@@ -1,6 +1,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use homepot_core::ingest::device_json::parse_new_device;
 use homepot_core::{Device, DeviceId};
 use poem::web::Data;
@@ -15,7 +17,7 @@ use crate::body::JsonBody;
 use crate::error::ApiError;
 
 /// Device registry operations.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct DevicesApi;
 
 /// A device to register.
@@ -53,6 +55,13 @@ struct DeviceView {
     /// Its newest health check, on single-device reads.
     #[oai(skip_serializing_if_is_none)]
     latest_health: Option<HealthCheckView>,
+    /// `online`, `unhealthy`, `offline` (or a state a client posted), on single-device
+    /// reads; absent before its first health check.
+    #[oai(skip_serializing_if_is_none)]
+    state: Option<String>,
+    /// When it entered that state (RFC 3339, UTC).
+    #[oai(skip_serializing_if_is_none)]
+    state_since: Option<String>,
 }
 
 impl From<Device> for DeviceView {
@@ -64,6 +73,8 @@ impl From<Device> for DeviceView {
             labels: d.labels.as_map().clone(),
             created_at: rfc3339(d.created_at),
             latest_health: None,
+            state: None,
+            state_since: None,
         }
     }
 }
@@ -145,6 +156,10 @@ impl DevicesApi {
         let device = state.store.device(&id).await?.ok_or_else(|| ApiError::device_not_found(&device_id))?;
         let mut view = DeviceView::from(device);
         view.latest_health = state.store.latest_health(&id).await?.map(HealthCheckView::from);
+        if let Some(change) = state.store.state_history(id.as_str(), DateTime::<Utc>::UNIX_EPOCH, 1).await?.pop() {
+            view.state = Some(change.new_state);
+            view.state_since = Some(rfc3339(change.timestamp));
+        }
         Ok(Json(view))
     }
 

@@ -19,7 +19,7 @@ use crate::error::ApiError;
 use crate::pipeline::HealthWrite;
 
 /// Device health operations (seed 01).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct HealthApi;
 
 /// System resource metrics.
@@ -243,11 +243,14 @@ impl AppState {
     ) -> Result<(HealthWrite, DateTime<Utc>), ApiError> {
         let accepted_at = now();
         let device_text = device.to_string();
+        let is_healthy = check.report().is_healthy;
+        let error = check.report().error_message.clone();
         let id = self
             .pipeline
             .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
             .await
             .map_err(|e| ApiError::from_device_write(e, &device_text))?;
+        self.states.observe_health(&device_text, is_healthy, error.as_deref(), accepted_at).await;
         Ok((id, accepted_at))
     }
 }
@@ -296,10 +299,7 @@ impl HealthApi {
         limit: Query<Option<u32>>,
     ) -> Result<Json<HealthHistory>, ApiError> {
         state.auth.authenticate(&auth).await?.require_reader()?;
-        let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        if state.store.device(&device).await?.is_none() {
-            return Err(ApiError::device_not_found(&device_id));
-        }
+        let device = state.registered_device(&device_id).await?;
         let hours = hours.0.unwrap_or(24);
         let limit = limit.0.unwrap_or(100) as usize;
         let since = now() - TimeDelta::hours(i64::from(hours));

@@ -15,7 +15,7 @@ use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
 /// The live metrics view (seed 04).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct LiveApi;
 
 /// The latest state of one series.

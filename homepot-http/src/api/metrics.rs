@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::pipeline::PointsWrite;
 
 /// Metrics ingest and history (seed 04).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct MetricsApi;
 
 /// `{"name", "value", "tags"?, "timestamp"?}`.

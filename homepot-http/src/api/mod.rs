@@ -1,6 +1,7 @@
 //! The HTTP operations, grouped by resource. Handlers are thin: authenticate, hand the body
 //! to a `homepot-core` adapter, call the pipeline or the store, shape the answer.
 
+mod analytics;
 mod containers;
 mod devices;
 mod health;
@@ -20,9 +21,11 @@ use homepot_storage::Store;
 use poem_openapi::Tags;
 
 use crate::auth::Authenticator;
+use crate::error::ApiError;
 use crate::pipeline::Pipeline;
 use crate::stats::Stats;
 
+pub(crate) use self::analytics::AnalyticsApi;
 pub(crate) use self::containers::ContainersApi;
 pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
@@ -47,6 +50,8 @@ enum ApiTags {
     Monitoring,
     /// Container metrics messages (seed 05).
     Containers,
+    /// Analytics collection and queries (seed 02).
+    Analytics,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.
@@ -75,6 +80,21 @@ pub(crate) struct AppState {
     pub(crate) node_events: tokio::sync::broadcast::Sender<homepot_core::node::NodeEvent>,
     pub(crate) started: Instant,
     pub(crate) simulator: bool,
+    /// Whether the analytics collection endpoints accept records (`ANALYTICS_ENABLED`).
+    pub(crate) analytics_enabled: bool,
+    /// Each reporting device's state.
+    pub(crate) states: Arc<crate::device_state::DeviceStates>,
+}
+
+impl AppState {
+    /// The registered device named in a path or body, or the seed's 404.
+    pub(crate) async fn registered_device(&self, device_id: &str) -> Result<homepot_core::DeviceId, ApiError> {
+        let id = homepot_core::DeviceId::parse(device_id).map_err(|_| ApiError::device_not_found(device_id))?;
+        match self.store.device(&id).await? {
+            Some(_) => Ok(id),
+            None => Err(ApiError::device_not_found(device_id)),
+        }
+    }
 }
 
 /// Now, at the microsecond precision every backend keeps, so what is answered equals what

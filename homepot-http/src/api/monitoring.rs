@@ -18,7 +18,7 @@ use crate::body::JsonBody;
 use crate::error::ApiError;
 
 /// Gateway resource monitoring (seed 03).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct MonitoringApi;
 
 /// A node's newest report, when it arrived, and whether it has been announced stale.

@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::{ApiTags, AppState};
 
 /// Liveness operations.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct ServiceApi;
 
 /// Which dependencies answer.
@@ -79,6 +79,11 @@ struct ServiceStats {
     mqtt_messages_received: u64,
     /// Of those, dropped as malformed or for an unknown device.
     mqtt_messages_rejected: u64,
+    /// API requests logged for analytics.
+    analytics_requests_logged: u64,
+    /// Request logs dropped because their queue was full or storage failed (the requests
+    /// themselves were served).
+    analytics_requests_dropped: u64,
     /// Seconds since the server started.
     uptime_seconds: f64,
 }
@@ -140,6 +145,8 @@ impl ServiceApi {
             sse_events_sent: stats.sse_events_sent,
             mqtt_messages_received: stats.mqtt_messages_received,
             mqtt_messages_rejected: stats.mqtt_messages_rejected,
+            analytics_requests_logged: stats.analytics_logged,
+            analytics_requests_dropped: stats.analytics_dropped,
             uptime_seconds: uptime(&state),
         })
     }

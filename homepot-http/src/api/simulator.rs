@@ -14,7 +14,7 @@ use crate::auth::generate_key;
 use crate::error::ApiError;
 
 /// The device metrics simulator (seed 01), for development only.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct SimulatorApi;
 
 /// A simulated health check that was stored.

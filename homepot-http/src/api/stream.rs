@@ -18,7 +18,7 @@ use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
 /// The live metrics stream (seed 04).
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct StreamApi;
 
 /// One sample of a stream event.

@@ -1,0 +1,543 @@
+//! Seed 02's analytics endpoints: four collection endpoints and four queries.
+//!
+//! Who may call what:
+//! - user activity and errors: any valid key; a device key's errors are about its own device;
+//! - device state changes and job outcomes: admin keys, or a device key for its own device;
+//! - the queries: admin keys only.
+//!
+//! The caller is recorded as the fingerprint of its key (`key:` + 16 hex digits).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use homepot_core::analytics::{
+    self, EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, StateChange, summarize_jobs,
+    summarize_performance,
+};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde_json::Value;
+
+use super::{ApiTags, AppState, now, rfc3339};
+use crate::auth::{ApiKeyAuth, Principal};
+use crate::body::JsonBody;
+use crate::error::ApiError;
+
+/// Analytics collection and queries (seed 02).
+#[derive(Debug, Default)]
+pub(crate) struct AnalyticsApi;
+
+/// Most state changes returned by one history query.
+const HISTORY_LIMIT: usize = 1_000;
+
+/// A user activity from a frontend. `metadata` may be sent as `extra_data`.
+#[derive(Debug, Object)]
+struct UserActivityRequest {
+    /// `page_view`, `click`, `search`, `interaction`...
+    #[oai(validator(min_length = 1, max_length = 50))]
+    activity_type: String,
+    /// Frontend session.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    session_id: Option<String>,
+    /// Page.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 500))]
+    page_url: Option<String>,
+    /// Element acted on.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    element_id: Option<String>,
+    /// Search text.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 65536))]
+    search_query: Option<String>,
+    /// Time spent, ms.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "2147483647")))]
+    duration_ms: Option<i64>,
+    /// Free-form details, stored intact (at most 16 levels deep).
+    #[oai(skip_serializing_if_is_none)]
+    metadata: Option<BTreeMap<String, Value>>,
+}
+
+/// An error to log. `context` is stored intact.
+#[derive(Debug, Object)]
+struct ErrorLogRequest {
+    /// `api`, `database`, `external_service`, `validation`, `frontend`...
+    #[oai(validator(min_length = 1, max_length = 50))]
+    category: String,
+    /// `critical`, `error`, `warning` or `info`.
+    #[oai(validator(pattern = "^(critical|error|warning|info)$"))]
+    severity: String,
+    /// What happened.
+    #[oai(validator(min_length = 1, max_length = 65536))]
+    error_message: String,
+    /// Machine-readable code, e.g. `AUTH_001`.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 50))]
+    error_code: Option<String>,
+    /// Stack trace.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 65536))]
+    stack_trace: Option<String>,
+    /// Endpoint involved.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    endpoint: Option<String>,
+    /// User involved.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    user_id: Option<String>,
+    /// Device involved (a device key may name only itself; it is the default).
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    device_id: Option<String>,
+    /// Free-form context, stored intact.
+    #[oai(skip_serializing_if_is_none)]
+    context: Option<BTreeMap<String, Value>>,
+    /// Already dealt with (default false).
+    #[oai(skip_serializing_if_is_none)]
+    resolved: Option<bool>,
+}
+
+/// A device state change. `metadata` may be sent as `extra_data`.
+#[derive(Debug, Object)]
+struct StateChangeRequest {
+    /// A registered device.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    device_id: String,
+    /// State before.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 50))]
+    previous_state: Option<String>,
+    /// State after.
+    #[oai(validator(min_length = 1, max_length = 50))]
+    new_state: String,
+    /// Why.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 500))]
+    reason: Option<String>,
+    /// Free-form details, stored intact.
+    #[oai(skip_serializing_if_is_none)]
+    metadata: Option<BTreeMap<String, Value>>,
+}
+
+/// A job's outcome. `metadata` may be sent as `extra_data`.
+#[derive(Debug, Object)]
+struct JobOutcomeRequest {
+    /// Job identifier.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    job_id: String,
+    /// Kind of job, e.g. `device_restart`.
+    #[oai(validator(min_length = 1, max_length = 100))]
+    job_type: String,
+    /// `success`, `failed`, `timeout` or `cancelled`.
+    #[oai(validator(pattern = "^(success|failed|timeout|cancelled)$"))]
+    status: String,
+    /// Device it ran on (a device key may name only itself; it is the default).
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    device_id: Option<String>,
+    /// Run time, ms.
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "2147483647")))]
+    duration_ms: Option<i64>,
+    /// Machine-readable error.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 50))]
+    error_code: Option<String>,
+    /// Human-readable error.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 65536))]
+    error_message: Option<String>,
+    /// Retries before this outcome (default 0).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "2147483647")))]
+    retry_count: Option<i64>,
+    /// Who started it.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    initiated_by: Option<String>,
+    /// Free-form details, stored intact.
+    #[oai(skip_serializing_if_is_none)]
+    metadata: Option<BTreeMap<String, Value>>,
+}
+
+/// `{"success": true, "message": ..., "id": ...}`: the record is stored.
+#[derive(Debug, Object)]
+struct Logged {
+    /// Always true.
+    success: bool,
+    /// What was logged.
+    message: String,
+    /// The stored record's id.
+    id: i64,
+}
+
+#[derive(Debug, ApiResponse)]
+enum LoggedResponse {
+    /// Stored.
+    #[oai(status = 201)]
+    Created(Json<Logged>),
+}
+
+fn logged(message: &str, id: homepot_storage::RecordId) -> LoggedResponse {
+    LoggedResponse::Created(Json(Logged { success: true, message: message.to_owned(), id: id.0 }))
+}
+
+/// One endpoint's performance.
+#[derive(Debug, Object)]
+struct EndpointMetrics {
+    /// Route template, e.g. `/api/v1/devices/{device_id}`.
+    endpoint: String,
+    /// HTTP method.
+    method: String,
+    /// Requests in the window.
+    request_count: u64,
+    /// Mean response time, ms (2 decimals).
+    avg_response_time_ms: f64,
+    /// Fastest, ms.
+    min_response_time_ms: f64,
+    /// Slowest, ms.
+    max_response_time_ms: f64,
+    /// 95th percentile, ms: an observed latency at most 9 % above the exact percentile.
+    p95_response_time_ms: f64,
+    /// Answered with 4xx or 5xx.
+    error_count: u64,
+    /// Answered with 5xx.
+    server_error_count: u64,
+    /// `error_count / request_count` in percent (2 decimals).
+    error_rate_percent: f64,
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+impl From<EndpointPerformance> for EndpointMetrics {
+    fn from(p: EndpointPerformance) -> Self {
+        Self {
+            error_rate_percent: round2(p.error_count as f64 * 100.0 / p.request_count.max(1) as f64),
+            endpoint: p.endpoint,
+            method: p.method,
+            request_count: p.request_count,
+            avg_response_time_ms: round2(p.avg_response_time_ms),
+            min_response_time_ms: round2(p.min_response_time_ms),
+            max_response_time_ms: round2(p.max_response_time_ms),
+            p95_response_time_ms: round2(p.p95_response_time_ms),
+            error_count: p.error_count,
+            server_error_count: p.server_error_count,
+        }
+    }
+}
+
+/// `GET /api/v1/metrics/api-performance`.
+#[derive(Debug, Object)]
+struct ApiPerformance {
+    /// Always true.
+    success: bool,
+    /// The window, in hours before now.
+    time_range_hours: u32,
+    /// One entry per endpoint and method, busiest first.
+    metrics: Vec<EndpointMetrics>,
+}
+
+/// Outcomes of one job type and status.
+#[derive(Debug, Object)]
+struct JobOutcomeCount {
+    /// Job type.
+    job_type: String,
+    /// Outcome.
+    status: String,
+    /// How many.
+    count: u64,
+    /// Mean duration of those that reported one, ms (2 decimals); null when none did.
+    avg_duration_ms: Option<f64>,
+}
+
+impl From<JobStatusCount> for JobOutcomeCount {
+    fn from(c: JobStatusCount) -> Self {
+        Self { job_type: c.job_type, status: c.status, count: c.count, avg_duration_ms: c.avg_duration_ms.map(round2) }
+    }
+}
+
+/// Success rate of one job type.
+#[derive(Debug, Object)]
+struct JobSuccess {
+    /// Job type.
+    job_type: String,
+    /// Outcomes in the window.
+    total: u64,
+    /// Of which `success`.
+    succeeded: u64,
+    /// `succeeded / total` in percent (2 decimals).
+    success_rate_percent: f64,
+}
+
+impl From<JobSuccessRate> for JobSuccess {
+    fn from(r: JobSuccessRate) -> Self {
+        Self {
+            job_type: r.job_type,
+            total: r.total,
+            succeeded: r.succeeded,
+            success_rate_percent: round2(r.success_rate_percent),
+        }
+    }
+}
+
+/// `GET /api/v1/metrics/job-outcomes`.
+#[derive(Debug, Object)]
+struct JobOutcomes {
+    /// Always true.
+    success: bool,
+    /// The window, in hours before now.
+    time_range_hours: u32,
+    /// Counts per job type and status.
+    outcomes: Vec<JobOutcomeCount>,
+    /// Success rate per job type.
+    success_rates: Vec<JobSuccess>,
+}
+
+/// Errors of one category and severity.
+#[derive(Debug, Object)]
+struct ErrorCount {
+    /// Category.
+    category: String,
+    /// Severity.
+    severity: String,
+    /// How many.
+    count: u64,
+}
+
+impl From<ErrorTrend> for ErrorCount {
+    fn from(t: ErrorTrend) -> Self {
+        Self { category: t.category, severity: t.severity, count: t.count }
+    }
+}
+
+/// `GET /api/v1/metrics/error-trends`.
+#[derive(Debug, Object)]
+struct ErrorTrends {
+    /// Always true.
+    success: bool,
+    /// The window, in hours before now.
+    time_range_hours: u32,
+    /// Counts per category and severity.
+    errors: Vec<ErrorCount>,
+}
+
+/// One state change.
+#[derive(Debug, Object)]
+pub(crate) struct StateChangeView {
+    /// When (RFC 3339, UTC).
+    timestamp: String,
+    /// State before.
+    previous_state: Option<String>,
+    /// State after.
+    new_state: String,
+    /// `system` or the fingerprint of the reporting key.
+    changed_by: String,
+    /// Why.
+    reason: Option<String>,
+    /// Details, as stored.
+    metadata: BTreeMap<String, Value>,
+}
+
+impl From<StateChange> for StateChangeView {
+    fn from(c: StateChange) -> Self {
+        Self {
+            timestamp: rfc3339(c.timestamp),
+            previous_state: c.previous_state,
+            new_state: c.new_state,
+            changed_by: c.changed_by,
+            reason: c.reason,
+            metadata: c.metadata.into_iter().collect(),
+        }
+    }
+}
+
+/// `GET /api/v1/metrics/device-state-history/{device_id}`.
+#[derive(Debug, Object)]
+struct StateHistory {
+    /// Always true.
+    success: bool,
+    /// The device.
+    device_id: String,
+    /// The window, in hours before now.
+    time_range_hours: u32,
+    /// Newest first, at most 1,000.
+    history: Vec<StateChangeView>,
+}
+
+impl AppState {
+    fn require_analytics(&self) -> Result<(), ApiError> {
+        if self.analytics_enabled {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("Analytics collection is disabled on this server (ANALYTICS_ENABLED=false)"))
+        }
+    }
+}
+
+/// The device a device key reports about: the named one must be its own; none means itself.
+fn own_device(principal: &Principal, named: Option<String>) -> Result<Option<String>, ApiError> {
+    match (principal, named) {
+        (Principal::Device(own), None) => Ok(Some(own.to_string())),
+        (Principal::Device(_), Some(named)) => {
+            principal.require_writer_for(&named)?;
+            Ok(Some(named))
+        }
+        (_, named) => Ok(named),
+    }
+}
+
+fn since(hours: u32) -> chrono::DateTime<chrono::Utc> {
+    now() - TimeDelta::hours(i64::from(hours))
+}
+
+#[OpenApi]
+impl AnalyticsApi {
+    /// Log a frontend user's activity. Any valid key; the user is the key's fingerprint.
+    #[oai(path = "/api/v1/analytics/user-activity", method = "post", tag = "ApiTags::Analytics")]
+    async fn user_activity(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<UserActivityRequest>,
+    ) -> Result<LoggedResponse, ApiError> {
+        state.require_analytics()?;
+        state.auth.authenticate(&auth).await?;
+        let activity = analytics::parse_user_activity(&body.bytes, &auth.fingerprint(), now())
+            .map_err(|e| ApiError::invalid("body", e))?;
+        let id = state.store.insert_user_activity(&activity).await?;
+        Ok(logged("Activity logged", id))
+    }
+
+    /// Log an error from a frontend or a backend. Any valid key; a device key may report
+    /// only about its own device.
+    #[oai(path = "/api/v1/analytics/error", method = "post", tag = "ApiTags::Analytics")]
+    async fn error(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<ErrorLogRequest>,
+    ) -> Result<LoggedResponse, ApiError> {
+        state.require_analytics()?;
+        let principal = state.auth.authenticate(&auth).await?;
+        let mut error = analytics::parse_error_log(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
+        error.device_id = own_device(&principal, error.device_id.take())?;
+        let id = state.store.insert_error_log(&error).await?;
+        Ok(logged("Error logged", id))
+    }
+
+    /// Log a device state change. Admin keys, or a device's own key.
+    #[oai(path = "/api/v1/analytics/device-state-change", method = "post", tag = "ApiTags::Analytics")]
+    async fn device_state_change(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<StateChangeRequest>,
+    ) -> Result<LoggedResponse, ApiError> {
+        state.require_analytics()?;
+        let principal = state.auth.authenticate(&auth).await?;
+        let change = analytics::parse_state_change(&body.bytes, &auth.fingerprint(), now())
+            .map_err(|e| ApiError::invalid("body", e))?;
+        principal.require_writer_for(&change.device_id)?;
+        state.registered_device(&change.device_id).await?;
+        let id = state.store.insert_state_change(&change).await?;
+        state.states.observe_posted(&change.device_id, &change.new_state);
+        Ok(logged("State change logged", id))
+    }
+
+    /// Log a job's outcome. Admin keys, or a device key for a job on its own device.
+    #[oai(path = "/api/v1/analytics/job-outcome", method = "post", tag = "ApiTags::Analytics")]
+    async fn job_outcome(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<JobOutcomeRequest>,
+    ) -> Result<LoggedResponse, ApiError> {
+        state.require_analytics()?;
+        let principal = state.auth.authenticate(&auth).await?;
+        if principal == Principal::Reader {
+            return Err(ApiError::forbidden("Read-only API keys cannot write data"));
+        }
+        let mut outcome = analytics::parse_job_outcome(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
+        outcome.device_id = own_device(&principal, outcome.device_id.take())?;
+        let id = state.store.insert_job_outcome(&outcome).await?;
+        Ok(logged("Job outcome logged", id))
+    }
+
+    /// Request counts, response times (mean, extremes, p95) and error counts per route
+    /// template and method over the last `hours`. Admin keys only.
+    #[oai(path = "/api/v1/metrics/api-performance", method = "get", tag = "ApiTags::Analytics")]
+    async fn api_performance(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Window in hours before now (1-168, default 24).
+        #[oai(validator(minimum(value = "1"), maximum(value = "168")))]
+        hours: Query<Option<u32>>,
+        /// Only this route template, e.g. `/api/v1/devices/{device_id}`.
+        endpoint: Query<Option<String>>,
+    ) -> Result<Json<ApiPerformance>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        let hours = hours.0.unwrap_or(24);
+        let groups = state.store.latency_groups(since(hours), endpoint.0.as_deref()).await?;
+        let metrics = summarize_performance(&groups).into_iter().map(EndpointMetrics::from).collect();
+        Ok(Json(ApiPerformance { success: true, time_range_hours: hours, metrics }))
+    }
+
+    /// Job outcome counts and mean durations per job type and status, and success rates per
+    /// job type, over the last `hours`. Admin keys only.
+    #[oai(path = "/api/v1/metrics/job-outcomes", method = "get", tag = "ApiTags::Analytics")]
+    async fn job_outcomes(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Window in hours before now (1-168, default 24).
+        #[oai(validator(minimum(value = "1"), maximum(value = "168")))]
+        hours: Query<Option<u32>>,
+        /// Only this job type.
+        job_type: Query<Option<String>>,
+    ) -> Result<Json<JobOutcomes>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        let hours = hours.0.unwrap_or(24);
+        let counts = state.store.job_status_counts(since(hours), job_type.0.as_deref()).await?;
+        let success_rates = summarize_jobs(&counts).into_iter().map(JobSuccess::from).collect();
+        let outcomes = counts.into_iter().map(JobOutcomeCount::from).collect();
+        Ok(Json(JobOutcomes { success: true, time_range_hours: hours, outcomes, success_rates }))
+    }
+
+    /// Error counts per category and severity over the last `hours`. Admin keys only.
+    #[oai(path = "/api/v1/metrics/error-trends", method = "get", tag = "ApiTags::Analytics")]
+    async fn error_trends(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Window in hours before now (1-168, default 24).
+        #[oai(validator(minimum(value = "1"), maximum(value = "168")))]
+        hours: Query<Option<u32>>,
+        /// Only this category.
+        category: Query<Option<String>>,
+    ) -> Result<Json<ErrorTrends>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        let hours = hours.0.unwrap_or(24);
+        let trends = state.store.error_trends(since(hours), category.0.as_deref()).await?;
+        Ok(Json(ErrorTrends {
+            success: true,
+            time_range_hours: hours,
+            errors: trends.into_iter().map(ErrorCount::from).collect(),
+        }))
+    }
+
+    /// A device's state changes over the last `hours`, newest first. Admin keys only.
+    #[oai(path = "/api/v1/metrics/device-state-history/:device_id", method = "get", tag = "ApiTags::Analytics")]
+    async fn device_state_history(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        /// Device identifier.
+        device_id: Path<String>,
+        /// Window in hours before now (1-720, default 24).
+        #[oai(validator(minimum(value = "1"), maximum(value = "720")))]
+        hours: Query<Option<u32>>,
+    ) -> Result<Json<StateHistory>, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.registered_device(&device_id).await?;
+        let hours = hours.0.unwrap_or(24);
+        let history = state.store.state_history(&device_id, since(hours), HISTORY_LIMIT).await?;
+        Ok(Json(StateHistory {
+            success: true,
+            device_id: device_id.0,
+            time_range_hours: hours,
+            history: history.into_iter().map(StateChangeView::from).collect(),
+        }))
+    }
+}
