@@ -13,6 +13,7 @@ fn homepot(args: &[&str], database: &str) -> Output {
         .args(args)
         .env("HOMEPOT_DATABASE_URL", database)
         .env_remove("HOMEPOT_ADMIN_KEY")
+        .env_remove("ANALYTICS_RETENTION_DAYS")
         .output()
         .expect("run homepot")
 }
@@ -198,4 +199,47 @@ fn containers_request_reports_the_devices_answer() {
         .expect("run containers request");
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).contains("Accepted (204)."), "{}", text(&out.stdout));
+}
+
+/// `homepot retention run` deletes analytics older than the retention period and keeps the
+/// rest.
+#[test]
+fn retention_run_deletes_old_analytics() {
+    use homepot_core::analytics::StateChange;
+    use homepot_storage::{AnalyticsStore, SeaOrmStore, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("retention.db").display());
+    let change = |days_ago: i64| StateChange {
+        timestamp: chrono::Utc::now() - chrono::TimeDelta::days(days_ago),
+        device_id: "pos-1".to_owned(),
+        previous_state: None,
+        new_state: "online".to_owned(),
+        changed_by: "system".to_owned(),
+        reason: None,
+        metadata: serde_json::Map::new(),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let count = |db: &str| {
+        runtime.block_on(async {
+            let store = SeaOrmStore::connect(db, &StoreOptions::default()).await.unwrap();
+            store.state_history("pos-1", chrono::DateTime::UNIX_EPOCH, 100).await.unwrap().len()
+        })
+    };
+    runtime.block_on(async {
+        let store = SeaOrmStore::connect(&db, &StoreOptions::default()).await.unwrap();
+        for days_ago in [100, 95, 40, 1] {
+            store.insert_state_change(&change(days_ago)).await.unwrap();
+        }
+    });
+
+    let run = homepot(&["retention", "run"], &db);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stdout).starts_with("deleted 2 analytics records older than"), "{}", text(&run.stdout));
+    assert_eq!(count(&db), 2);
+    let run = homepot(&["retention", "run", "--days", "30"], &db);
+    assert!(text(&run.stdout).starts_with("deleted 1 "), "{}", text(&run.stdout));
+    assert_eq!(count(&db), 1);
+    let never = homepot(&["retention", "run", "--days", "0"], &db);
+    assert!(!never.status.success(), "0 days keeps analytics forever");
 }

@@ -19,7 +19,9 @@ use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::auth::presented_fingerprint;
+use homepot_core::KeyHash;
+
+use crate::auth::presented_key;
 use crate::rate_limit::client_ip;
 use crate::stats::Stats;
 
@@ -166,8 +168,9 @@ impl RequestLogger {
         let started = Instant::now();
         let timestamp = crate::api::now();
         let method = request.method().as_str().to_owned();
-        let user_id = presented_fingerprint(&request);
-        let ip_address = client_ip(&request, self.trust_forwarded_headers).map(|ip| ip.to_string());
+        // Hashed only if the route is logged: skipped ingest routes pay for a copy at most.
+        let key = presented_key(&request);
+        let ip = client_ip(&request, self.trust_forwarded_headers);
         let user_agent = request.header("user-agent").map(|ua| cut(ua.to_owned(), 500));
         let request_size_bytes = request.header("content-length").and_then(|v| v.parse::<i64>().ok());
 
@@ -201,8 +204,8 @@ impl RequestLogger {
             method,
             status_code: status.as_u16(),
             response_time_ms,
-            user_id,
-            ip_address,
+            user_id: key.map(|k| KeyHash::of(&k).fingerprint()),
+            ip_address: ip.map(|ip| ip.to_string()),
             user_agent,
             error_message,
             request_size_bytes,

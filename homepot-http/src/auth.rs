@@ -73,19 +73,17 @@ fn authorization_key(value: &str) -> Cow<'_, str> {
     }
 }
 
-/// The fingerprint of the key a request presents, if any, read the way the security
-/// schemes read it; for the request log, which runs outside the handlers.
-pub(crate) fn presented_fingerprint(request: &poem::Request) -> Option<String> {
-    let key = if let Some(key) = request.header("x-api-key") {
-        Cow::Borrowed(key)
-    } else if let Some(value) = request.header("authorization") {
-        authorization_key(value)
-    } else {
-        let query = request.uri().query()?;
-        let value = query.split('&').find_map(|pair| pair.strip_prefix("p="))?;
-        Cow::Borrowed(value)
-    };
-    Some(KeyHash::of(&key).fingerprint())
+/// The key a request presents, if any, read the way the security schemes read it; for the
+/// request log, which runs outside the handlers.
+pub(crate) fn presented_key(request: &poem::Request) -> Option<String> {
+    if let Some(key) = request.header("x-api-key") {
+        return Some(key.to_owned());
+    }
+    if let Some(value) = request.header("authorization") {
+        return Some(authorization_key(value).into_owned());
+    }
+    let query = request.uri().query()?;
+    query.split('&').find_map(|pair| pair.strip_prefix("p=")).map(str::to_owned)
 }
 
 impl ApiKeyAuth {
