@@ -14,14 +14,14 @@ use homepot_core::analytics::{
 };
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
-    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey,
-    RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
+    NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
 };
 
 #[derive(Debug, Default)]
 struct Tables {
     devices: BTreeMap<DeviceId, Device>,
-    keys: Vec<StoredKey>,
+    keys: Vec<KeyRow>,
     health: Vec<StoredHealthCheck>,
     points: Vec<Point>,
     requests: Vec<RequestLog>,
@@ -30,6 +30,13 @@ struct Tables {
     errors: Vec<ErrorLog>,
     activities: Vec<UserActivity>,
     next_id: i64,
+}
+
+#[derive(Debug)]
+struct KeyRow {
+    key: StoredKey,
+    created_at: DateTime<Utc>,
+    revoked: bool,
 }
 
 impl Tables {
@@ -72,7 +79,8 @@ impl DeviceStore for InMemoryStore {
         }
         let device = new.clone().into_device(now);
         let id = KeyId(t.next_id());
-        t.keys.push(StoredKey { id, hash: *key, role: Role::Device, device_id: Some(device.id.clone()) });
+        let key = StoredKey { id, hash: *key, role: Role::Device, device_id: Some(device.id.clone()) };
+        t.keys.push(KeyRow { key, created_at: now, revoked: false });
         t.devices.insert(device.id.clone(), device.clone());
         Ok(device)
     }
@@ -90,7 +98,7 @@ impl DeviceStore for InMemoryStore {
         if t.devices.remove(id).is_none() {
             return Err(StorageError::not_found(format!("device '{id}'")));
         }
-        t.keys.retain(|k| k.device_id.as_ref() != Some(id));
+        t.keys.retain(|k| k.key.device_id.as_ref() != Some(id));
         t.health.retain(|h| &h.device_id != id);
         Ok(())
     }
@@ -105,20 +113,48 @@ impl KeyStore for InMemoryStore {
         {
             return Err(StorageError::not_found(format!("device '{device}'")));
         }
-        if t.keys.iter().any(|k| k.hash == key.hash) {
+        if t.keys.iter().any(|k| k.key.hash == key.hash) {
             return Err(StorageError::conflict("api key"));
         }
         let id = KeyId(t.next_id());
-        t.keys.push(StoredKey { id, hash: key.hash, role: key.role, device_id: key.device_id.clone() });
+        let stored = StoredKey { id, hash: key.hash, role: key.role, device_id: key.device_id.clone() };
+        t.keys.push(KeyRow { key: stored, created_at: key.created_at, revoked: false });
         Ok(id)
     }
 
     async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StorageError> {
-        Ok(self.tables().keys.iter().find(|k| k.hash.matches(hash)).cloned())
+        Ok(self.tables().keys.iter().find(|k| !k.revoked && k.key.hash.matches(hash)).map(|k| k.key.clone()))
     }
 
     async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError> {
-        Ok(self.tables().keys.iter().any(|k| k.role == role))
+        Ok(self.tables().keys.iter().any(|k| !k.revoked && k.key.role == role))
+    }
+
+    async fn keys(&self, device: Option<&DeviceId>) -> Result<Vec<KeyInfo>, StorageError> {
+        Ok(self
+            .tables()
+            .keys
+            .iter()
+            .filter(|k| !k.revoked && k.key.device_id.as_ref() == device)
+            .map(|k| KeyInfo {
+                id: k.key.id,
+                role: k.key.role,
+                device_id: k.key.device_id.clone(),
+                created_at: k.created_at,
+            })
+            .collect())
+    }
+
+    async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, _now: DateTime<Utc>) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        let row = t.keys.iter_mut().find(|k| !k.revoked && k.key.id == id && k.key.device_id.as_ref() == device);
+        match row {
+            Some(row) => {
+                row.revoked = true;
+                Ok(())
+            }
+            None => Err(StorageError::not_found(format!("key {}", id.0))),
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use homepot_core::analytics::{
 };
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
-    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey,
-    RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
+    NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
 };
 use tokio::sync::Semaphore;
 
@@ -60,6 +60,12 @@ impl KeyStore for GatedStore {
     }
     async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError> {
         self.inner.has_key_with_role(role).await
+    }
+    async fn keys(&self, device: Option<&DeviceId>) -> Result<Vec<KeyInfo>, StorageError> {
+        self.inner.keys(device).await
+    }
+    async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> Result<(), StorageError> {
+        self.inner.revoke_key(id, device, now).await
     }
 }
 

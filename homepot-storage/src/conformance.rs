@@ -27,6 +27,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     registers_and_reads_devices(store).await;
     refuses_duplicate_devices(store).await;
     finds_keys_by_hash(store).await;
+    lists_and_revokes_keys(store).await;
     stores_health_checks_in_order(store).await;
     reads_health_newest_first_within_window(store).await;
     refuses_health_for_unknown_devices(store).await;
@@ -98,6 +99,51 @@ pub async fn registers_and_reads_devices<S: Store + ?Sized>(store: &S) {
     assert_eq!(read.created_at, created);
     assert!(store.devices().await.expect("list").iter().any(|d| d.id == id));
     assert!(store.device(&unique_device("absent")).await.expect("read").is_none());
+}
+
+/// A device's keys list oldest first without their hashes; a revoked key is no longer found,
+/// listed or revocable, and a key is revoked only through its owner.
+pub async fn lists_and_revokes_keys<S: Store + ?Sized>(store: &S) {
+    let (id, other) = (unique_device("rotate"), unique_device("rotate-other"));
+    let first = register(store, &id).await;
+    register(store, &other).await;
+    let second = fresh_key();
+    let created = now();
+    let second_id = store
+        .insert_key(&NewKey {
+            hash: second.hash(),
+            role: Role::Device,
+            device_id: Some(id.clone()),
+            created_at: created,
+        })
+        .await
+        .expect("second key");
+    let keys = store.keys(Some(&id)).await.expect("keys");
+    assert_eq!(keys.len(), 2);
+    assert!(keys[0].id < keys[1].id && keys[1].id == second_id, "oldest first: {keys:?}");
+    assert_eq!((keys[1].role, keys[1].device_id.as_ref(), keys[1].created_at), (Role::Device, Some(&id), created));
+    let first_id = keys[0].id;
+
+    let err = store.revoke_key(first_id, Some(&other), now()).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound { .. }), "only through its own device: {err:?}");
+    let err = store.revoke_key(first_id, None, now()).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound { .. }), "a device key is not a key of no device: {err:?}");
+    store.revoke_key(first_id, Some(&id), now()).await.expect("revoke");
+    assert!(store.key_by_hash(&first.hash()).await.expect("lookup").is_none(), "revoked at once");
+    assert!(store.key_by_hash(&second.hash()).await.expect("lookup").is_some(), "the new key works");
+    assert_eq!(store.keys(Some(&id)).await.expect("keys").iter().map(|k| k.id).collect::<Vec<_>>(), vec![second_id]);
+    let err = store.revoke_key(first_id, Some(&id), now()).await.unwrap_err();
+    assert!(matches!(err, StorageError::NotFound { .. }), "revoking twice: {err:?}");
+
+    let reader = fresh_key();
+    let reader_id = store
+        .insert_key(&NewKey { hash: reader.hash(), role: Role::Read, device_id: None, created_at: now() })
+        .await
+        .expect("read key");
+    assert!(store.keys(None).await.expect("keys").iter().any(|k| k.id == reader_id && k.role == Role::Read));
+    store.revoke_key(reader_id, None, now()).await.expect("revoke read key");
+    assert!(store.key_by_hash(&reader.hash()).await.expect("lookup").is_none());
+    assert!(store.keys(Some(&unique_device("nobody"))).await.expect("keys").is_empty());
 }
 
 /// Registering an existing id is a conflict and leaves the first registration intact.

@@ -75,3 +75,16 @@ pub struct StoredKey {
     /// The device a [`Role::Device`] key belongs to.
     pub device_id: Option<DeviceId>,
 }
+
+/// What may be shown about a stored, unrevoked key: never its hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyInfo {
+    /// Its identifier.
+    pub id: KeyId,
+    /// What it may do.
+    pub role: Role,
+    /// The device a [`Role::Device`] key belongs to.
+    pub device_id: Option<DeviceId>,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+}

@@ -10,7 +10,9 @@ use homepot_core::analytics::{
 };
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
-use crate::{HealthCheckId, KeyId, NewHealthCheck, NewKey, RecordId, StorageError, StoredHealthCheck, StoredKey};
+use crate::{
+    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StorageError, StoredHealthCheck, StoredKey,
+};
 
 /// The device registry.
 #[async_trait]
@@ -67,6 +69,20 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError>;
+
+    /// The unrevoked keys of `device`, or with `None` those of no device (admin and read
+    /// keys), oldest first.
+    ///
+    /// # Errors
+    /// Backend failures only; an unknown device has no keys.
+    async fn keys(&self, device: Option<&DeviceId>) -> Result<Vec<KeyInfo>, StorageError>;
+
+    /// Revokes key `id` at `now`: from then on `key_by_hash` no longer finds it. With
+    /// `Some(device)` the key must belong to that device; with `None` to no device.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when no such unrevoked key exists there.
+    async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> Result<(), StorageError>;
 }
 
 /// Device health checks.

@@ -7,7 +7,10 @@ use homepot_core::analytics::{
     ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
 };
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
 use serde_json::{Map, Value};
 
 use super::entity::{api_request_log, device_state_change, error_log, job_outcome, user_activity};
@@ -47,7 +50,7 @@ impl AnalyticsStore for SeaOrmStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let txn = sea_orm::TransactionTrait::begin(&self.db).await.map_err(db_error)?;
+        let txn = self.db.begin().await.map_err(db_error)?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             let rows = chunk.iter().map(|log| api_request_log::ActiveModel {
                 timestamp: Set(log.timestamp),
@@ -70,6 +73,9 @@ impl AnalyticsStore for SeaOrmStore {
     }
 
     async fn insert_state_change(&self, c: &StateChange) -> Result<RecordId, StorageError> {
+        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
+        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
+        let txn = self.db.begin().await.map_err(db_error)?;
         let row = device_state_change::ActiveModel {
             timestamp: Set(c.timestamp),
             device_id: Set(c.device_id.clone()),
@@ -80,13 +86,17 @@ impl AnalyticsStore for SeaOrmStore {
             extra_data: Set(object(&c.metadata)),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
         .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         Ok(RecordId(row.id))
     }
 
     async fn insert_job_outcome(&self, o: &JobOutcome) -> Result<RecordId, StorageError> {
+        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
+        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
+        let txn = self.db.begin().await.map_err(db_error)?;
         let row = job_outcome::ActiveModel {
             timestamp: Set(o.timestamp),
             job_id: Set(o.job_id.clone()),
@@ -101,13 +111,17 @@ impl AnalyticsStore for SeaOrmStore {
             extra_data: Set(object(&o.metadata)),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
         .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         Ok(RecordId(row.id))
     }
 
     async fn insert_error_log(&self, e: &ErrorLog) -> Result<RecordId, StorageError> {
+        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
+        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
+        let txn = self.db.begin().await.map_err(db_error)?;
         let row = error_log::ActiveModel {
             timestamp: Set(e.timestamp),
             category: Set(e.category.clone()),
@@ -123,13 +137,17 @@ impl AnalyticsStore for SeaOrmStore {
             resolved_at: Set(None),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
         .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         Ok(RecordId(row.id))
     }
 
     async fn insert_user_activity(&self, a: &UserActivity) -> Result<RecordId, StorageError> {
+        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
+        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
+        let txn = self.db.begin().await.map_err(db_error)?;
         let row = user_activity::ActiveModel {
             timestamp: Set(a.timestamp),
             user_id: Set(a.user_id.clone()),
@@ -142,9 +160,10 @@ impl AnalyticsStore for SeaOrmStore {
             duration_ms: Set(a.duration_ms),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
         .map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
         Ok(RecordId(row.id))
     }
 

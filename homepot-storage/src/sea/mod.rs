@@ -21,8 +21,8 @@ use serde_json::Value;
 
 use self::entity::{api_key, device, health_check, metric_point};
 use crate::{
-    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyStore, MetricStore, NewHealthCheck, NewKey, StorageError, Store,
-    StoredHealthCheck, StoredKey, fields_from_json, fields_to_json,
+    DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck, NewKey,
+    StorageError, Store, StoredHealthCheck, StoredKey, fields_from_json, fields_to_json,
 };
 
 /// Rows per INSERT statement: well under SQLite's bound-parameter limit.
@@ -238,6 +238,8 @@ impl KeyStore for SeaOrmStore {
             }
             None => None,
         };
+        // In a transaction: see `insert_state_change` on lone INSERT ... RETURNING in SQLite.
+        let txn = self.db.begin().await.map_err(db_error)?;
         let inserted = api_key::ActiveModel {
             key_hash: Set(key.hash.to_hex()),
             role: Set(key.role.as_str().to_owned()),
@@ -246,13 +248,14 @@ impl KeyStore for SeaOrmStore {
             revoked_at: Set(None),
             ..Default::default()
         }
-        .insert(&self.db)
+        .insert(&txn)
         .await
         .map_err(|e| match e.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::conflict("api key"),
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => StorageError::not_found("device"),
             _ => db_error(e),
         })?;
+        txn.commit().await.map_err(db_error)?;
         Ok(KeyId(inserted.id))
     }
 
@@ -284,6 +287,52 @@ impl KeyStore for SeaOrmStore {
             .await
             .map_err(db_error)?;
         Ok(count > 0)
+    }
+
+    async fn keys(&self, device: Option<&DeviceId>) -> Result<Vec<KeyInfo>, StorageError> {
+        let owner = match device {
+            Some(id) => match self.device_pk(id).await? {
+                Some(pk) => api_key::Column::DeviceId.eq(pk),
+                None => return Ok(Vec::new()),
+            },
+            None => api_key::Column::DeviceId.is_null(),
+        };
+        let rows = api_key::Entity::find()
+            .filter(owner)
+            .filter(api_key::Column::RevokedAt.is_null())
+            .order_by_asc(api_key::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let role = Role::parse(&row.role)
+                    .ok_or_else(|| StorageError::backend(format!("api key {} has a corrupt role", row.id)))?;
+                Ok(KeyInfo { id: KeyId(row.id), role, device_id: device.cloned(), created_at: row.created_at })
+            })
+            .collect()
+    }
+
+    async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> Result<(), StorageError> {
+        let owner = match device {
+            Some(device_id) => match self.device_pk(device_id).await? {
+                Some(pk) => api_key::Column::DeviceId.eq(pk),
+                None => return Err(StorageError::not_found(format!("device '{device_id}'"))),
+            },
+            None => api_key::Column::DeviceId.is_null(),
+        };
+        let result = api_key::Entity::update_many()
+            .col_expr(api_key::Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
+            .filter(api_key::Column::Id.eq(id.0))
+            .filter(owner)
+            .filter(api_key::Column::RevokedAt.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        if result.rows_affected == 0 {
+            return Err(StorageError::not_found(format!("key {}", id.0)));
+        }
+        Ok(())
     }
 }
 
