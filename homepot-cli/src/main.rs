@@ -3,6 +3,7 @@
 
 mod containers;
 mod device;
+mod key;
 mod retention;
 mod serve;
 mod settings;
@@ -29,6 +30,9 @@ enum Command {
     /// Manage registered devices in the configured database.
     #[command(subcommand)]
     Device(device::DeviceCommand),
+    /// Issue, list and revoke API keys in the configured database.
+    #[command(subcommand)]
+    Key(key::KeyCommand),
     /// Simulate a fleet of devices sending health checks to a server.
     Simulate(simulate::SimulateArgs),
     /// Talk to edge devices' container metrics over MQTT.
@@ -54,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Device(command) => device::run(command).await,
+        Command::Key(command) => key::run(command).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Containers(command) => containers::run(command).await,
         Command::Retention(command) => retention::run(command).await,

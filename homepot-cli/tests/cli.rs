@@ -243,3 +243,32 @@ fn retention_run_deletes_old_analytics() {
     let never = homepot(&["retention", "run", "--days", "0"], &db);
     assert!(!never.status.success(), "0 days keeps analytics forever");
 }
+
+/// `homepot key add|list|revoke` rotate a device's key and manage read keys, and refuse to
+/// revoke the last admin key.
+#[test]
+fn key_commands_rotate_and_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("keys.db").display());
+    assert!(homepot(&["device", "add", "pos-1"], &db).status.success());
+
+    let added = homepot(&["key", "add", "--device", "pos-1"], &db);
+    let out = text(&added.stdout);
+    assert!(added.status.success() && out.contains("Issued device key") && out.contains("hpk_"), "{out}");
+    let listed = text(&homepot(&["key", "list", "--device", "pos-1"], &db).stdout);
+    assert!(listed.contains("2 key(s)") && !listed.contains("hpk_"), "{listed}");
+    let first_id = listed.lines().nth(1).and_then(|l| l.split_whitespace().next()).unwrap().to_owned();
+    let revoked = homepot(&["key", "revoke", &first_id, "--device", "pos-1"], &db);
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    assert!(text(&homepot(&["key", "list", "--device", "pos-1"], &db).stdout).contains("1 key(s)"));
+    assert!(!homepot(&["key", "revoke", &first_id, "--device", "pos-1"], &db).status.success(), "twice");
+
+    let read = homepot(&["key", "add", "--role", "read"], &db);
+    assert!(text(&read.stdout).contains("Issued read key"), "{}", text(&read.stdout));
+    let admin = homepot(&["key", "add", "--role", "admin"], &db);
+    let admin_id = text(&admin.stdout).split_whitespace().nth(3).unwrap().trim_end_matches('.').to_owned();
+    let last = homepot(&["key", "revoke", &admin_id], &db);
+    assert!(!last.status.success());
+    assert!(text(&last.stderr).contains("last admin key"), "{}", text(&last.stderr));
+    assert!(!homepot(&["key", "add", "--device", "ghost"], &db).status.success());
+}

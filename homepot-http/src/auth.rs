@@ -170,6 +170,11 @@ impl Authenticator {
         Self { configured_admin: configured_admin.map(ApiKey::hash), store, open_metrics }
     }
 
+    /// Whether the operator configured an admin key (which no API call can revoke).
+    pub(crate) fn has_configured_admin(&self) -> bool {
+        self.configured_admin.is_some()
+    }
+
     pub(crate) async fn authenticate(&self, auth: &ApiKeyAuth) -> Result<Principal, ApiError> {
         self.principal_for(&auth.presented()).await
     }

@@ -105,6 +105,9 @@ impl ApiError {
     pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(detail(message))
     }
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Self::Conflict(detail(message))
+    }
     pub(crate) fn device_not_found(device_id: &str) -> Self {
         Self::not_found(format!("Device '{device_id}' not found"))
     }
@@ -251,7 +254,9 @@ fn shape(error: poem::Error) -> Response {
 fn describe_param_error(reason: &str) -> (ErrorKind, String) {
     let bound =
         |prefix: &str| reason.split_once(prefix).and_then(|(_, rest)| rest.split([',', ')']).next()).map(str::trim);
-    if let Some(limit) = bound("minimum(") {
+    if reason.contains("expects an input value") {
+        (ErrorKind::Missing, "field required".to_owned())
+    } else if let Some(limit) = bound("minimum(") {
         (ErrorKind::TooSmall, format!("ensure this value is greater than or equal to {limit}"))
     } else if let Some(limit) = bound("maximum(") {
         (ErrorKind::TooLarge, format!("ensure this value is less than or equal to {limit}"))
@@ -277,6 +282,7 @@ mod tests {
                 ErrorKind::TooLarge,
                 "ensure this value is less than or equal to 720",
             ),
+            ("Type \"string\" expects an input value.", ErrorKind::Missing, "field required"),
             (
                 "failed to parse \"integer(int32)\": invalid digit",
                 ErrorKind::NotInteger,

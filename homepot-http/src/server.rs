@@ -19,8 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::analytics::{AnalyticsConfig, RequestLogger, run_retention};
 use crate::api::{
-    AnalyticsApi, AppState, ContainersApi, DevicesApi, HealthApi, LiveApi, MetricsApi, MonitoringApi, NodeSnapshots,
-    ServiceApi, SimulatorApi, StreamApi,
+    AnalyticsApi, AppState, ContainersApi, DevicesApi, HealthApi, KeysApi, LiveApi, MetricsApi, MonitoringApi,
+    NodeSnapshots, ServiceApi, SimulatorApi, StreamApi,
 };
 use crate::auth::Authenticator;
 use crate::body::BodyLimit;
@@ -97,6 +97,7 @@ impl Default for ServerConfig {
 type Apis = (
     ServiceApi,
     DevicesApi,
+    KeysApi,
     HealthApi,
     MetricsApi,
     LiveApi,

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod keys;
 mod point_codec;
 mod record;
 pub mod retention;

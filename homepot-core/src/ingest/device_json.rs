@@ -1,8 +1,10 @@
-//! The JSON adapter for device registrations: the body of `POST /api/v1/devices`.
+//! The JSON adapters of the registry: device registrations (`POST /api/v1/devices`) and
+//! fleet key requests (`POST /api/v1/keys`).
 
+use crate::api_key::Role;
 use crate::device::NewDevice;
 use crate::ingest::json_reader::{ObjectReader, parse_object};
-use crate::validation::{ErrorSink, ValidationErrors};
+use crate::validation::{ErrorKind, ErrorSink, ValidationErrors};
 
 /// Parses and validates a registration: `device_id` (required), `name`, `device_type`, and
 /// `labels` (an object of strings).
@@ -21,11 +23,43 @@ pub fn parse_new_device(bytes: &[u8]) -> Result<NewDevice, ValidationErrors> {
     NewDevice::parse(device_id.unwrap_or_default(), name, device_type, labels)
 }
 
+/// Parses a request for a key that belongs to no device: `{"role": "read" | "admin"}`.
+/// Device keys are issued through their device.
+///
+/// # Errors
+/// A missing or mistyped `role`, or one outside the two.
+pub fn parse_fleet_key_request(bytes: &[u8]) -> Result<Role, ValidationErrors> {
+    let map = parse_object(bytes)?;
+    let root = ObjectReader::new(&map, &[]);
+    let mut sink = ErrorSink::default();
+    let role = root.required_str(&mut sink, "role").and_then(|raw| {
+        let role = Role::parse(raw).filter(|r| *r != Role::Device);
+        if role.is_none() {
+            sink.at(
+                &[],
+                "role",
+                ErrorKind::NotOneOf,
+                "value is not a valid enumeration member; permitted: 'read', 'admin'",
+            );
+        }
+        role
+    });
+    sink.finish().map(|()| role.unwrap_or(Role::Read))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validation::ErrorKind;
     use proptest::prelude::*;
+
+    #[test]
+    fn fleet_key_requests_name_read_or_admin() {
+        assert_eq!(parse_fleet_key_request(br#"{"role": "read"}"#), Ok(Role::Read));
+        assert_eq!(parse_fleet_key_request(br#"{"role": "admin"}"#), Ok(Role::Admin));
+        for bad in [&br#"{"role": "device"}"#[..], br#"{"role": 1}"#, b"{}", b"[]", b"nope"] {
+            assert!(parse_fleet_key_request(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn registrations() {

@@ -405,9 +405,10 @@ impl MetricsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
-        /// Metric name.
+        /// Metric name (required; checked after the key, so an anonymous client learns
+        /// nothing but 401).
         #[oai(validator(min_length = 1, max_length = 256))]
-        name: Query<String>,
+        name: Query<Option<String>>,
         /// Window in hours before now (1-720, default 24).
         #[oai(validator(minimum(value = "1"), maximum(value = "720")))]
         hours: Query<Option<u32>>,
@@ -418,6 +419,8 @@ impl MetricsApi {
         limit: Query<Option<u32>>,
     ) -> Result<Json<MetricHistory>, ApiError> {
         state.auth.authenticate_metrics(&auth).await?.require_reader()?;
+        let name =
+            name.0.ok_or_else(|| ApiError::invalid_field("query", "name", ErrorKind::Missing, "field required"))?;
         let mut tags = Vec::with_capacity(tag.0.len());
         for raw in &tag.0 {
             let Some((key, value)) = raw.split_once(':') else {
@@ -427,9 +430,9 @@ impl MetricsApi {
         }
         let hours = hours.0.unwrap_or(24);
         let since_ns = now_ns().saturating_sub(i64::from(hours) * 3_600_000_000_000);
-        let points = state.store.points_since(&name.0, since_ns, &tags, limit.0.unwrap_or(1000) as usize).await?;
+        let points = state.store.points_since(&name, since_ns, &tags, limit.0.unwrap_or(1000) as usize).await?;
         Ok(Json(MetricHistory {
-            name: name.0,
+            name,
             time_range_hours: hours,
             count: points.len(),
             points: points.into_iter().map(PointView::from).collect(),

@@ -5,6 +5,7 @@ mod analytics;
 mod containers;
 mod devices;
 mod health;
+mod keys;
 mod live;
 mod metrics;
 mod monitoring;
@@ -29,6 +30,7 @@ pub(crate) use self::analytics::AnalyticsApi;
 pub(crate) use self::containers::ContainersApi;
 pub(crate) use self::devices::DevicesApi;
 pub(crate) use self::health::HealthApi;
+pub(crate) use self::keys::KeysApi;
 pub(crate) use self::live::LiveApi;
 pub(crate) use self::metrics::MetricsApi;
 pub(crate) use self::monitoring::{MonitoringApi, NodeSnapshots};
@@ -40,6 +42,8 @@ pub(crate) use self::stream::StreamApi;
 enum ApiTags {
     /// Device registry (admin).
     Devices,
+    /// API key rotation and revocation (admin).
+    Keys,
     /// Device health checks (seed 01).
     Health,
     /// Metrics ingest and history (seed 04).

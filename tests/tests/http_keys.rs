@@ -1,0 +1,187 @@
+//! Key rotation, revocation and read-only keys over real HTTP; and 401 on every protected
+//! route of the OpenAPI document.
+
+use std::sync::Arc;
+
+use homepot_http::{AdminKeyOutcome, ServerConfig, ensure_admin_key};
+use homepot_tests::{Backend, TestServer, on_every_backend, open_store, unique};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+on_every_backend!(device_keys_rotate_and_revoke, read_keys_read_and_write_nothing, every_protected_route_needs_a_key);
+
+async fn device_keys_rotate_and_revoke(s: &TestServer) {
+    let (device, other) = (unique("till-"), unique("till-"));
+    let first = s.register(&device).await;
+    s.register(&other).await;
+    let admin = Some(s.admin_key.as_str());
+    let keys_path = format!("/api/v1/devices/{device}/keys");
+    let health_path = format!("/api/v1/devices/{device}/health");
+    let health = json!({"is_healthy": true, "response_time_ms": 4});
+
+    let (status, issued) = s.call(Method::POST, &keys_path, admin, None).await;
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!((issued["role"].clone(), issued["device_id"].clone()), (json!("device"), json!(device)));
+    let second = issued["api_key"].as_str().expect("the secret, once").to_owned();
+    let second_id = issued["key_id"].as_i64().unwrap();
+
+    let (_, list) = s.call(Method::GET, &keys_path, admin, None).await;
+    assert_eq!(list["count"], 2);
+    assert!(list["keys"].as_array().unwrap().iter().all(|k| k.get("api_key").is_none()), "secrets are never listed");
+    let first_id = list["keys"][0]["key_id"].as_i64().unwrap();
+    assert_ne!(first_id, second_id);
+
+    for key in [&first, &second] {
+        let (status, _) = s.call(Method::POST, &health_path, Some(key), Some(&health)).await;
+        assert_eq!(status, 200, "both keys work during the switch-over");
+    }
+    let (status, body) = s.call(Method::DELETE, &format!("/api/v1/devices/{other}/keys/{first_id}"), admin, None).await;
+    assert_eq!(status, 404, "a key is revoked only through its own device: {body}");
+    let (status, _) = s.call(Method::DELETE, &format!("{keys_path}/{first_id}"), admin, None).await;
+    assert_eq!(status, 204);
+    let (status, body) = s.call(Method::POST, &health_path, Some(&first), Some(&health)).await;
+    assert_eq!((status, body), (401, json!({"detail": "Invalid API key"})), "revoked at once");
+    let (status, _) = s.call(Method::POST, &health_path, Some(&second), Some(&health)).await;
+    assert_eq!(status, 200);
+    let (status, body) = s.call(Method::DELETE, &format!("{keys_path}/{first_id}"), admin, None).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["detail"], format!("API key {first_id} not found for device '{device}'"));
+
+    let (status, _) = s.call(Method::POST, &keys_path, Some(&second), None).await;
+    assert_eq!(status, 403, "a device cannot mint keys");
+    let (status, _) = s.call(Method::POST, &format!("/api/v1/devices/{}/keys", unique("ghost-")), admin, None).await;
+    assert_eq!(status, 404);
+}
+
+async fn read_keys_read_and_write_nothing(s: &TestServer) {
+    let admin = Some(s.admin_key.as_str());
+    let device = unique("till-");
+    s.register(&device).await;
+    let (status, issued) = s.call(Method::POST, "/api/v1/keys", admin, Some(&json!({"role": "read"}))).await;
+    assert_eq!(status, 201, "{issued}");
+    assert_eq!(issued["role"], "read");
+    assert!(issued.get("device_id").is_none());
+    let reader = issued["api_key"].as_str().unwrap().to_owned();
+    let reader_id = issued["key_id"].as_i64().unwrap();
+    let read = Some(reader.as_str());
+
+    let (status, _) = s.call(Method::GET, "/api/v1/devices", read, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = s.call(Method::GET, &format!("/api/v1/devices/{device}/health"), read, None).await;
+    assert_eq!(status, 200);
+    let health = json!({"is_healthy": true, "response_time_ms": 4});
+    let (status, _) = s.call(Method::POST, &format!("/api/v1/devices/{device}/health"), read, Some(&health)).await;
+    assert_eq!(status, 403);
+    let (status, _) = s.call(Method::POST, "/api/v1/devices", read, Some(&json!({"device_id": unique("x-")}))).await;
+    assert_eq!(status, 403);
+    let (status, _) = s.call(Method::POST, "/api/v1/keys", read, Some(&json!({"role": "admin"}))).await;
+    assert_eq!(status, 403, "a read key cannot escalate");
+    let (status, _) = s.call(Method::GET, "/api/v1/metrics/api-performance", read, None).await;
+    assert_eq!(status, 403);
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/api/v1/analytics/job-outcome",
+            read,
+            Some(&json!({"job_id": "j", "job_type": "t", "status": "success"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, body) = s.call(Method::POST, "/api/v1/keys", admin, Some(&json!({"role": "device"}))).await;
+    assert_eq!((status, body["detail"][0]["loc"].clone()), (422, json!(["body", "role"])));
+    let (_, list) = s.call(Method::GET, "/api/v1/keys", admin, None).await;
+    assert!(list["keys"].as_array().unwrap().iter().any(|k| k["key_id"] == reader_id));
+    let (status, _) = s.call(Method::DELETE, &format!("/api/v1/keys/{reader_id}"), admin, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = s.call(Method::GET, "/api/v1/devices", read, None).await;
+    assert_eq!(status, 401);
+
+    // With an operator-configured admin key, stored admin keys may all be revoked.
+    let (_, issued) = s.call(Method::POST, "/api/v1/keys", admin, Some(&json!({"role": "admin"}))).await;
+    let (status, _) = s.call(Method::DELETE, &format!("/api/v1/keys/{}", issued["key_id"]), admin, None).await;
+    assert_eq!(status, 204);
+}
+
+/// Fills a templated path with placeholder values.
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| if segment.starts_with('{') { "1" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn every_protected_route_needs_a_key(s: &TestServer) {
+    let (_, spec) = s.call(Method::GET, "/openapi.json", None, None).await;
+    let mut checked = 0;
+    let mut public = Vec::new();
+    for (path, operations) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            let schemes = operation["security"].as_array().cloned().unwrap_or_default();
+            if schemes.is_empty() {
+                public.push(format!("{} {path}", method.to_uppercase()));
+                continue;
+            }
+            // `/ws` answers a plain GET 400 (not an upgrade); its 401 is tested with a real
+            // WebSocket client in http_monitoring.
+            if path == "/ws" {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let url = concrete(path);
+            for key in [None, Some("hpk_not-a-key")] {
+                let (status, body) = s.call(method.clone(), &url, key, Some(&json!({}))).await;
+                assert_eq!(status, 401, "{method} {url} with {key:?}: {body}");
+            }
+            checked += 1;
+        }
+    }
+    public.sort();
+    assert_eq!(
+        public,
+        ["GET /api/health", "GET /api/v1/stats", "GET /health", "POST /api/v1/simulator/device-metrics"],
+        "only liveness, counters and the (off by default) simulator are public"
+    );
+    assert!(checked >= 35, "only {checked} protected operations found");
+}
+
+/// Without an operator-configured admin key, the last stored admin key cannot be revoked:
+/// that would lock every operator out.
+#[tokio::test]
+async fn the_last_admin_key_is_kept() {
+    homepot_tests::init();
+    let (store, _dir) = open_store(Backend::Sqlite, "last_admin").await.expect("SQLite");
+    let store: Arc<dyn homepot_storage::Store> = Arc::new(store);
+    let AdminKeyOutcome::Generated(admin) = ensure_admin_key(&*store, None).await.expect("bootstrap") else {
+        panic!("a fresh database gets a generated admin key");
+    };
+    let server = homepot_http::start("127.0.0.1:0", Arc::clone(&store), ServerConfig::default()).await.expect("start");
+    let client = reqwest::Client::new();
+    let base = format!("http://{}", server.local_addr());
+    let call = |method: Method, path: &str, body: Option<Value>| {
+        let mut request = client.request(method, format!("{base}{path}")).header("X-API-Key", admin.expose());
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.expect("sent");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (_, list) = call(Method::GET, "/api/v1/keys", None).await;
+    let admin_id = list["keys"].as_array().unwrap().iter().find(|k| k["role"] == "admin").unwrap()["key_id"].clone();
+    let (status, body) = call(Method::DELETE, &format!("/api/v1/keys/{admin_id}"), None).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, issued) = call(Method::POST, "/api/v1/keys", Some(json!({"role": "admin"}))).await;
+    assert_eq!(status, 201);
+    let (status, _) = call(Method::DELETE, &format!("/api/v1/keys/{admin_id}"), None).await;
+    assert_eq!(status, 204, "with another admin key issued, the first may go");
+    let (status, _) = call(Method::GET, "/api/v1/keys", None).await;
+    assert_eq!(status, 401, "the revoked admin key is refused");
+    let next = issued["api_key"].as_str().unwrap();
+    let response = client.get(format!("{base}/api/v1/keys")).header("X-API-Key", next).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    server.shutdown().await.expect("shutdown");
+}
