@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
-    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+    EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
@@ -276,36 +276,22 @@ impl AnalyticsStore for InMemoryStore {
         Ok(RecordId(t.next_id()))
     }
 
-    async fn latency_groups(
+    async fn request_latencies(
         &self,
         since: DateTime<Utc>,
         endpoint: Option<&str>,
-    ) -> Result<Vec<LatencyGroup>, StorageError> {
-        let mut groups: BTreeMap<(String, String, i32), LatencyGroup> = BTreeMap::new();
+    ) -> Result<Vec<EndpointLatency>, StorageError> {
+        let mut parts: BTreeMap<(String, String), EndpointLatency> = BTreeMap::new();
         for log in self.tables().requests.iter().filter(|l| l.timestamp >= since) {
             if endpoint.is_some_and(|e| e != log.endpoint) {
                 continue;
             }
-            let bucket = log.latency_bucket();
-            let g = groups.entry((log.endpoint.clone(), log.method.clone(), bucket)).or_insert_with(|| LatencyGroup {
-                endpoint: log.endpoint.clone(),
-                method: log.method.clone(),
-                bucket,
-                count: 0,
-                sum_ms: 0.0,
-                min_ms: f64::INFINITY,
-                max_ms: f64::NEG_INFINITY,
-                errors: 0,
-                server_errors: 0,
-            });
-            g.count += 1;
-            g.sum_ms += log.response_time_ms;
-            g.min_ms = g.min_ms.min(log.response_time_ms);
-            g.max_ms = g.max_ms.max(log.response_time_ms);
-            g.errors += u64::from(log.status_code >= 400);
-            g.server_errors += u64::from(log.status_code >= 500);
+            parts
+                .entry((log.endpoint.clone(), log.method.clone()))
+                .or_insert_with(|| EndpointLatency::new(&log.endpoint, &log.method))
+                .record(log.response_time_ms, log.status_code);
         }
-        Ok(groups.into_values().collect())
+        Ok(parts.into_values().collect())
     }
 
     async fn job_status_counts(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
-    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+    EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
@@ -122,12 +122,12 @@ impl AnalyticsStore for GatedStore {
     async fn insert_user_activity(&self, activity: &UserActivity) -> Result<RecordId, StorageError> {
         self.inner.insert_user_activity(activity).await
     }
-    async fn latency_groups(
+    async fn request_latencies(
         &self,
         since: DateTime<Utc>,
         endpoint: Option<&str>,
-    ) -> Result<Vec<LatencyGroup>, StorageError> {
-        self.inner.latency_groups(since, endpoint).await
+    ) -> Result<Vec<EndpointLatency>, StorageError> {
+        self.inner.request_latencies(since, endpoint).await
     }
     async fn job_status_counts(
         &self,

@@ -145,15 +145,16 @@ fn queries(c: &mut Criterion) {
     for hours in [24, 168] {
         group.bench_function(format!("api_performance_{hours}h"), |b| {
             b.iter(|| {
-                let groups = runtime.block_on(store.latency_groups(hours_ago(hours), None)).expect("query");
+                let groups = runtime.block_on(store.request_latencies(hours_ago(hours), None)).expect("query");
                 black_box(summarize_performance(&groups))
             });
         });
     }
     group.bench_function("api_performance_168h_one_endpoint", |b| {
         b.iter(|| {
-            let groups =
-                runtime.block_on(store.latency_groups(hours_ago(168), Some("/api/v1/resource7/{id}"))).expect("query");
+            let groups = runtime
+                .block_on(store.request_latencies(hours_ago(168), Some("/api/v1/resource7/{id}")))
+                .expect("query");
             black_box(summarize_performance(&groups))
         });
     });

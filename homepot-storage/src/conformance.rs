@@ -36,6 +36,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     filters_point_history_by_time_tags_and_limit(store).await;
     answers_ping(store).await;
     aggregates_request_logs(store).await;
+    concurrent_request_logs_add_up(store).await;
     reads_state_history_newest_first(store).await;
     counts_job_outcomes_and_errors(store).await;
     purges_old_analytics_in_batches(store).await;
@@ -353,28 +354,81 @@ fn metadata(value: Value) -> Map<String, Value> {
     }
 }
 
-/// Request logs of a window group per endpoint with exact counts, extremes and mean, and a
-/// p95 within one latency bucket; older logs and other endpoints stay out.
+/// Request logs of a window, written in several batches across hours, sum per endpoint with
+/// exact counts, extremes and mean, and a p95 within one latency bucket; logs before the
+/// window (even in the same hour) and other endpoints stay out.
 pub async fn aggregates_request_logs<S: Store + ?Sized>(store: &S) {
     let endpoint = format!("/{}/{{id}}", unique_device("endpoint"));
-    let since = now() - Duration::hours(1);
-    let mut batch: Vec<RequestLog> =
-        (1..=100).map(|i| request_log(&endpoint, since + Duration::seconds(i), f64::from(i as u32), 200)).collect();
-    batch[0].status_code = 404;
-    batch[99].status_code = 500;
-    batch.push(request_log(&endpoint, since - Duration::seconds(1), 10_000.0, 200));
-    store.insert_request_logs(&batch).await.expect("insert logs");
-    let groups = store.latency_groups(since, Some(&endpoint)).await.expect("groups");
-    let summary = summarize_performance(&groups);
+    let base = now() - Duration::hours(5);
+    // Log i (1..=100) at base + i * 174 s, taking i ms: five hours, some hours split by the window.
+    let at = |i: i64| base + Duration::seconds(i * 174);
+    let mut logs: Vec<RequestLog> = (1..=100).map(|i| request_log(&endpoint, at(i), i as f64, 200)).collect();
+    logs[0].status_code = 404;
+    logs[99].status_code = 500;
+    for batch in [&logs[..17], &logs[17..60], &logs[60..]] {
+        store.insert_request_logs(batch).await.expect("insert logs");
+    }
+    let summary = summarize_performance(&store.request_latencies(base, Some(&endpoint)).await.expect("latencies"));
     assert_eq!(summary.len(), 1, "{summary:?}");
     let s = &summary[0];
     assert_eq!((s.request_count, s.error_count, s.server_error_count), (100, 2, 1));
     assert_eq!((s.min_response_time_ms, s.max_response_time_ms), (1.0, 100.0));
     assert!((s.avg_response_time_ms - 50.5).abs() < 1e-9, "{}", s.avg_response_time_ms);
     assert!((95.0..=104.0).contains(&s.p95_response_time_ms), "{}", s.p95_response_time_ms);
-    let all = store.latency_groups(since, None).await.expect("all groups");
+
+    // A window starting between logs 49 and 50 holds logs 50..=100.
+    let since = at(50) - Duration::seconds(30);
+    let summary = summarize_performance(&store.request_latencies(since, Some(&endpoint)).await.expect("latencies"));
+    let s = &summary[0];
+    assert_eq!((s.request_count, s.error_count, s.min_response_time_ms, s.max_response_time_ms), (51, 1, 50.0, 100.0));
+    assert!((s.avg_response_time_ms - 75.0).abs() < 1e-9, "{}", s.avg_response_time_ms);
+    assert!((98.0..=107.0).contains(&s.p95_response_time_ms), "{}", s.p95_response_time_ms);
+
+    let all = store.request_latencies(since, None).await.expect("all latencies");
     assert!(all.iter().any(|g| g.endpoint == endpoint));
+    assert!(
+        store
+            .request_latencies(now() + Duration::minutes(1), Some(&endpoint))
+            .await
+            .expect("empty")
+            .iter()
+            .all(|p| p.count == 0)
+    );
     store.insert_request_logs(&[]).await.expect("an empty batch is fine");
+}
+
+/// Batches of the same endpoint and hour written at once (several server processes on one
+/// database) are all counted: no write is lost or refused.
+pub async fn concurrent_request_logs_add_up<S: Store + ?Sized>(store: &S) {
+    let endpoint = format!("/{}", unique_device("concurrent"));
+    let since = now() - Duration::minutes(1);
+    let batch: Vec<RequestLog> = (0..50).map(|i| request_log(&endpoint, now(), f64::from(i), 200)).collect();
+    let writes: Vec<_> = (0..8).map(|_| store.insert_request_logs(&batch)).collect();
+    for result in futures_join_all(writes).await {
+        result.expect("concurrent insert");
+    }
+    let summary = summarize_performance(&store.request_latencies(since, Some(&endpoint)).await.expect("latencies"));
+    assert_eq!(summary[0].request_count, 400);
+}
+
+/// Polls every future to completion concurrently (the kit avoids a futures dependency).
+async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future completed")).collect()
 }
 
 /// A device's state changes read back newest first within the window, metadata intact, and
@@ -502,6 +556,6 @@ pub async fn purges_old_analytics_in_batches<S: Store + ?Sized>(store: &S) {
     crate::retention::purge_before(store, cutoff).await.expect("purge all");
     let history = store.state_history(&device, old - Duration::days(1), 10).await.expect("history");
     assert_eq!(history.len(), 1, "only the recent change stays");
-    let groups = store.latency_groups(old - Duration::days(1), Some(&endpoint)).await.expect("groups");
-    assert_eq!(groups.iter().map(|g| g.count).sum::<u64>(), 1, "only the recent log stays");
+    let parts = store.request_latencies(old - Duration::days(1), Some(&endpoint)).await.expect("latencies");
+    assert_eq!(parts.iter().map(|g| g.count).sum::<u64>(), 1, "only the recent log stays");
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
-    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+    EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
@@ -174,16 +174,17 @@ pub trait AnalyticsStore: Send + Sync + fmt::Debug {
     /// Backend failures only.
     async fn insert_user_activity(&self, activity: &UserActivity) -> Result<RecordId, StorageError>;
 
-    /// Request logs at or after `since` (of one endpoint, if given), grouped by endpoint,
-    /// method and latency bucket, in any order.
+    /// Request logs at or after `since` (of one endpoint, if given) as parts per endpoint and
+    /// method, in any number and order: `homepot_core::analytics::summarize_performance`
+    /// merges them. A backend may answer from pre-computed rollups.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn latency_groups(
+    async fn request_latencies(
         &self,
         since: DateTime<Utc>,
         endpoint: Option<&str>,
-    ) -> Result<Vec<LatencyGroup>, StorageError>;
+    ) -> Result<Vec<EndpointLatency>, StorageError>;
 
     /// Job outcomes at or after `since` (of one job type, if given), grouped by job type and
     /// status, ordered by job type then status.

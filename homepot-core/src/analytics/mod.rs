@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 pub use parse::{parse_error_log, parse_job_outcome, parse_state_change, parse_user_activity};
 pub use state::{DeviceState, Transition, on_health, on_silence};
 pub use summary::{
-    EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, LATENCY_BUCKETS_PER_DOUBLING, LatencyGroup,
-    bucket_upper_ms, latency_bucket, summarize_jobs, summarize_performance,
+    EndpointLatency, EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, LATENCY_BUCKETS_PER_DOUBLING,
+    LatencyHistogram, bucket_upper_ms, hour_of, hourly_rollups, latency_bucket, summarize_jobs, summarize_performance,
 };
 
 /// Longest endpoint (route template) kept in a request log.

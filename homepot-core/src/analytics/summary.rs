@@ -2,12 +2,16 @@
 //! likes) into the small per-group records here; these functions finish the job, so every
 //! backend answers alike and no handler ever walks raw rows.
 //!
-//! Percentiles come from log-scale latency buckets stored beside each request log: a store
-//! sums counts per bucket, and the percentile is read from the cumulative counts. Each
-//! bucket spans a factor of 2^(1/8) (about 9 %), so a reported p95 is an observed latency at
-//! most 9 % above the exact one.
+//! Percentiles come from log-scale latency histograms ([`LatencyHistogram`]), which merge
+//! across time ranges: a store keeps one per hour, endpoint and method and merges them for a
+//! window. Each bucket spans a factor of 2^(1/8) (about 9 %), so a reported p95 is an observed
+//! latency at most 9 % above the exact one.
 
 use std::collections::BTreeMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+
+use super::RequestLog;
 
 /// Buckets per doubling of latency.
 pub const LATENCY_BUCKETS_PER_DOUBLING: i32 = 8;
@@ -31,27 +35,134 @@ pub fn bucket_upper_ms(bucket: i32) -> f64 {
     2f64.powf(f64::from(bucket + 1) / f64::from(LATENCY_BUCKETS_PER_DOUBLING))
 }
 
-/// Request logs of one endpoint, method and latency bucket, as a store groups them.
+/// Request counts per latency bucket, each with the slowest latency seen in it, so a
+/// percentile can be answered with an observed value. Histograms of any time ranges merge.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyHistogram {
+    buckets: BTreeMap<i32, (u64, f64)>,
+}
+
+impl LatencyHistogram {
+    /// Counts one latency.
+    pub fn record(&mut self, ms: f64) {
+        self.add(latency_bucket(ms), 1, ms);
+    }
+
+    /// Adds `count` latencies of `bucket`, the slowest being `max_ms`.
+    pub fn add(&mut self, bucket: i32, count: u64, max_ms: f64) {
+        let entry = self.buckets.entry(bucket).or_insert((0, f64::NEG_INFINITY));
+        entry.0 += count;
+        entry.1 = entry.1.max(max_ms);
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &LatencyHistogram) {
+        for (&bucket, &(count, max_ms)) in &other.buckets {
+            self.add(bucket, count, max_ms);
+        }
+    }
+
+    /// `(bucket, count, slowest)` in bucket order.
+    pub fn entries(&self) -> impl Iterator<Item = (i32, u64, f64)> + '_ {
+        self.buckets.iter().map(|(&b, &(count, max_ms))| (b, count, max_ms))
+    }
+
+    /// The `q`-quantile (0 < q ≤ 1): the slowest latency seen in the bucket holding it, at
+    /// most one bucket width (9 %) above the exact value. `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.buckets.values().map(|(count, _)| count).sum();
+        if total == 0 {
+            return None;
+        }
+        // The smallest rank r with r >= q * total, at least 1.
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        self.buckets.values().find_map(|&(count, max_ms)| {
+            seen += count;
+            (seen >= rank).then_some(max_ms)
+        })
+    }
+}
+
+/// Request logs of one endpoint and method, over some time range: what a store keeps per
+/// hour and returns per query.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LatencyGroup {
+pub struct EndpointLatency {
     /// Route template.
     pub endpoint: String,
     /// HTTP method.
     pub method: String,
-    /// Latency bucket ([`latency_bucket`]).
-    pub bucket: i32,
-    /// Requests in the group.
+    /// Requests.
     pub count: u64,
-    /// Sum of their response times, in ms.
+    /// Sum of their response times, ms.
     pub sum_ms: f64,
-    /// Fastest.
+    /// Fastest, ms.
     pub min_ms: f64,
-    /// Slowest.
+    /// Slowest, ms.
     pub max_ms: f64,
-    /// Answered with a 4xx or 5xx status.
+    /// Answered 4xx or 5xx.
     pub errors: u64,
-    /// Answered with a 5xx status.
+    /// Answered 5xx.
     pub server_errors: u64,
+    /// Their latencies by bucket.
+    pub histogram: LatencyHistogram,
+}
+
+impl EndpointLatency {
+    /// No requests yet.
+    pub fn new(endpoint: &str, method: &str) -> Self {
+        Self {
+            endpoint: endpoint.to_owned(),
+            method: method.to_owned(),
+            count: 0,
+            sum_ms: 0.0,
+            min_ms: f64::INFINITY,
+            max_ms: f64::NEG_INFINITY,
+            errors: 0,
+            server_errors: 0,
+            histogram: LatencyHistogram::default(),
+        }
+    }
+
+    /// Counts one request.
+    pub fn record(&mut self, response_time_ms: f64, status_code: u16) {
+        self.count += 1;
+        self.sum_ms += response_time_ms;
+        self.min_ms = self.min_ms.min(response_time_ms);
+        self.max_ms = self.max_ms.max(response_time_ms);
+        self.errors += u64::from(status_code >= 400);
+        self.server_errors += u64::from(status_code >= 500);
+        self.histogram.record(response_time_ms);
+    }
+
+    /// Adds another range's requests of the same endpoint and method.
+    pub fn merge(&mut self, other: &EndpointLatency) {
+        self.count += other.count;
+        self.sum_ms += other.sum_ms;
+        self.min_ms = self.min_ms.min(other.min_ms);
+        self.max_ms = self.max_ms.max(other.max_ms);
+        self.errors += other.errors;
+        self.server_errors += other.server_errors;
+        self.histogram.merge(&other.histogram);
+    }
+}
+
+/// The start of the hour holding `at`.
+pub fn hour_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at)
+}
+
+/// Request logs summed per hour, endpoint and method: the deltas a store adds to its hourly
+/// rollups.
+pub fn hourly_rollups(logs: &[RequestLog]) -> Vec<(DateTime<Utc>, EndpointLatency)> {
+    let mut rollups: BTreeMap<(DateTime<Utc>, &str, &str), EndpointLatency> = BTreeMap::new();
+    for log in logs {
+        rollups
+            .entry((hour_of(log.timestamp), &log.endpoint, &log.method))
+            .or_insert_with(|| EndpointLatency::new(&log.endpoint, &log.method))
+            .record(log.response_time_ms, log.status_code);
+    }
+    rollups.into_iter().map(|((hour, _, _), latency)| (hour, latency)).collect()
 }
 
 /// Performance of one endpoint and method over a window.
@@ -77,40 +188,28 @@ pub struct EndpointPerformance {
     pub server_error_count: u64,
 }
 
-/// Merges a store's groups into one record per endpoint and method, busiest first.
-pub fn summarize_performance(groups: &[LatencyGroup]) -> Vec<EndpointPerformance> {
-    let mut by_endpoint: BTreeMap<(&str, &str), Vec<&LatencyGroup>> = BTreeMap::new();
-    for group in groups.iter().filter(|g| g.count > 0) {
-        by_endpoint.entry((&group.endpoint, &group.method)).or_default().push(group);
+/// Merges a store's parts (per hour, per bucket, in any order) into one record per endpoint
+/// and method, busiest first.
+pub fn summarize_performance(parts: &[EndpointLatency]) -> Vec<EndpointPerformance> {
+    let mut merged: BTreeMap<(&str, &str), EndpointLatency> = BTreeMap::new();
+    for part in parts.iter().filter(|p| p.count > 0) {
+        merged
+            .entry((&part.endpoint, &part.method))
+            .or_insert_with(|| EndpointLatency::new(&part.endpoint, &part.method))
+            .merge(part);
     }
-    let mut out: Vec<EndpointPerformance> = by_endpoint
-        .into_iter()
-        .map(|((endpoint, method), mut buckets)| {
-            buckets.sort_by_key(|g| g.bucket);
-            let count: u64 = buckets.iter().map(|g| g.count).sum();
-            let sum: f64 = buckets.iter().map(|g| g.sum_ms).sum();
-            // The smallest rank r with r >= 0.95 * count, in integers.
-            let rank = (count * 95).div_ceil(100).max(1);
-            let mut seen = 0;
-            let mut p95 = 0.0;
-            for g in &buckets {
-                seen += g.count;
-                if seen >= rank {
-                    p95 = g.max_ms;
-                    break;
-                }
-            }
-            EndpointPerformance {
-                endpoint: endpoint.to_owned(),
-                method: method.to_owned(),
-                request_count: count,
-                avg_response_time_ms: sum / count as f64,
-                min_response_time_ms: buckets.iter().map(|g| g.min_ms).fold(f64::INFINITY, f64::min),
-                max_response_time_ms: buckets.iter().map(|g| g.max_ms).fold(0.0, f64::max),
-                p95_response_time_ms: p95,
-                error_count: buckets.iter().map(|g| g.errors).sum(),
-                server_error_count: buckets.iter().map(|g| g.server_errors).sum(),
-            }
+    let mut out: Vec<EndpointPerformance> = merged
+        .into_values()
+        .map(|m| EndpointPerformance {
+            request_count: m.count,
+            avg_response_time_ms: m.sum_ms / m.count as f64,
+            min_response_time_ms: m.min_ms,
+            max_response_time_ms: m.max_ms,
+            p95_response_time_ms: m.histogram.quantile(0.95).unwrap_or(m.max_ms),
+            error_count: m.errors,
+            server_error_count: m.server_errors,
+            endpoint: m.endpoint,
+            method: m.method,
         })
         .collect();
     out.sort_by(|a, b| b.request_count.cmp(&a.request_count).then_with(|| a.endpoint.cmp(&b.endpoint)));
@@ -181,30 +280,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Groups raw latencies as a store would.
-    fn group(endpoint: &str, latencies: &[(f64, u16)]) -> Vec<LatencyGroup> {
-        let mut groups: BTreeMap<i32, LatencyGroup> = BTreeMap::new();
+    /// One endpoint's requests, as a store would return them.
+    fn latency(endpoint: &str, latencies: &[(f64, u16)]) -> EndpointLatency {
+        let mut part = EndpointLatency::new(endpoint, "GET");
         for &(ms, status) in latencies {
-            let b = latency_bucket(ms);
-            let g = groups.entry(b).or_insert_with(|| LatencyGroup {
-                endpoint: endpoint.to_owned(),
-                method: "GET".to_owned(),
-                bucket: b,
-                count: 0,
-                sum_ms: 0.0,
-                min_ms: f64::INFINITY,
-                max_ms: 0.0,
-                errors: 0,
-                server_errors: 0,
-            });
-            g.count += 1;
-            g.sum_ms += ms;
-            g.min_ms = g.min_ms.min(ms);
-            g.max_ms = g.max_ms.max(ms);
-            g.errors += u64::from(status >= 400);
-            g.server_errors += u64::from(status >= 500);
+            part.record(ms, status);
         }
-        groups.into_values().collect()
+        part
     }
 
     #[test]
@@ -212,12 +294,43 @@ mod tests {
         let mut latencies: Vec<(f64, u16)> = (1..=100).map(|i| (f64::from(i), 200)).collect();
         latencies[0].1 = 404;
         latencies[99].1 = 503;
-        let summary = summarize_performance(&group("/a", &latencies));
+        // Split in two parts, as an hourly rollup and the window's leading raw logs would be.
+        let parts = [latency("/a", &latencies[..30]), latency("/a", &latencies[30..])];
+        let summary = summarize_performance(&parts);
         assert_eq!(summary.len(), 1);
         let s = &summary[0];
         assert_eq!((s.request_count, s.error_count, s.server_error_count), (100, 2, 1));
         assert_eq!((s.min_response_time_ms, s.max_response_time_ms, s.avg_response_time_ms), (1.0, 100.0, 50.5));
         assert!((95.0..=95.0 * 1.091).contains(&s.p95_response_time_ms), "{}", s.p95_response_time_ms);
+    }
+
+    #[test]
+    fn rollups_group_by_hour_endpoint_and_method() {
+        let at = |h: u32, m: u32| chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 11, 22, h, m, 0).unwrap();
+        let log = |when, endpoint: &str, ms| RequestLog {
+            timestamp: when,
+            endpoint: endpoint.to_owned(),
+            method: "GET".to_owned(),
+            status_code: 200,
+            response_time_ms: ms,
+            user_id: None,
+            ip_address: None,
+            user_agent: None,
+            error_message: None,
+            request_size_bytes: None,
+            response_size_bytes: None,
+        };
+        let rollups = hourly_rollups(&[
+            log(at(10, 5), "/a", 1.0),
+            log(at(10, 59), "/a", 3.0),
+            log(at(11, 0), "/a", 2.0),
+            log(at(10, 1), "/b", 4.0),
+        ]);
+        let got: Vec<(u32, &str, u64, f64)> = rollups
+            .iter()
+            .map(|(hour, l)| (chrono::Timelike::hour(hour), l.endpoint.as_str(), l.count, l.sum_ms))
+            .collect();
+        assert_eq!(got, vec![(10, "/a", 2, 4.0), (10, "/b", 1, 4.0), (11, "/a", 1, 2.0)]);
     }
 
     #[test]
@@ -243,8 +356,14 @@ mod tests {
         }
 
         #[test]
-        fn p95_is_observed_and_close(mut latencies in proptest::collection::vec(0.01f64..100_000.0, 1..400)) {
-            let summary = summarize_performance(&group("/x", &latencies.iter().map(|&ms| (ms, 200)).collect::<Vec<_>>()));
+        fn p95_is_observed_and_close_however_split(
+            mut latencies in proptest::collection::vec(0.01f64..100_000.0, 1..400),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let cut = split.index(latencies.len());
+            let with_status: Vec<(f64, u16)> = latencies.iter().map(|&ms| (ms, 200)).collect();
+            let parts = [latency("/x", &with_status[..cut]), latency("/x", &with_status[cut..])];
+            let summary = summarize_performance(&parts);
             latencies.sort_by(f64::total_cmp);
             let exact = latencies[(latencies.len() * 95).div_ceil(100) - 1];
             let p95 = summary[0].p95_response_time_ms;

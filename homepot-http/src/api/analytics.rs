@@ -469,8 +469,8 @@ impl AnalyticsApi {
     ) -> Result<Json<ApiPerformance>, ApiError> {
         state.auth.authenticate(&auth).await?.require_admin()?;
         let hours = hours.0.unwrap_or(24);
-        let groups = state.store.latency_groups(since(hours), endpoint.0.as_deref()).await?;
-        let metrics = summarize_performance(&groups).into_iter().map(EndpointMetrics::from).collect();
+        let parts = state.store.request_latencies(since(hours), endpoint.0.as_deref()).await?;
+        let metrics = summarize_performance(&parts).into_iter().map(EndpointMetrics::from).collect();
         Ok(Json(ApiPerformance { success: true, time_range_hours: hours, metrics }))
     }
 

@@ -1,19 +1,29 @@
 //! The sea-orm implementation of [`AnalyticsStore`]: aggregations run as GROUP BY queries,
 //! retention as bounded `DELETE ... WHERE id IN (SELECT ... LIMIT n)`.
+//!
+//! Request logs also feed hourly rollups (one row per hour, endpoint and method, with a
+//! latency histogram) in the same transaction. A performance query reads the rollups of the
+//! whole hours in its window and the raw logs of the one partial hour at its start, so its
+//! cost follows hours × endpoints, not the number of requests.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+
+use chrono::TimeDelta;
 use homepot_core::analytics::{
-    ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyGroup, RequestLog, StateChange, UserActivity,
+    EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyHistogram, RequestLog, StateChange,
+    UserActivity, hour_of, hourly_rollups,
 };
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
+use sea_orm::{Condition, DatabaseTransaction};
 use serde_json::{Map, Value};
 
-use super::entity::{api_request_log, device_state_change, error_log, job_outcome, user_activity};
+use super::entity::{api_request_log, api_request_rollup, device_state_change, error_log, job_outcome, user_activity};
 use super::{INSERT_CHUNK, SeaOrmStore, db_error};
 use crate::{AnalyticsStore, RecordId, StorageError};
 
@@ -44,6 +54,106 @@ fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Rollup keys written per statement.
+const ROLLUP_CHUNK: usize = 200;
+
+fn histogram_to_json(histogram: &LatencyHistogram) -> Value {
+    Value::Array(histogram.entries().map(|(b, n, max)| serde_json::json!([b, n, max])).collect())
+}
+
+fn histogram_from_json(value: &Value) -> Option<LatencyHistogram> {
+    let mut histogram = LatencyHistogram::default();
+    for entry in value.as_array()? {
+        let bucket = i32::try_from(entry.get(0)?.as_i64()?).ok()?;
+        histogram.add(bucket, entry.get(1)?.as_u64()?, entry.get(2)?.as_f64()?);
+    }
+    Some(histogram)
+}
+
+fn from_rollup(row: api_request_rollup::Model) -> Result<EndpointLatency, StorageError> {
+    let histogram = histogram_from_json(&row.histogram)
+        .ok_or_else(|| StorageError::backend(format!("request rollup {} has a corrupt histogram", row.id)))?;
+    let mut latency = EndpointLatency::new(&row.endpoint, &row.method);
+    if row.request_count > 0 {
+        latency.count = count(row.request_count);
+        latency.sum_ms = row.sum_ms;
+        latency.min_ms = row.min_ms;
+        latency.max_ms = row.max_ms;
+        latency.errors = count(row.errors);
+        latency.server_errors = count(row.server_errors);
+        latency.histogram = histogram;
+    }
+    Ok(latency)
+}
+
+/// Adds a batch's hourly deltas to the rollups. Missing rows are created empty first (a
+/// no-op when a concurrent writer made them), then every row is read locked (`FOR UPDATE`
+/// on PostgreSQL; SQLite's transaction already holds the write lock), merged and written.
+async fn add_to_rollups(
+    txn: &DatabaseTransaction,
+    deltas: &[(DateTime<Utc>, EndpointLatency)],
+) -> Result<(), StorageError> {
+    use api_request_rollup::{ActiveModel, Column as C, Entity};
+    for chunk in deltas.chunks(ROLLUP_CHUNK) {
+        let empty = chunk.iter().map(|(hour, l)| ActiveModel {
+            hour: Set(*hour),
+            endpoint: Set(l.endpoint.clone()),
+            method: Set(l.method.clone()),
+            request_count: Set(0),
+            sum_ms: Set(0.0),
+            min_ms: Set(0.0),
+            max_ms: Set(0.0),
+            errors: Set(0),
+            server_errors: Set(0),
+            histogram: Set(Value::Array(Vec::new())),
+            ..Default::default()
+        });
+        Entity::insert_many(empty)
+            .on_conflict_do_nothing_on([C::Hour, C::Endpoint, C::Method])
+            .exec_without_returning(txn)
+            .await
+            .map_err(db_error)?;
+        let keys = chunk.iter().fold(Condition::any(), |any, (hour, l)| {
+            any.add(
+                Condition::all()
+                    .add(C::Hour.eq(*hour))
+                    .add(C::Endpoint.eq(l.endpoint.as_str()))
+                    .add(C::Method.eq(l.method.as_str())),
+            )
+        });
+        let rows = Entity::find().filter(keys).lock_exclusive().all(txn).await.map_err(db_error)?;
+        let mut rows: HashMap<(DateTime<Utc>, String, String), api_request_rollup::Model> =
+            rows.into_iter().map(|r| ((r.hour, r.endpoint.clone(), r.method.clone()), r)).collect();
+        for (hour, delta) in chunk {
+            let row = rows
+                .remove(&(*hour, delta.endpoint.clone(), delta.method.clone()))
+                .ok_or_else(|| StorageError::backend("request rollup row vanished inside its transaction"))?;
+            let id = row.id;
+            let mut merged = from_rollup(row)?;
+            merged.merge(delta);
+            ActiveModel {
+                id: Set(id),
+                request_count: Set(signed(merged.count)),
+                sum_ms: Set(merged.sum_ms),
+                min_ms: Set(merged.min_ms),
+                max_ms: Set(merged.max_ms),
+                errors: Set(signed(merged.errors)),
+                server_errors: Set(signed(merged.server_errors)),
+                histogram: Set(histogram_to_json(&merged.histogram)),
+                ..Default::default()
+            }
+            .update(txn)
+            .await
+            .map_err(db_error)?;
+        }
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl AnalyticsStore for SeaOrmStore {
     async fn insert_request_logs(&self, batch: &[RequestLog]) -> Result<(), StorageError> {
@@ -69,6 +179,7 @@ impl AnalyticsStore for SeaOrmStore {
             });
             api_request_log::Entity::insert_many(rows).exec_without_returning(&txn).await.map_err(db_error)?;
         }
+        add_to_rollups(&txn, &hourly_rollups(batch)).await?;
         txn.commit().await.map_err(db_error)
     }
 
@@ -167,47 +278,60 @@ impl AnalyticsStore for SeaOrmStore {
         Ok(RecordId(row.id))
     }
 
-    async fn latency_groups(
+    async fn request_latencies(
         &self,
         since: DateTime<Utc>,
         endpoint: Option<&str>,
-    ) -> Result<Vec<LatencyGroup>, StorageError> {
-        use api_request_log::{Column as C, Entity};
-        let mut query = Entity::find()
-            .select_only()
-            .columns([C::Endpoint, C::Method, C::LatencyBucket])
-            .column_as(Expr::cust("COUNT(*)"), "count")
-            .column_as(Expr::cust("SUM(response_time_ms)"), "sum_ms")
-            .column_as(Expr::cust("MIN(response_time_ms)"), "min_ms")
-            .column_as(Expr::cust("MAX(response_time_ms)"), "max_ms")
-            .column_as(Expr::cust("SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END)"), "errors")
-            .column_as(Expr::cust("SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END)"), "server_errors")
-            .filter(C::Timestamp.gte(since));
+    ) -> Result<Vec<EndpointLatency>, StorageError> {
+        // Whole hours come from the rollups; the partial hour before them from the raw logs.
+        let whole_hours = if hour_of(since) == since { since } else { hour_of(since) + TimeDelta::hours(1) };
+        let mut parts: HashMap<(String, String), EndpointLatency> = HashMap::new();
+        if since < whole_hours {
+            use api_request_log::{Column as C, Entity};
+            let mut query = Entity::find()
+                .select_only()
+                .columns([C::Endpoint, C::Method, C::LatencyBucket])
+                .column_as(Expr::cust("COUNT(*)"), "count")
+                .column_as(Expr::cust("SUM(response_time_ms)"), "sum_ms")
+                .column_as(Expr::cust("MIN(response_time_ms)"), "min_ms")
+                .column_as(Expr::cust("MAX(response_time_ms)"), "max_ms")
+                .column_as(Expr::cust("SUM(CASE WHEN status_code >= 400 THEN 1 ELSE 0 END)"), "errors")
+                .column_as(Expr::cust("SUM(CASE WHEN status_code >= 500 THEN 1 ELSE 0 END)"), "server_errors")
+                .filter(C::Timestamp.gte(since))
+                .filter(C::Timestamp.lt(whole_hours));
+            if let Some(endpoint) = endpoint {
+                query = query.filter(C::Endpoint.eq(endpoint));
+            }
+            let rows: Vec<(String, String, i32, i64, f64, f64, f64, i64, i64)> = query
+                .group_by(C::Endpoint)
+                .group_by(C::Method)
+                .group_by(C::LatencyBucket)
+                .into_tuple()
+                .all(&self.db)
+                .await
+                .map_err(db_error)?;
+            for (endpoint, method, bucket, n, sum_ms, min_ms, max_ms, errors, server_errors) in rows {
+                let mut part = EndpointLatency::new(&endpoint, &method);
+                part.count = count(n);
+                part.sum_ms = sum_ms;
+                part.min_ms = min_ms;
+                part.max_ms = max_ms;
+                part.errors = count(errors);
+                part.server_errors = count(server_errors);
+                part.histogram.add(bucket, count(n), max_ms);
+                parts.entry((endpoint, method)).or_insert_with_key(|(e, m)| EndpointLatency::new(e, m)).merge(&part);
+            }
+        }
+        use api_request_rollup::{Column as C, Entity};
+        let mut query = Entity::find().filter(C::Hour.gte(whole_hours));
         if let Some(endpoint) = endpoint {
             query = query.filter(C::Endpoint.eq(endpoint));
         }
-        let rows: Vec<(String, String, i32, i64, f64, f64, f64, i64, i64)> = query
-            .group_by(C::Endpoint)
-            .group_by(C::Method)
-            .group_by(C::LatencyBucket)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        Ok(rows
-            .into_iter()
-            .map(|(endpoint, method, bucket, n, sum_ms, min_ms, max_ms, errors, server_errors)| LatencyGroup {
-                endpoint,
-                method,
-                bucket,
-                count: count(n),
-                sum_ms,
-                min_ms,
-                max_ms,
-                errors: count(errors),
-                server_errors: count(server_errors),
-            })
-            .collect())
+        let mut latencies: Vec<EndpointLatency> = parts.into_values().collect();
+        for row in query.all(&self.db).await.map_err(db_error)? {
+            latencies.push(from_rollup(row)?);
+        }
+        Ok(latencies)
     }
 
     async fn job_status_counts(
@@ -330,7 +454,25 @@ impl AnalyticsStore for SeaOrmStore {
                     .rows_affected
             }};
         }
-        Ok(purge!(api_request_log)
+        // A rollup goes once its whole hour is older than the cutoff.
+        let rollups = {
+            use api_request_rollup::{Column as C, Entity};
+            let oldest = Query::select()
+                .column(C::Id)
+                .from(Entity)
+                .and_where(C::Hour.lte(before - TimeDelta::hours(1)))
+                .order_by(C::Id, sea_orm::Order::Asc)
+                .limit(max_rows)
+                .to_owned();
+            Entity::delete_many()
+                .filter(C::Id.in_subquery(oldest))
+                .exec(&self.db)
+                .await
+                .map_err(db_error)?
+                .rows_affected
+        };
+        Ok(rollups
+            + purge!(api_request_log)
             + purge!(device_state_change)
             + purge!(job_outcome)
             + purge!(error_log)

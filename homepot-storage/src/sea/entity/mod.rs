@@ -4,6 +4,7 @@
 
 pub(crate) mod api_key;
 pub(crate) mod api_request_log;
+pub(crate) mod api_request_rollup;
 pub(crate) mod device;
 pub(crate) mod device_state_change;
 pub(crate) mod error_log;

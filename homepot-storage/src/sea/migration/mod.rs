@@ -7,6 +7,7 @@ mod m20261122_000001_create_devices_and_keys;
 mod m20261122_000002_create_health_checks;
 mod m20261122_000003_create_metric_points;
 mod m20261122_000004_create_analytics;
+mod m20261122_000005_create_request_rollups;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_health_checks::Migration),
             Box::new(m20261122_000003_create_metric_points::Migration),
             Box::new(m20261122_000004_create_analytics::Migration),
+            Box::new(m20261122_000005_create_request_rollups::Migration),
         ]
     }
 }
