@@ -61,33 +61,50 @@ fn signed(n: u64) -> i64 {
 /// Rollup keys written per statement.
 const ROLLUP_CHUNK: usize = 200;
 
-fn histogram_to_json(histogram: &LatencyHistogram) -> Value {
-    Value::Array(histogram.entries().map(|(b, n, max)| serde_json::json!([b, n, max])).collect())
+fn encode_histogram(histogram: &LatencyHistogram) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    for (bucket, n, max_ms) in histogram.entries() {
+        let _ = write!(text, "{bucket},{n},{max_ms};");
+    }
+    text
 }
 
-fn histogram_from_json(value: &Value) -> Option<LatencyHistogram> {
+fn decode_histogram(text: &str) -> Option<LatencyHistogram> {
     let mut histogram = LatencyHistogram::default();
-    for entry in value.as_array()? {
-        let bucket = i32::try_from(entry.get(0)?.as_i64()?).ok()?;
-        histogram.add(bucket, entry.get(1)?.as_u64()?, entry.get(2)?.as_f64()?);
+    for entry in text.split(';').filter(|e| !e.is_empty()) {
+        let mut fields = entry.splitn(3, ',');
+        let bucket = fields.next()?.parse().ok()?;
+        let n = fields.next()?.parse().ok()?;
+        let max_ms = fields.next()?.parse().ok()?;
+        histogram.add(bucket, n, max_ms);
     }
     Some(histogram)
 }
 
-fn from_rollup(row: api_request_rollup::Model) -> Result<EndpointLatency, StorageError> {
-    let histogram = histogram_from_json(&row.histogram)
-        .ok_or_else(|| StorageError::backend(format!("request rollup {} has a corrupt histogram", row.id)))?;
-    let mut latency = EndpointLatency::new(&row.endpoint, &row.method);
-    if row.request_count > 0 {
-        latency.count = count(row.request_count);
-        latency.sum_ms = row.sum_ms;
-        latency.min_ms = row.min_ms;
-        latency.max_ms = row.max_ms;
-        latency.errors = count(row.errors);
-        latency.server_errors = count(row.server_errors);
+/// A rollup's columns, as a performance query reads them.
+type RollupRow = (String, String, i64, f64, f64, f64, i64, i64, String);
+
+fn from_rollup(row: RollupRow) -> Result<EndpointLatency, StorageError> {
+    let (endpoint, method, n, sum_ms, min_ms, max_ms, errors, server_errors, histogram) = row;
+    let histogram = decode_histogram(&histogram).ok_or_else(|| {
+        StorageError::backend(format!("request rollup of {method} {endpoint} has a corrupt histogram"))
+    })?;
+    let mut latency = EndpointLatency::new(&endpoint, &method);
+    if n > 0 {
+        latency.count = count(n);
+        latency.sum_ms = sum_ms;
+        latency.min_ms = min_ms;
+        latency.max_ms = max_ms;
+        latency.errors = count(errors);
+        latency.server_errors = count(server_errors);
         latency.histogram = histogram;
     }
     Ok(latency)
+}
+
+fn rollup_row(m: api_request_rollup::Model) -> RollupRow {
+    (m.endpoint, m.method, m.request_count, m.sum_ms, m.min_ms, m.max_ms, m.errors, m.server_errors, m.histogram)
 }
 
 /// Adds a batch's hourly deltas to the rollups. Missing rows are created empty first (a
@@ -109,7 +126,7 @@ async fn add_to_rollups(
             max_ms: Set(0.0),
             errors: Set(0),
             server_errors: Set(0),
-            histogram: Set(Value::Array(Vec::new())),
+            histogram: Set(String::new()),
             ..Default::default()
         });
         Entity::insert_many(empty)
@@ -133,7 +150,7 @@ async fn add_to_rollups(
                 .remove(&(*hour, delta.endpoint.clone(), delta.method.clone()))
                 .ok_or_else(|| StorageError::backend("request rollup row vanished inside its transaction"))?;
             let id = row.id;
-            let mut merged = from_rollup(row)?;
+            let mut merged = from_rollup(rollup_row(row))?;
             merged.merge(delta);
             ActiveModel {
                 id: Set(id),
@@ -143,7 +160,7 @@ async fn add_to_rollups(
                 max_ms: Set(merged.max_ms),
                 errors: Set(signed(merged.errors)),
                 server_errors: Set(signed(merged.server_errors)),
-                histogram: Set(histogram_to_json(&merged.histogram)),
+                histogram: Set(encode_histogram(&merged.histogram)),
                 ..Default::default()
             }
             .update(txn)
@@ -323,12 +340,27 @@ impl AnalyticsStore for SeaOrmStore {
             }
         }
         use api_request_rollup::{Column as C, Entity};
-        let mut query = Entity::find().filter(C::Hour.gte(whole_hours));
+        let mut query = Entity::find()
+            .select_only()
+            .columns([
+                C::Endpoint,
+                C::Method,
+                C::RequestCount,
+                C::SumMs,
+                C::MinMs,
+                C::MaxMs,
+                C::Errors,
+                C::ServerErrors,
+                C::Histogram,
+            ])
+            .filter(C::Hour.gte(whole_hours));
         if let Some(endpoint) = endpoint {
             query = query.filter(C::Endpoint.eq(endpoint));
         }
+        let rows: Vec<RollupRow> = query.into_tuple().all(&self.db).await.map_err(db_error)?;
         let mut latencies: Vec<EndpointLatency> = parts.into_values().collect();
-        for row in query.all(&self.db).await.map_err(db_error)? {
+        latencies.reserve(rows.len());
+        for row in rows {
             latencies.push(from_rollup(row)?);
         }
         Ok(latencies)
@@ -477,5 +509,24 @@ impl AnalyticsStore for SeaOrmStore {
             + purge!(job_outcome)
             + purge!(error_log)
             + purge!(user_activity))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_round_trip_through_text() {
+        let mut histogram = LatencyHistogram::default();
+        for ms in [0.0001, 0.5, 1.25, 3.0, 3.1, 1234.5678, 1e9] {
+            histogram.record(ms);
+        }
+        let text = encode_histogram(&histogram);
+        assert_eq!(decode_histogram(&text), Some(histogram));
+        assert_eq!(decode_histogram(""), Some(LatencyHistogram::default()));
+        for corrupt in ["1,2", "x,1,2;", "1,2,z;"] {
+            assert_eq!(decode_histogram(corrupt), None, "{corrupt}");
+        }
     }
 }

@@ -46,7 +46,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(R::MaxMs).double().not_null())
                     .col(ColumnDef::new(R::Errors).big_integer().not_null())
                     .col(ColumnDef::new(R::ServerErrors).big_integer().not_null())
-                    .col(ColumnDef::new(R::Histogram).json_binary().not_null())
+                    .col(ColumnDef::new(R::Histogram).text().not_null())
                     .to_owned(),
             )
             .await?;
