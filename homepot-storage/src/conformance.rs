@@ -232,6 +232,7 @@ pub async fn reads_health_newest_first_within_window<S: Store + ?Sized>(store: &
         (5..10).rev().map(|i| at(i * 60)).collect::<Vec<_>>()
     );
     assert_eq!(store.health_since(&id, at(0), 3).await.expect("read").len(), 3);
+    assert_eq!(store.health_since(&id, at(0), usize::MAX).await.expect("no limit").len(), 10, "usize::MAX is no limit");
     assert!(store.health_since(&unique_device("nobody"), at(0), 3).await.expect("read").is_empty());
     assert!(store.latest_health(&unique_device("nobody")).await.expect("read").is_none());
 }
@@ -452,6 +453,7 @@ pub async fn reads_state_history_newest_first<S: Store + ?Sized>(store: &S) {
     let history = store.state_history(&device, at(5), 10).await.expect("history");
     assert_eq!(history, vec![changes[2].clone(), changes[1].clone()]);
     assert_eq!(store.state_history(&device, at(0), 1).await.expect("history"), vec![changes[2].clone()]);
+    assert_eq!(store.state_history(&device, at(0), usize::MAX).await.expect("no limit").len(), 3);
     let latest = store.latest_states().await.expect("latest states");
     assert_eq!(latest.iter().filter(|c| c.device_id == device).collect::<Vec<_>>(), vec![&changes[2]]);
     assert!(store.state_history(&unique_device("none").to_string(), at(0), 10).await.expect("history").is_empty());
@@ -552,6 +554,7 @@ pub async fn purges_old_analytics_in_batches<S: Store + ?Sized>(store: &S) {
         .await
         .expect("insert logs");
     let deleted = store.purge_analytics(cutoff, 1).await.expect("purge");
+    assert_eq!(store.purge_analytics(old - Duration::days(365), u64::MAX).await.expect("no limit"), 0);
     assert!((1..=5).contains(&deleted), "one row per table at most, deleted {deleted}");
     crate::retention::purge_before(store, cutoff).await.expect("purge all");
     let history = store.state_history(&device, old - Duration::days(1), 10).await.expect("history");

@@ -24,7 +24,7 @@ use sea_orm::{Condition, DatabaseTransaction};
 use serde_json::{Map, Value};
 
 use super::entity::{api_request_log, api_request_rollup, device_state_change, error_log, job_outcome, user_activity};
-use super::{INSERT_CHUNK, SeaOrmStore, db_error};
+use super::{INSERT_CHUNK, SeaOrmStore, db_error, row_limit};
 use crate::{AnalyticsStore, RecordId, StorageError};
 
 fn object(map: &Map<String, Value>) -> Value {
@@ -440,7 +440,7 @@ impl AnalyticsStore for SeaOrmStore {
             .filter(C::Timestamp.gte(since))
             .order_by_desc(C::Timestamp)
             .order_by_desc(C::Id)
-            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .limit(row_limit(limit))
             .all(&self.db)
             .await
             .map_err(db_error)?;
@@ -476,7 +476,7 @@ impl AnalyticsStore for SeaOrmStore {
                     .from(Entity)
                     .and_where(C::Timestamp.lt(before))
                     .order_by(C::Id, sea_orm::Order::Asc)
-                    .limit(max_rows)
+                    .limit(row_limit(max_rows))
                     .to_owned();
                 Entity::delete_many()
                     .filter(C::Id.in_subquery(oldest))
@@ -494,7 +494,7 @@ impl AnalyticsStore for SeaOrmStore {
                 .from(Entity)
                 .and_where(C::Hour.lte(before - TimeDelta::hours(1)))
                 .order_by(C::Id, sea_orm::Order::Asc)
-                .limit(max_rows)
+                .limit(row_limit(max_rows))
                 .to_owned();
             Entity::delete_many()
                 .filter(C::Id.in_subquery(oldest))

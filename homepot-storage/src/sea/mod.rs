@@ -109,6 +109,12 @@ impl SeaOrmStore {
     }
 }
 
+/// A row count as SQL's LIMIT takes it: the drivers bind it as a signed 64-bit integer (a
+/// larger value makes sqlx's SQLite binding panic), so "no limit" is `i64::MAX`.
+pub(super) fn row_limit(limit: impl TryInto<i64>) -> u64 {
+    limit.try_into().map_or(i64::MAX as u64, |n: i64| n.max(0) as u64)
+}
+
 /// Maps errors no caller singled out. Transient ones (unreachable server, exhausted pool, a
 /// locked SQLite file) become `Unavailable`, which clients may retry; the rest do not.
 pub(super) fn db_error(err: DbErr) -> StorageError {
@@ -406,7 +412,7 @@ impl HealthStore for SeaOrmStore {
             .filter(health_check::Column::CheckedAt.gte(since))
             .order_by_desc(health_check::Column::CheckedAt)
             .order_by_desc(health_check::Column::Id)
-            .limit(u64::try_from(limit).unwrap_or(u64::MAX))
+            .limit(row_limit(limit))
             .all(&self.db)
             .await
             .map_err(db_error)?;
