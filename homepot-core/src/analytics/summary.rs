@@ -37,9 +37,11 @@ pub fn bucket_upper_ms(bucket: i32) -> f64 {
 
 /// Request counts per latency bucket, each with the slowest latency seen in it, so a
 /// percentile can be answered with an observed value. Histograms of any time ranges merge.
+/// A sorted vector: a store merges thousands of these per query, and they are short.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LatencyHistogram {
-    buckets: BTreeMap<i32, (u64, f64)>,
+    /// `(bucket, count, slowest_ms)`, ascending by bucket, one entry per bucket.
+    buckets: Vec<(i32, u64, f64)>,
 }
 
 impl LatencyHistogram {
@@ -50,34 +52,63 @@ impl LatencyHistogram {
 
     /// Adds `count` latencies of `bucket`, the slowest being `max_ms`.
     pub fn add(&mut self, bucket: i32, count: u64, max_ms: f64) {
-        let entry = self.buckets.entry(bucket).or_insert((0, f64::NEG_INFINITY));
-        entry.0 += count;
-        entry.1 = entry.1.max(max_ms);
+        // Stores decode in bucket order, so appending is the common case.
+        match self.buckets.last_mut() {
+            Some(last) if last.0 == bucket => {
+                last.1 += count;
+                last.2 = last.2.max(max_ms);
+            }
+            Some(last) if last.0 > bucket => match self.buckets.binary_search_by_key(&bucket, |e| e.0) {
+                Ok(i) => {
+                    self.buckets[i].1 += count;
+                    self.buckets[i].2 = self.buckets[i].2.max(max_ms);
+                }
+                Err(i) => self.buckets.insert(i, (bucket, count, max_ms)),
+            },
+            _ => self.buckets.push((bucket, count, max_ms)),
+        }
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &LatencyHistogram) {
-        for (&bucket, &(count, max_ms)) in &other.buckets {
-            self.add(bucket, count, max_ms);
+        if self.buckets.is_empty() {
+            self.buckets.clone_from(&other.buckets);
+            return;
         }
+        let mut merged = Vec::with_capacity(self.buckets.len().max(other.buckets.len()));
+        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) if x.0 == y.0 => {
+                    let (x, y) = (a.next().copied(), b.next().copied());
+                    x.zip(y).map(|(x, y)| (x.0, x.1 + y.1, x.2.max(y.2)))
+                }
+                (Some(x), Some(y)) if x.0 < y.0 => a.next().copied(),
+                (Some(_), Some(_)) | (None, Some(_)) => b.next().copied(),
+                (Some(_), None) => a.next().copied(),
+                (None, None) => break,
+            };
+            merged.extend(next);
+        }
+        self.buckets = merged;
     }
 
     /// `(bucket, count, slowest)` in bucket order.
     pub fn entries(&self) -> impl Iterator<Item = (i32, u64, f64)> + '_ {
-        self.buckets.iter().map(|(&b, &(count, max_ms))| (b, count, max_ms))
+        self.buckets.iter().copied()
     }
 
     /// The `q`-quantile (0 < q ≤ 1): the slowest latency seen in the bucket holding it, at
     /// most one bucket width (9 %) above the exact value. `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let total: u64 = self.buckets.values().map(|(count, _)| count).sum();
+        let total: u64 = self.buckets.iter().map(|e| e.1).sum();
         if total == 0 {
             return None;
         }
         // The smallest rank r with r >= q * total, at least 1.
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).clamp(1, total);
         let mut seen = 0;
-        self.buckets.values().find_map(|&(count, max_ms)| {
+        self.buckets.iter().find_map(|&(_, count, max_ms)| {
             seen += count;
             (seen >= rank).then_some(max_ms)
         })
@@ -369,6 +400,18 @@ mod tests {
             let p95 = summary[0].p95_response_time_ms;
             prop_assert!(latencies.contains(&p95));
             prop_assert!(p95 >= exact && p95 <= exact * 2f64.powf(1.0 / 8.0) * (1.0 + 1e-9), "p95 {p95} exact {exact}");
+        }
+
+        #[test]
+        fn merging_equals_recording_everything(
+            a in proptest::collection::vec(0.01f64..10_000.0, 0..60),
+            b in proptest::collection::vec(0.01f64..10_000.0, 0..60),
+        ) {
+            let (mut left, mut right, mut all) = (LatencyHistogram::default(), LatencyHistogram::default(), LatencyHistogram::default());
+            a.iter().for_each(|&ms| { left.record(ms); all.record(ms); });
+            b.iter().for_each(|&ms| { right.record(ms); all.record(ms); });
+            left.merge(&right);
+            prop_assert_eq!(left, all);
         }
 
         #[test]

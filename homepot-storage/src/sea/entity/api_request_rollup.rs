@@ -17,7 +17,7 @@ pub struct Model {
     pub max_ms: f64,
     pub errors: i64,
     pub server_errors: i64,
-    /// `bucket,count,slowest_ms;` per bucket, in bucket order: plain text, because decoding
+    /// `bucket,count,slowest_us;` per bucket, in bucket order: plain text, because decoding
     /// thousands of these per query must be cheap.
     #[sea_orm(column_type = "Text")]
     pub histogram: String,
