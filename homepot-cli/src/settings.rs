@@ -88,6 +88,12 @@ pub(crate) struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "HOMEPOT_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub(crate) max_body_bytes: usize,
+    /// Seconds a request body may take to arrive (408 beyond).
+    #[arg(long, env = "HOMEPOT_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub(crate) body_read_timeout_seconds: u64,
+    /// Seconds without traffic after which a connection is closed.
+    #[arg(long, env = "HOMEPOT_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub(crate) idle_timeout_seconds: u64,
     /// Seconds shutdown waits for in-flight requests.
     #[arg(long, env = "HOMEPOT_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 10)]
     pub(crate) shutdown_timeout_seconds: u64,
@@ -183,6 +189,8 @@ impl fmt::Debug for ServeArgs {
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("simulator", &self.simulator)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
+            .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("metrics_retention_seconds", &self.metrics_retention_seconds)
             .field("metrics_max_series", &self.metrics_max_series)
             .field("stream_interval_ms", &self.stream_interval_ms)
@@ -234,6 +242,8 @@ impl ServeArgs {
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
             simulator: self.simulator,
             max_body_bytes: self.max_body_bytes,
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(1)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
             live: LiveLimits {
                 retention_ns: i64::from(self.metrics_retention_seconds) * 1_000_000_000,

@@ -17,6 +17,10 @@ use crate::error::{ApiError, ErrorDetail};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyLimit(pub(crate) usize);
 
+/// How long a request body may take to arrive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
+
 /// The content types a body accepts. The first is assumed when a request sends none.
 pub(crate) trait BodyKind: Send {
     /// Accepted media types (essence, lower case).
@@ -139,7 +143,15 @@ impl<'a, K: BodyKind> ApiExtractor<'a> for RawBody<K> {
             },
         };
         let limit = request.data::<BodyLimit>().map_or(usize::MAX, |l| l.0);
-        let bytes = body.take()?.into_bytes_limit(limit).await.map_err(|e| match e {
+        let timeout = request.data::<BodyTimeout>().map_or(std::time::Duration::MAX, |t| t.0);
+        // A client trickling its body would otherwise hold a connection and a task forever.
+        let read = tokio::time::timeout(timeout, body.take()?.into_bytes_limit(limit)).await.map_err(|_| {
+            poem::Error::from(ApiError::RequestTimeout(Json(ErrorDetail::new(format!(
+                "Request body not received within {} s",
+                timeout.as_secs_f64()
+            )))))
+        })?;
+        let bytes = read.map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => {
                 poem::Error::from(ApiError::PayloadTooLarge(Json(ErrorDetail::too_large(limit))))
             }

@@ -53,7 +53,10 @@ pub(crate) enum ApiError {
     /// The resource does not exist.
     #[oai(status = 404)]
     NotFound(Json<ErrorDetail>),
-    /// The resource already exists.
+    /// The request body did not arrive in time.
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorDetail>),
+    /// The resource already exists, or the change would conflict with the current state.
     #[oai(status = 409)]
     Conflict(Json<ErrorDetail>),
     /// The request body is larger than the server accepts.

@@ -23,7 +23,7 @@ use crate::api::{
     NodeSnapshots, ServiceApi, SimulatorApi, StreamApi,
 };
 use crate::auth::Authenticator;
-use crate::body::BodyLimit;
+use crate::body::{BodyLimit, BodyTimeout};
 use crate::device_state::DeviceStates;
 use crate::error::catch_all;
 use crate::mqtt::{MqttConfig, run_bridge};
@@ -40,6 +40,11 @@ pub struct ServerConfig {
     pub simulator: bool,
     /// Largest request body accepted, in bytes (413 beyond).
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive (408 beyond).
+    pub body_read_timeout: Duration,
+    /// A connection with no traffic for this long is closed (idle keep-alives, stalled
+    /// clients).
+    pub idle_timeout: Duration,
     /// Writes that may wait for storage before ingest answers 503.
     pub write_queue_capacity: usize,
     /// Most writes committed in one transaction.
@@ -76,6 +81,8 @@ impl Default for ServerConfig {
             admin_key: None,
             simulator: false,
             max_body_bytes: 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
             write_queue_capacity: 16_384,
             max_write_batch: 1_000,
             shutdown_timeout: Duration::from_secs(10),
@@ -254,6 +261,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         .nest("/", service)
         .data(state)
         .data(BodyLimit(config.max_body_bytes))
+        .data(BodyTimeout(config.body_read_timeout))
         .with(CatchPanic::new())
         .around(move |endpoint, request| {
             let limiter = limiter.clone();
@@ -294,8 +302,10 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         .ok_or_else(|| io::Error::other("listener has no socket address"))?;
     let (stop, stopped) = oneshot::channel::<()>();
     let timeout = config.shutdown_timeout;
+    let idle_timeout = config.idle_timeout;
     let server = tokio::spawn(async move {
         poem::Server::new_with_acceptor(acceptor)
+            .idle_timeout(idle_timeout)
             .run_with_graceful_shutdown(
                 app,
                 async move {
