@@ -21,5 +21,7 @@ echo "idle RSS: $(rss_kb) kB"
 BENCH_KEY="$KEY" BENCH_DEVICES="$DEVICES" BENCH_PREFIX="$PREFIX" \
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/health.lua "http://127.0.0.1:$PORT" | tee "$WORK/wrk.txt"
 echo "RSS after load: $(rss_kb) kB"
+sleep 1
+echo "request log: $(curl -sf "http://127.0.0.1:$PORT/api/v1/stats" | grep -o '"analytics_requests_[a-z]*":[0-9]*' | tr '\n' ' ')"
 curl -sf -H "X-API-Key: $KEY" "http://127.0.0.1:$PORT/api/v1/devices/$PREFIX-0001/health?hours=1&limit=1" \
   | head -c 200; echo

@@ -226,10 +226,24 @@ fn exact_size(response: &mut Response) -> Option<i64> {
     size.and_then(|n| i64::try_from(n).ok())
 }
 
+/// How long the writer lets logs accumulate before a write that would not fill a batch.
+const LINGER: Duration = Duration::from_millis(100);
+
 /// Stores queued logs until every sender is gone, then returns.
 async fn write_logs(store: Arc<dyn Store>, mut logs: mpsc::Receiver<RequestLog>, max_batch: usize, stats: Arc<Stats>) {
     let mut batch = Vec::with_capacity(max_batch);
     while logs.recv_many(&mut batch, max_batch).await > 0 {
+        // Logs are not waited for: letting a few accumulate makes fewer, larger transactions,
+        // which leaves the database's write lock to the ingest path most of the time.
+        if batch.len() < max_batch {
+            tokio::time::sleep(LINGER).await;
+            while batch.len() < max_batch {
+                match logs.try_recv() {
+                    Ok(log) => batch.push(log),
+                    Err(_) => break,
+                }
+            }
+        }
         match store.insert_request_logs(&batch).await {
             Ok(()) => stats.analytics_logged(batch.len()),
             Err(error) => {

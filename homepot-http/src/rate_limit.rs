@@ -9,8 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use homepot_core::KeyHash;
 use poem::Request;
 
+use crate::auth::presented_key;
 use crate::error::ApiError;
 
 /// Paths never limited.
@@ -43,6 +45,9 @@ pub struct RateLimitConfig {
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// The same quota per API key, so one key spread over many addresses (a fleet behind
+    /// changing IPs, a leaked key) is limited too.
+    per_key: DefaultKeyedRateLimiter<KeyHash>,
     clock: DefaultClock,
     trust_forwarded_headers: bool,
     checks: AtomicU64,
@@ -56,6 +61,7 @@ impl RateLimiter {
         let quota = Quota::per_minute(config.requests_per_minute).allow_burst(config.burst);
         Self {
             limiter: DefaultKeyedRateLimiter::keyed(quota),
+            per_key: DefaultKeyedRateLimiter::keyed(quota),
             clock: DefaultClock::default(),
             trust_forwarded_headers: config.trust_forwarded_headers,
             checks: AtomicU64::new(0),
@@ -66,21 +72,31 @@ impl RateLimiter {
         client_ip(request, self.trust_forwarded_headers)
     }
 
-    /// `Err` with the 429 answer when the client must wait.
+    /// `Err` with the 429 answer when the client must wait: its address or its key has
+    /// used up its quota.
     pub(crate) fn check(&self, request: &Request) -> Result<(), ApiError> {
         if EXEMPT.contains(&request.uri().path()) {
             return Ok(());
         }
-        // Connections without an IP (e.g. Unix sockets) are not limited.
-        let Some(client) = self.client(request) else { return Ok(()) };
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
             self.limiter.shrink_to_fit();
+            self.per_key.retain_recent();
+            self.per_key.shrink_to_fit();
         }
-        self.limiter.check_key(&client).map_err(|not_until| {
+        let refused = |not_until: governor::NotUntil<_>| {
             let wait = not_until.wait_time_from(self.clock.now());
             let reset = chrono::Utc::now().timestamp() + wait.as_secs() as i64 + 1;
             ApiError::too_many_requests(wait, reset)
-        })
+        };
+        // Connections without an IP (e.g. Unix sockets) are limited by key only. The address
+        // is checked first, so a client inventing keys spends its own address's quota.
+        if let Some(client) = self.client(request) {
+            self.limiter.check_key(&client).map_err(refused)?;
+        }
+        if let Some(key) = presented_key(request) {
+            self.per_key.check_key(&KeyHash::of(&key)).map_err(refused)?;
+        }
+        Ok(())
     }
 }

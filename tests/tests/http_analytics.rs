@@ -328,3 +328,58 @@ async fn a_stalled_analytics_store_blocks_no_request() {
     let _ = eventually(&s, "/api/v1/stats", |b| b["analytics_requests_logged"].as_u64() > Some(0)).await;
     s.shutdown().await;
 }
+
+/// `ANALYTICS_ENABLED=false`: no request is logged and the collection endpoints answer 404;
+/// the queries still answer from what is stored.
+#[tokio::test]
+async fn analytics_can_be_turned_off() {
+    let mut config = ServerConfig::default();
+    config.analytics.enabled = false;
+    config.analytics.skip = Vec::new();
+    let s = TestServer::start(Backend::Sqlite, "analytics_off", config).await.expect("SQLite");
+    let admin = Some(s.admin_key.as_str());
+    let (status, body) =
+        s.call(Method::POST, "/api/v1/analytics/user-activity", admin, Some(&json!({"activity_type": "click"}))).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("ANALYTICS_ENABLED"), "{body}");
+    for _ in 0..5 {
+        s.call(Method::GET, "/api/v1/devices", admin, None).await;
+    }
+    let (status, perf) = s.call(Method::GET, "/api/v1/metrics/api-performance", admin, None).await;
+    assert_eq!((status, perf["metrics"].clone()), (200, json!([])));
+    let (_, stats) = s.call(Method::GET, "/api/v1/stats", None, None).await;
+    assert_eq!(
+        (stats["analytics_requests_logged"].clone(), stats["analytics_requests_dropped"].clone()),
+        (json!(0), json!(0))
+    );
+    s.shutdown().await;
+}
+
+/// The server's retention job deletes analytics older than the retention period on its own.
+#[tokio::test]
+async fn the_retention_job_runs_in_the_server() {
+    use homepot_core::analytics::StateChange;
+    use homepot_storage::AnalyticsStore;
+    let (store, dir) = open_store(Backend::Sqlite, "retention_job").await.expect("SQLite");
+    let change = |hours_ago: i64| StateChange {
+        timestamp: chrono::Utc::now() - chrono::TimeDelta::hours(hours_ago),
+        device_id: "pos-retained".to_owned(),
+        previous_state: None,
+        new_state: "online".to_owned(),
+        changed_by: "system".to_owned(),
+        reason: None,
+        metadata: serde_json::Map::new(),
+    };
+    store.insert_state_change(&change(5)).await.expect("old");
+    store.insert_state_change(&change(0)).await.expect("recent");
+    let mut config = ServerConfig::default();
+    config.analytics.retention = Some(Duration::from_secs(3600));
+    let s = TestServer::start_on(Arc::new(store), dir, config).await;
+    s.register("pos-retained").await;
+    let body = eventually(&s, "/api/v1/metrics/device-state-history/pos-retained?hours=720", |b| {
+        b["history"].as_array().is_some_and(|h| h.len() == 1)
+    })
+    .await;
+    assert_eq!(body["history"].as_array().unwrap().len(), 1, "only the recent change is kept");
+    s.shutdown().await;
+}

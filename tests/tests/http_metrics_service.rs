@@ -156,23 +156,52 @@ async fn clients_over_their_rate_get_429_with_reset_headers() {
     s.shutdown().await;
 }
 
+/// A read key stored directly, so issuing it spends no request quota.
+async fn read_key(s: &TestServer) -> String {
+    let key = homepot_http::generate_key();
+    let new = homepot_storage::NewKey {
+        hash: key.hash(),
+        role: homepot_core::Role::Read,
+        device_id: None,
+        created_at: chrono::Utc::now(),
+    };
+    s.store.insert_key(&new).await.expect("read key");
+    key.expose().to_owned()
+}
+
+async fn names_status(s: &TestServer, ip: &str, key: &str) -> u16 {
+    let request = s.client.get(s.url("/api/v1/metrics/names")).header("X-API-Key", key).header("X-Forwarded-For", ip);
+    request.send().await.unwrap().status().as_u16()
+}
+
 #[tokio::test]
 async fn forwarded_clients_are_told_apart_only_when_trusted() {
     for trusted in [true, false] {
         let s = server(ServerConfig { rate_limit: limit(60, 1, trusted), ..ServerConfig::default() }).await;
-        let status = |ip: &'static str| {
-            let request = s
-                .client
-                .get(s.url("/api/v1/metrics/names"))
-                .header("X-API-Key", &s.admin_key)
-                .header("X-Forwarded-For", ip);
-            async move { request.send().await.unwrap().status().as_u16() }
-        };
-        assert_eq!(status("203.0.113.1").await, 200);
-        assert_eq!(status("203.0.113.2").await, if trusted { 200 } else { 429 }, "trusted: {trusted}");
-        assert_eq!(status("203.0.113.1").await, 429);
+        let (first, second) = (read_key(&s).await, read_key(&s).await);
+        assert_eq!(names_status(&s, "203.0.113.1", &first).await, 200);
+        assert_eq!(
+            names_status(&s, "203.0.113.2", &second).await,
+            if trusted { 200 } else { 429 },
+            "trusted: {trusted}"
+        );
+        assert_eq!(names_status(&s, "203.0.113.1", &first).await, 429);
         s.shutdown().await;
     }
+}
+
+/// One key used from many addresses shares one quota: a leaked key or a fleet behind
+/// changing addresses cannot multiply its rate.
+#[tokio::test]
+async fn one_key_from_many_addresses_is_limited() {
+    let s = server(ServerConfig { rate_limit: limit(60, 2, true), ..ServerConfig::default() }).await;
+    let key = read_key(&s).await;
+    assert_eq!(names_status(&s, "203.0.113.1", &key).await, 200);
+    assert_eq!(names_status(&s, "203.0.113.2", &key).await, 200);
+    assert_eq!(names_status(&s, "203.0.113.3", &key).await, 429, "a fresh address, a spent key");
+    let other = read_key(&s).await;
+    assert_eq!(names_status(&s, "203.0.113.3", &other).await, 200, "other keys are unaffected");
+    s.shutdown().await;
 }
 
 #[tokio::test]

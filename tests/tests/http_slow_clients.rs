@@ -20,7 +20,11 @@ fn impatient() -> ServerConfig {
 async fn read_until_closed(stream: &mut TcpStream) -> String {
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "the server kept a stalled connection open; read so far: {}", String::from_utf8_lossy(&answer));
+    assert!(
+        read.is_ok(),
+        "the server kept a stalled connection open; read so far: {}",
+        String::from_utf8_lossy(&answer)
+    );
     String::from_utf8_lossy(&answer).into_owned()
 }
 

@@ -236,7 +236,9 @@ pub fn summarize_performance(parts: &[EndpointLatency]) -> Vec<EndpointPerforman
             avg_response_time_ms: m.sum_ms / m.count as f64,
             min_response_time_ms: m.min_ms,
             max_response_time_ms: m.max_ms,
-            p95_response_time_ms: m.histogram.quantile(0.95).unwrap_or(m.max_ms),
+            // A store may keep bucket maxima coarser than the extremes (to the microsecond):
+            // the percentile never leaves the observed range.
+            p95_response_time_ms: m.histogram.quantile(0.95).unwrap_or(m.max_ms).clamp(m.min_ms, m.max_ms),
             error_count: m.errors,
             server_error_count: m.server_errors,
             endpoint: m.endpoint,
