@@ -1,5 +1,5 @@
-//! Per-client rate limiting (seed 04): a token bucket per client IP, refilled at
-//! `requests_per_minute` and holding `burst` tokens, by the governor crate. A refused request
+//! Rate limiting (seed 04): a token bucket per client IP and one per presented API key, each
+//! refilled at `requests_per_minute` and holding `burst` tokens, by the governor crate. A refused request
 //! gets 429 with `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset` (Unix seconds) and
 //! `Retry-After`. Liveness and the stream are exempt, so monitoring never locks itself out.
 
