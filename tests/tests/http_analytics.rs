@@ -383,3 +383,18 @@ async fn the_retention_job_runs_in_the_server() {
     assert_eq!(body["history"].as_array().unwrap().len(), 1, "only the recent change is kept");
     s.shutdown().await;
 }
+
+/// Fields answered as `null` are documented as nullable, so clients generated from the
+/// document accept them (schemathesis found them undeclared).
+#[test]
+fn null_answers_are_documented_nullable() {
+    let spec: Value = serde_json::from_str(&homepot_http::openapi_json()).expect("JSON");
+    let schemas = &spec["components"]["schemas"];
+    for (schema, field) in [
+        ("StateChangeView", "previous_state"),
+        ("StateChangeView", "reason"),
+        ("JobOutcomeCount", "avg_duration_ms"),
+    ] {
+        assert_eq!(schemas[schema]["properties"][field]["nullable"], true, "{schema}.{field}");
+    }
+}

@@ -129,7 +129,17 @@ async fn every_protected_route_needs_a_key(s: &TestServer) {
                 continue;
             }
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let url = concrete(path);
+            // Required query parameters are filled in: the document is public, so a 422 for a
+            // missing one would reveal nothing, but the check here is the key.
+            let required: Vec<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query" && p["required"] == true)
+                .map(|p| format!("{}=x", p["name"].as_str().unwrap_or_default()))
+                .collect();
+            let url =
+                if required.is_empty() { concrete(path) } else { format!("{}?{}", concrete(path), required.join("&")) };
             for key in [None, Some("hpk_not-a-key")] {
                 let (status, body) = s.call(method.clone(), &url, key, Some(&json!({}))).await;
                 assert_eq!(status, 401, "{method} {url} with {key:?}: {body}");

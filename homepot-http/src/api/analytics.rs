@@ -238,6 +238,7 @@ struct JobOutcomeCount {
     /// How many.
     count: u64,
     /// Mean duration of those that reported one, ms (2 decimals); null when none did.
+    #[oai(nullable)]
     avg_duration_ms: Option<f64>,
 }
 
@@ -317,13 +318,15 @@ struct ErrorTrends {
 pub(crate) struct StateChangeView {
     /// When (RFC 3339, UTC).
     timestamp: String,
-    /// State before.
+    /// State before (null when unknown).
+    #[oai(nullable)]
     previous_state: Option<String>,
     /// State after.
     new_state: String,
     /// `system` or the fingerprint of the reporting key.
     changed_by: String,
-    /// Why.
+    /// Why (null when not given).
+    #[oai(nullable)]
     reason: Option<String>,
     /// Details, as stored.
     metadata: BTreeMap<String, Value>,

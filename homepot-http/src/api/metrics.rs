@@ -405,10 +405,9 @@ impl MetricsApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
-        /// Metric name (required; checked after the key, so an anonymous client learns
-        /// nothing but 401).
+        /// Metric name.
         #[oai(validator(min_length = 1, max_length = 256))]
-        name: Query<Option<String>>,
+        name: Query<String>,
         /// Window in hours before now (1-720, default 24).
         #[oai(validator(minimum(value = "1"), maximum(value = "720")))]
         hours: Query<Option<u32>>,
@@ -419,8 +418,7 @@ impl MetricsApi {
         limit: Query<Option<u32>>,
     ) -> Result<Json<MetricHistory>, ApiError> {
         state.auth.authenticate_metrics(&auth).await?.require_reader()?;
-        let name =
-            name.0.ok_or_else(|| ApiError::invalid_field("query", "name", ErrorKind::Missing, "field required"))?;
+        let name = name.0;
         let mut tags = Vec::with_capacity(tag.0.len());
         for raw in &tag.0 {
             let Some((key, value)) = raw.split_once(':') else {
