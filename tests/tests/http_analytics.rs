@@ -390,11 +390,9 @@ async fn the_retention_job_runs_in_the_server() {
 fn null_answers_are_documented_nullable() {
     let spec: Value = serde_json::from_str(&homepot_http::openapi_json()).expect("JSON");
     let schemas = &spec["components"]["schemas"];
-    for (schema, field) in [
-        ("StateChangeView", "previous_state"),
-        ("StateChangeView", "reason"),
-        ("JobOutcomeCount", "avg_duration_ms"),
-    ] {
+    for (schema, field) in
+        [("StateChangeView", "previous_state"), ("StateChangeView", "reason"), ("JobOutcomeCount", "avg_duration_ms")]
+    {
         assert_eq!(schemas[schema]["properties"][field]["nullable"], true, "{schema}.{field}");
     }
 }
