@@ -144,6 +144,15 @@ impl Principal {
         }
     }
 
+    /// Writing data for some device (which one is checked later): refused to read keys before
+    /// the body is even parsed.
+    pub(crate) fn require_some_writer(&self) -> Result<(), ApiError> {
+        match self {
+            Principal::Reader => Err(ApiError::forbidden("Read-only API keys cannot write data")),
+            _ => Ok(()),
+        }
+    }
+
     /// Writing a device's data: admin keys, or that device's own key.
     pub(crate) fn require_writer_for(&self, device: &str) -> Result<(), ApiError> {
         match self {

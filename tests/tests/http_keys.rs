@@ -8,7 +8,12 @@ use homepot_tests::{Backend, TestServer, on_every_backend, open_store, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_every_backend!(device_keys_rotate_and_revoke, read_keys_read_and_write_nothing, every_protected_route_needs_a_key);
+on_every_backend!(
+    device_keys_rotate_and_revoke,
+    read_keys_read_and_write_nothing,
+    every_protected_route_needs_a_key,
+    every_protected_route_refuses_keys_outside_their_role,
+);
 
 async fn device_keys_rotate_and_revoke(s: &TestServer) {
     let (device, other) = (unique("till-"), unique("till-"));
@@ -194,4 +199,83 @@ async fn the_last_admin_key_is_kept() {
     let response = client.get(format!("{base}/api/v1/keys")).header("X-API-Key", next).send().await.unwrap();
     assert_eq!(response.status(), 200);
     server.shutdown().await.expect("shutdown");
+}
+
+/// A valid body naming `device` where a handler reads the body before it can judge the key's
+/// role; `{}` elsewhere.
+fn body_for(path: &str, device: &str) -> Value {
+    match path {
+        "/api/v1/analytics/device-state-change" => json!({"device_id": device, "new_state": "maintenance"}),
+        "/api/v1/analytics/job-outcome" => {
+            json!({"job_id": "j", "job_type": "t", "status": "success", "device_id": device})
+        }
+        "/api/v1/analytics/error" => {
+            json!({"category": "api", "severity": "info", "error_message": "m", "device_id": device})
+        }
+        "/api/v1/containers/metrics" => homepot_tests::container_data_message(&format!("{device}:edge:containers")),
+        "/api/v1/keys" => json!({"role": "read"}),
+        _ => json!({}),
+    }
+}
+
+/// Walks the OpenAPI document: read keys write nothing but analytics about themselves,
+/// device keys read and manage nothing, and a device key cannot write for another device.
+async fn every_protected_route_refuses_keys_outside_their_role(s: &TestServer) {
+    let (device, other) = (unique("own-"), unique("other-"));
+    let device_key = s.register(&device).await;
+    s.register(&other).await;
+    let (_, issued) = s.call(Method::POST, "/api/v1/keys", Some(&s.admin_key), Some(&json!({"role": "read"}))).await;
+    let read_key = issued["api_key"].as_str().expect("read key").to_owned();
+    // Writes any valid key may make, about itself.
+    let any_key = ["/api/v1/analytics/user-activity", "/api/v1/analytics/error"];
+    // Writes a device key may make for its own device; the device is in the path or body.
+    let own_device_writes = [
+        "/api/v1/devices/{device_id}/health",
+        "/api/monitoring/nodes/{node_id}/resources",
+        "/api/v1/containers/metrics",
+        "/api/v1/analytics/device-state-change",
+        "/api/v1/analytics/job-outcome",
+        "/api/v1/analytics/error",
+    ];
+    // Writes a device key may make, tagged with its own device whatever it sends.
+    let self_tagged =
+        ["/api/v1/metrics", "/api/v1/metrics/simple", "/api/v1/metrics/influx", "/api/v1/metrics/otlp", "/write"];
+    let (_, spec) = s.call(Method::GET, "/openapi.json", None, None).await;
+    let mut checked = 0;
+    for (path, operations) in spec["paths"].as_object().expect("paths") {
+        for (method, operation) in operations.as_object().expect("operations") {
+            if operation["security"].as_array().is_none_or(|schemes| schemes.is_empty())
+                || ["/ws", "/metrics/stream"].contains(&path.as_str())
+            {
+                continue;
+            }
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let required: Vec<String> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query" && p["required"] == true)
+                .map(|p| format!("{}=x", p["name"].as_str().unwrap_or_default()))
+                .collect();
+            // Paths and bodies name the *other* device, so a device key never acts for itself.
+            let mut url = path.replace("{device_id}", &other).replace("{node_id}", &other).replace("{key_id}", "1");
+            if !required.is_empty() {
+                url = format!("{url}?{}", required.join("&"));
+            }
+            let body = body_for(path, &other);
+            let (path, is_write) = (path.as_str(), method != Method::GET);
+            let device_refused = !is_write
+                || own_device_writes.contains(&path)
+                || !(any_key.contains(&path) || self_tagged.contains(&path));
+            let read_refused = is_write && !any_key.contains(&path);
+            let refusals =
+                [(device_refused, "device key", device_key.as_str()), (read_refused, "read key", read_key.as_str())];
+            for (who, key) in refusals.iter().filter(|r| r.0).map(|r| (r.1, r.2)) {
+                let (status, answer) = s.call(method.clone(), &url, Some(key), Some(&body)).await;
+                assert_eq!(status, 403, "{method} {url} with a {who}: {answer}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 40, "only {checked} refusals checked");
 }

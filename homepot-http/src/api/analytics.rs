@@ -448,9 +448,7 @@ impl AnalyticsApi {
     ) -> Result<LoggedResponse, ApiError> {
         state.require_analytics()?;
         let principal = state.auth.authenticate(&auth).await?;
-        if principal == Principal::Reader {
-            return Err(ApiError::forbidden("Read-only API keys cannot write data"));
-        }
+        principal.require_some_writer()?;
         let mut outcome = analytics::parse_job_outcome(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
         outcome.device_id = own_device(&principal, outcome.device_id.take())?;
         let id = state.store.insert_job_outcome(&outcome).await?;

@@ -279,6 +279,7 @@ impl MetricsApi {
         body: JsonBody<SimpleMetricRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
         let principal = state.auth.authenticate_metrics(&auth).await?;
+        principal.require_some_writer()?;
         let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, vec![point])?;
         let written = state.pipeline.write_points(points).await?;
@@ -295,6 +296,7 @@ impl MetricsApi {
         body: JsonBody<MetricBatchRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
         let principal = state.auth.authenticate_metrics(&auth).await?;
+        principal.require_some_writer()?;
         let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, points)?;
         let accepted = points.len();
@@ -315,6 +317,7 @@ impl MetricsApi {
         body: RawBody<TextKind>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
         let principal = state.auth.authenticate_metrics(&auth).await?;
+        principal.require_some_writer()?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, now_ns());
         if outcome.points.is_empty() && outcome.error_count > 0 {
@@ -355,6 +358,7 @@ impl MetricsApi {
     ) -> Result<WriteResponse, ApiError> {
         let _ = db;
         let principal = state.auth.authenticate_metrics(&auth).await?;
+        principal.require_some_writer()?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, now_ns());
         let points = scope_points(&principal, outcome.points)?;
@@ -379,6 +383,7 @@ impl MetricsApi {
         body: RawBody<OtlpKind>,
     ) -> Result<OtlpResponse, ApiError> {
         let principal = state.auth.authenticate_metrics(&auth).await?;
+        principal.require_some_writer()?;
         let protobuf = body.media == 0;
         let decoded = if protobuf { otlp::decode_protobuf(&body.bytes) } else { otlp::decode_json(&body.bytes) };
         let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, now_ns());
