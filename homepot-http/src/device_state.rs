@@ -17,7 +17,8 @@ use serde_json::Map;
 
 #[derive(Debug)]
 struct Tracked {
-    state: String,
+    /// `None` for a device with no recorded state yet.
+    state: Option<String>,
     last_seen: DateTime<Utc>,
 }
 
@@ -41,7 +42,7 @@ impl DeviceStates {
             .await?
             .into_iter()
             .filter(|c| c.new_state != DeviceState::Offline.as_str())
-            .map(|c| (c.device_id, Tracked { state: c.new_state, last_seen: now }))
+            .map(|c| (c.device_id, Tracked { state: Some(c.new_state), last_seen: now }))
             .collect();
         Ok(Self {
             store,
@@ -54,13 +55,9 @@ impl DeviceStates {
         self.devices.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// How often [`Self::sweep`] should run so a silent device is marked within a few
-    /// seconds of its window.
-    pub(crate) fn sweep_period(&self) -> Duration {
-        (self.allowed_silence / 4)
-            .to_std()
-            .unwrap_or(Duration::from_secs(1))
-            .clamp(Duration::from_millis(10), Duration::from_secs(5))
+    /// The silence after which a device is offline.
+    pub(crate) fn allowed_silence(&self) -> TimeDelta {
+        self.allowed_silence
     }
 
     /// A health check arrived from `device` at `at`.
@@ -80,14 +77,11 @@ impl DeviceStates {
         };
         let transition = {
             let mut devices = self.devices();
-            let entry = devices
-                .entry(device.to_owned())
-                .or_insert_with(|| Tracked { state: recorded.clone().unwrap_or_default(), last_seen: at });
+            let entry = devices.entry(device.to_owned()).or_insert_with(|| Tracked { state: recorded, last_seen: at });
             entry.last_seen = entry.last_seen.max(at);
-            let current = (!entry.state.is_empty()).then_some(entry.state.as_str());
-            let transition = on_health(current, is_healthy, error);
+            let transition = on_health(entry.state.as_deref(), is_healthy, error);
             if let Some(t) = &transition {
-                t.new.as_str().clone_into(&mut entry.state);
+                entry.state = Some(t.new.as_str().to_owned());
             }
             transition
         };
@@ -99,7 +93,7 @@ impl DeviceStates {
     /// A client posted a state change for `device`: later transitions start from it.
     pub(crate) fn observe_posted(&self, device: &str, new_state: &str) {
         if let Some(entry) = self.devices().get_mut(device) {
-            new_state.clone_into(&mut entry.state);
+            entry.state = Some(new_state.to_owned());
         }
     }
 
@@ -109,8 +103,7 @@ impl DeviceStates {
             let mut devices = self.devices();
             let mut gone = Vec::new();
             devices.retain(|device, tracked| {
-                let current = (!tracked.state.is_empty()).then_some(tracked.state.as_str());
-                match on_silence(current, now - tracked.last_seen, self.allowed_silence) {
+                match on_silence(tracked.state.as_deref(), now - tracked.last_seen, self.allowed_silence) {
                     Some(transition) => {
                         gone.push((device.clone(), transition));
                         false

@@ -13,7 +13,7 @@ use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::{CatchPanic, Tracing};
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
-use poem_openapi::OpenApiService;
+use poem_openapi::{OpenApi, OpenApiService};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -173,13 +173,15 @@ impl RunningServer {
     }
 }
 
+/// How often to look for silence that lasts `window`: four times per window, so it is
+/// noticed within a quarter of it, but no more than every 10 ms and at least every 5 s.
+pub(crate) fn sweep_period(window: chrono::TimeDelta) -> Duration {
+    (window / 4).to_std().unwrap_or(Duration::from_secs(1)).clamp(Duration::from_millis(10), Duration::from_secs(5))
+}
+
 /// Announces nodes that went silent, a few times per stale interval.
 async fn sweep_stale_nodes(state: Arc<AppState>) {
-    let period = (state.node_stale_after / 4)
-        .to_std()
-        .unwrap_or(Duration::from_secs(1))
-        .clamp(Duration::from_millis(10), Duration::from_secs(5));
-    let mut ticks = tokio::time::interval(period);
+    let mut ticks = tokio::time::interval(sweep_period(state.node_stale_after));
     loop {
         ticks.tick().await;
         for event in state.nodes.sweep(crate::api::now() - state.node_stale_after) {
@@ -190,7 +192,7 @@ async fn sweep_stale_nodes(state: Arc<AppState>) {
 
 /// Marks silent devices offline, a few times per allowed silence.
 async fn sweep_device_states(states: Arc<DeviceStates>) {
-    let mut ticks = tokio::time::interval(states.sweep_period());
+    let mut ticks = tokio::time::interval(sweep_period(states.allowed_silence()));
     loop {
         ticks.tick().await;
         states.sweep(crate::api::now()).await;
@@ -221,10 +223,15 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
     let counted = Arc::clone(&stats);
     let trust_forwarded = config.rate_limit.is_some_and(|r| r.trust_forwarded_headers);
     let logger = config.analytics.enabled.then(|| {
-        let spec: serde_json::Value = serde_json::from_str(&openapi_json()).unwrap_or_default();
-        let documented: Vec<&str> =
-            spec["paths"].as_object().map(|paths| paths.keys().map(String::as_str).collect()).unwrap_or_default();
-        RequestLogger::start(Arc::clone(&store), &config.analytics, documented, trust_forwarded, Arc::clone(&stats))
+        let documented: Vec<String> =
+            <Apis as OpenApi>::meta().into_iter().flat_map(|api| api.paths).map(|path| path.path).collect();
+        RequestLogger::start(
+            Arc::clone(&store),
+            &config.analytics,
+            documented.iter().map(String::as_str),
+            trust_forwarded,
+            Arc::clone(&stats),
+        )
     });
     let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c)));
     let state = Arc::new(AppState {

@@ -108,6 +108,20 @@ async fn read_keys_read_and_write_nothing(s: &TestServer) {
     assert_eq!(status, 204);
 }
 
+/// `url` with a placeholder for every required query parameter of `operation`: the
+/// document is public, so a 422 for a missing one would reveal nothing, but these walks check
+/// the key.
+fn with_required_query(url: String, operation: &Value) -> String {
+    let required: Vec<String> = operation["parameters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["in"] == "query" && p["required"] == true)
+        .map(|p| format!("{}=x", p["name"].as_str().unwrap_or_default()))
+        .collect();
+    if required.is_empty() { url } else { format!("{url}?{}", required.join("&")) }
+}
+
 /// Fills a templated path with placeholder values.
 fn concrete(template: &str) -> String {
     template
@@ -134,17 +148,7 @@ async fn every_protected_route_needs_a_key(s: &TestServer) {
                 continue;
             }
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            // Required query parameters are filled in: the document is public, so a 422 for a
-            // missing one would reveal nothing, but the check here is the key.
-            let required: Vec<String> = operation["parameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["in"] == "query" && p["required"] == true)
-                .map(|p| format!("{}=x", p["name"].as_str().unwrap_or_default()))
-                .collect();
-            let url =
-                if required.is_empty() { concrete(path) } else { format!("{}?{}", concrete(path), required.join("&")) };
+            let url = with_required_query(concrete(path), operation);
             for key in [None, Some("hpk_not-a-key")] {
                 let (status, body) = s.call(method.clone(), &url, key, Some(&json!({}))).await;
                 assert_eq!(status, 401, "{method} {url} with {key:?}: {body}");
@@ -250,18 +254,11 @@ async fn every_protected_route_refuses_keys_outside_their_role(s: &TestServer) {
                 continue;
             }
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
-            let required: Vec<String> = operation["parameters"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|p| p["in"] == "query" && p["required"] == true)
-                .map(|p| format!("{}=x", p["name"].as_str().unwrap_or_default()))
-                .collect();
             // Paths and bodies name the *other* device, so a device key never acts for itself.
-            let mut url = path.replace("{device_id}", &other).replace("{node_id}", &other).replace("{key_id}", "1");
-            if !required.is_empty() {
-                url = format!("{url}?{}", required.join("&"));
-            }
+            let url = with_required_query(
+                path.replace("{device_id}", &other).replace("{node_id}", &other).replace("{key_id}", "1"),
+                operation,
+            );
             let body = body_for(path, &other);
             let (path, is_write) = (path.as_str(), method != Method::GET);
             let device_refused = !is_write

@@ -203,9 +203,6 @@ impl AnalyticsStore for SeaOrmStore {
     }
 
     async fn insert_state_change(&self, c: &StateChange) -> Result<RecordId, StorageError> {
-        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
-        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
-        let txn = self.db.begin().await.map_err(db_error)?;
         let row = device_state_change::ActiveModel {
             timestamp: Set(c.timestamp),
             device_id: Set(c.device_id.clone()),
@@ -215,18 +212,11 @@ impl AnalyticsStore for SeaOrmStore {
             reason: Set(c.reason.clone()),
             extra_data: Set(object(&c.metadata)),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(RecordId(row.id))
+        };
+        self.insert_one(row).await.map(RecordId).map_err(db_error)
     }
 
     async fn insert_job_outcome(&self, o: &JobOutcome) -> Result<RecordId, StorageError> {
-        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
-        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
-        let txn = self.db.begin().await.map_err(db_error)?;
         let row = job_outcome::ActiveModel {
             timestamp: Set(o.timestamp),
             job_id: Set(o.job_id.clone()),
@@ -240,18 +230,11 @@ impl AnalyticsStore for SeaOrmStore {
             initiated_by: Set(o.initiated_by.clone()),
             extra_data: Set(object(&o.metadata)),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(RecordId(row.id))
+        };
+        self.insert_one(row).await.map(RecordId).map_err(db_error)
     }
 
     async fn insert_error_log(&self, e: &ErrorLog) -> Result<RecordId, StorageError> {
-        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
-        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
-        let txn = self.db.begin().await.map_err(db_error)?;
         let row = error_log::ActiveModel {
             timestamp: Set(e.timestamp),
             category: Set(e.category.clone()),
@@ -266,18 +249,11 @@ impl AnalyticsStore for SeaOrmStore {
             resolved: Set(e.resolved),
             resolved_at: Set(None),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(RecordId(row.id))
+        };
+        self.insert_one(row).await.map(RecordId).map_err(db_error)
     }
 
     async fn insert_user_activity(&self, a: &UserActivity) -> Result<RecordId, StorageError> {
-        // In a transaction: on SQLite a lone INSERT ... RETURNING leaves its statement open,
-        // and the open read snapshot keeps checkpoints from ever recycling the WAL.
-        let txn = self.db.begin().await.map_err(db_error)?;
         let row = user_activity::ActiveModel {
             timestamp: Set(a.timestamp),
             user_id: Set(a.user_id.clone()),
@@ -289,12 +265,8 @@ impl AnalyticsStore for SeaOrmStore {
             extra_data: Set(object(&a.metadata)),
             duration_ms: Set(a.duration_ms),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(db_error)?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(RecordId(row.id))
+        };
+        self.insert_one(row).await.map(RecordId).map_err(db_error)
     }
 
     async fn request_latencies(

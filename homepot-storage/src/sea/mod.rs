@@ -14,7 +14,8 @@ use homepot_core::{Device, DeviceId, KeyHash, MetricType, NewDevice, Point, Role
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr, TransactionTrait, sqlx,
+    EntityTrait, PaginatorTrait, PrimaryKeyTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr,
+    TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
@@ -97,6 +98,20 @@ impl SeaOrmStore {
         let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
         migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
         Ok(Self { db })
+    }
+
+    /// Inserts one row and returns its id. Always in a transaction: on SQLite a lone
+    /// `INSERT ... RETURNING` leaves its statement open, and that read snapshot keeps
+    /// checkpoints from ever recycling the WAL.
+    pub(super) async fn insert_one<A>(&self, row: A) -> Result<i64, DbErr>
+    where
+        A: ActiveModelTrait + Send,
+        <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: Into<i64>,
+    {
+        let txn = self.db.begin().await?;
+        let id = A::Entity::insert(row).exec(&txn).await?.last_insert_id;
+        txn.commit().await?;
+        Ok(id.into())
     }
 
     async fn device_pk(&self, id: &DeviceId) -> Result<Option<i64>, StorageError> {
@@ -244,25 +259,20 @@ impl KeyStore for SeaOrmStore {
             }
             None => None,
         };
-        // In a transaction: see `insert_state_change` on lone INSERT ... RETURNING in SQLite.
-        let txn = self.db.begin().await.map_err(db_error)?;
-        let inserted = api_key::ActiveModel {
+        let row = api_key::ActiveModel {
             key_hash: Set(key.hash.to_hex()),
             role: Set(key.role.as_str().to_owned()),
             device_id: Set(device_pk),
             created_at: Set(key.created_at),
             revoked_at: Set(None),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(|e| match e.sql_err() {
+        };
+        let id = self.insert_one(row).await.map_err(|e| match e.sql_err() {
             Some(SqlErr::UniqueConstraintViolation(_)) => StorageError::conflict("api key"),
             Some(SqlErr::ForeignKeyConstraintViolation(_)) => StorageError::not_found("device"),
             _ => db_error(e),
         })?;
-        txn.commit().await.map_err(db_error)?;
-        Ok(KeyId(inserted.id))
+        Ok(KeyId(id))
     }
 
     async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StorageError> {
