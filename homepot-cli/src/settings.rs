@@ -91,6 +91,9 @@ pub(crate) struct ServeArgs {
     /// Seconds a request body may take to arrive (408 beyond).
     #[arg(long, env = "HOMEPOT_BODY_READ_TIMEOUT_SECONDS", default_value_t = 30)]
     pub(crate) body_read_timeout_seconds: u64,
+    /// Seconds a new connection may take to send its first request head (408 beyond).
+    #[arg(long, env = "HOMEPOT_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub(crate) header_read_timeout_seconds: u64,
     /// Seconds without traffic after which a connection is closed.
     #[arg(long, env = "HOMEPOT_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub(crate) idle_timeout_seconds: u64,
@@ -103,6 +106,9 @@ pub(crate) struct ServeArgs {
     /// Most live metric series; points of new series beyond it are kept in history only.
     #[arg(long, env = "HOMEPOT_METRICS_MAX_SERIES", default_value_t = 100_000)]
     pub(crate) metrics_max_series: usize,
+    /// Most live metric series one API key may create; a batch that would exceed it gets 422.
+    #[arg(long, env = "HOMEPOT_METRICS_MAX_SERIES_PER_KEY", default_value_t = 25_000)]
+    pub(crate) metrics_max_series_per_key: usize,
     /// Milliseconds between two events of `/metrics/stream`.
     #[arg(long, env = "PROMETHEUS_POLLER_INTERVAL_MS", default_value_t = 500)]
     pub(crate) stream_interval_ms: u64,
@@ -190,9 +196,11 @@ impl fmt::Debug for ServeArgs {
             .field("simulator", &self.simulator)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
+            .field("header_read_timeout_seconds", &self.header_read_timeout_seconds)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("metrics_retention_seconds", &self.metrics_retention_seconds)
             .field("metrics_max_series", &self.metrics_max_series)
+            .field("metrics_max_series_per_key", &self.metrics_max_series_per_key)
             .field("stream_interval_ms", &self.stream_interval_ms)
             .field("rate_limit_requests_per_minute", &self.rate_limit_requests_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
@@ -243,11 +251,13 @@ impl ServeArgs {
             simulator: self.simulator,
             max_body_bytes: self.max_body_bytes,
             body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds.max(1)),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(1)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
             live: LiveLimits {
                 retention_ns: i64::from(self.metrics_retention_seconds) * 1_000_000_000,
                 max_series: self.metrics_max_series,
+                max_series_per_owner: self.metrics_max_series_per_key,
             },
             stream_interval: Duration::from_millis(self.stream_interval_ms),
             rate_limit: NonZeroU32::new(self.rate_limit_requests_per_minute).map(|requests_per_minute| {

@@ -1,11 +1,14 @@
 //! The live view of metrics (seed 04's metrics store): the latest value of every field of
-//! every series, where a series is a name plus its sorted tags. Bounded two ways, both
-//! enforced here: series not updated within the retention are dropped, and at most
-//! `max_series` exist at once. When full, points of *new* series are refused (and counted)
-//! while known series keep updating, so a burst of unique tag values cannot flush the series
-//! everyone watches. Pure: the caller passes the time.
+//! every series, where a series is a name plus its sorted tags. Bounded three ways, all
+//! enforced here: series not updated within the retention are dropped, at most `max_series`
+//! exist at once, and each owner (the API key that created a series) holds at most
+//! `max_series_per_owner`. When full, points of *new* series are refused (and counted) while
+//! known series keep updating, so a burst of unique tag values cannot flush the series
+//! everyone watches, and one client cannot take the whole store. Pure: the caller passes the
+//! time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::metric::{FieldValue, MetricType, Point};
 
@@ -29,6 +32,9 @@ pub struct Series {
     pub timestamp_ns: i64,
     /// When the series was last updated (server time, ns), for retention.
     pub updated_ns: i64,
+    /// Who created the series; it counts against their limit until it expires. `None` for
+    /// series the server derives itself (from health checks of registered devices).
+    pub owner: Option<Arc<str>>,
 }
 
 /// Limits of a [`LiveStore`].
@@ -38,13 +44,31 @@ pub struct LiveLimits {
     pub retention_ns: i64,
     /// Most series held at once.
     pub max_series: usize,
+    /// Most series one owner holds at once.
+    pub max_series_per_owner: usize,
 }
 
 impl Default for LiveLimits {
-    /// Seed 04's defaults: 300 s retention, 100,000 series.
+    /// Seed 04's defaults (300 s retention, 100,000 series), and a quarter of the series per
+    /// owner.
     fn default() -> Self {
-        Self { retention_ns: 300 * 1_000_000_000, max_series: 100_000 }
+        Self { retention_ns: 300 * 1_000_000_000, max_series: 100_000, max_series_per_owner: 25_000 }
     }
+}
+
+/// A batch would take its owner over [`LiveLimits::max_series_per_owner`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "this key holds {held} live series and the points would add {new}, over the limit of {limit} per key; \
+     reuse tag values or wait for idle series to expire"
+)]
+pub struct SeriesLimitExceeded {
+    /// Series the owner holds now.
+    pub held: usize,
+    /// Distinct new series in the batch.
+    pub new: usize,
+    /// The limit.
+    pub limit: usize,
 }
 
 /// What an insert did.
@@ -60,13 +84,45 @@ pub struct LiveUpdate {
 #[derive(Debug, Default)]
 pub struct LiveStore {
     series: HashMap<SeriesKey, Series>,
+    /// Series held per owner; owners holding none are removed.
+    held: HashMap<Arc<str>, usize>,
     limits: LiveLimits,
 }
 
 impl LiveStore {
     /// An empty store.
     pub fn new(limits: LiveLimits) -> Self {
-        Self { series: HashMap::new(), limits }
+        Self { series: HashMap::new(), held: HashMap::new(), limits }
+    }
+
+    /// Series `owner` holds.
+    pub fn held_by(&self, owner: &str) -> usize {
+        self.held.get(owner).copied().unwrap_or(0)
+    }
+
+    /// Checks, before a batch is stored, that its new series fit its owner's limit, so that
+    /// a client learns of the limit instead of having points silently kept out of view.
+    ///
+    /// # Errors
+    /// The owner's limit would be exceeded.
+    pub fn admit(&self, owner: &str, points: &[Point]) -> Result<(), SeriesLimitExceeded> {
+        let held = self.held_by(owner);
+        let limit = self.limits.max_series_per_owner;
+        // Cheap common case: even if every point were a new series, the batch would fit.
+        if held.saturating_add(points.len()) <= limit {
+            return Ok(());
+        }
+        let mut new = HashSet::new();
+        for point in points {
+            let key = SeriesKey { name: point.name().to_owned(), tags: point.tags().to_vec() };
+            if !self.series.contains_key(&key) {
+                new.insert(key);
+            }
+        }
+        match held.saturating_add(new.len()) <= limit {
+            true => Ok(()),
+            false => Err(SeriesLimitExceeded { held, new: new.len(), limit }),
+        }
     }
 
     /// The limits in force.
@@ -84,27 +140,43 @@ impl LiveStore {
         self.series.is_empty()
     }
 
-    /// Applies points received at `now_ns`. A point older than its series' newest point does
-    /// not move the live view back in time (it is still in history).
-    pub fn insert(&mut self, points: &[Point], now_ns: i64) -> LiveUpdate {
+    /// Applies points that `owner` sent (`None`: the server's own, not limited per owner),
+    /// received at `now_ns`. A point older than its series' newest point does not move the
+    /// live view back in time (it is still in history).
+    pub fn insert(&mut self, owner: Option<&str>, points: &[Point], now_ns: i64) -> LiveUpdate {
         let mut update = LiveUpdate::default();
+        let mut owner_arc: Option<Arc<str>> = None;
         for point in points {
             let key = SeriesKey { name: point.name().to_owned(), tags: point.tags().to_vec() };
             if !self.series.contains_key(&key) {
                 if self.series.len() >= self.limits.max_series {
                     self.evict_expired(now_ns);
                 }
-                if self.series.len() >= self.limits.max_series {
+                if self.series.len() >= self.limits.max_series
+                    || owner.is_some_and(|o| self.held_by(o) >= self.limits.max_series_per_owner)
+                {
                     update.refused += 1;
                     continue;
                 }
+                if let Some(owner) = owner {
+                    let owner = owner_arc.get_or_insert_with(|| match self.held.get_key_value(owner) {
+                        Some((known, _)) => Arc::clone(known),
+                        None => Arc::from(owner),
+                    });
+                    *self.held.entry(Arc::clone(owner)).or_insert(0) += 1;
+                }
+                self.series.insert(
+                    key.clone(),
+                    Series {
+                        fields: Vec::with_capacity(point.fields().len()),
+                        metric_type: point.metric_type(),
+                        timestamp_ns: i64::MIN,
+                        updated_ns: now_ns,
+                        owner: owner_arc.clone(),
+                    },
+                );
             }
-            let series = self.series.entry(key).or_insert_with(|| Series {
-                fields: Vec::with_capacity(point.fields().len()),
-                metric_type: point.metric_type(),
-                timestamp_ns: i64::MIN,
-                updated_ns: now_ns,
-            });
+            let Some(series) = self.series.get_mut(&key) else { continue };
             series.updated_ns = now_ns;
             if point.timestamp_ns() < series.timestamp_ns {
                 update.applied += 1;
@@ -126,8 +198,27 @@ impl LiveStore {
     /// Drops series not updated within the retention; returns how many.
     pub fn evict_expired(&mut self, now_ns: i64) -> usize {
         let cutoff = now_ns.saturating_sub(self.limits.retention_ns);
+        self.remove_where(|_, s| s.updated_ns < cutoff)
+    }
+
+    /// Removes the series `drop` selects, releasing them from their owners' counts.
+    fn remove_where(&mut self, mut drop: impl FnMut(&SeriesKey, &Series) -> bool) -> usize {
         let before = self.series.len();
-        self.series.retain(|_, s| s.updated_ns >= cutoff);
+        let held = &mut self.held;
+        self.series.retain(|key, series| {
+            if !drop(key, series) {
+                return true;
+            }
+            if let Some(owner) = &series.owner
+                && let Some(count) = held.get_mut(owner)
+            {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(owner);
+                }
+            }
+            false
+        });
         before - self.series.len()
     }
 
@@ -148,12 +239,7 @@ impl LiveStore {
 
     /// Removes every series, or those named `name`; returns how many.
     pub fn clear(&mut self, name: Option<&str>) -> usize {
-        let before = self.series.len();
-        match name {
-            None => self.series.clear(),
-            Some(name) => self.series.retain(|k, _| k.name != name),
-        }
-        before - self.series.len()
+        self.remove_where(|k, _| name.is_none_or(|n| k.name == n))
     }
 }
 
@@ -177,8 +263,12 @@ mod tests {
     #[test]
     fn keeps_the_latest_value_per_series() {
         let mut live = LiveStore::new(LiveLimits::default());
-        live.insert(&[point("cpu", "a", 1.0, 10), point("cpu", "b", 2.0, 10), point("cpu", "a", 3.0, 20)], 0);
-        live.insert(&[point("cpu", "a", 9.0, 15)], 0);
+        live.insert(
+            Some("k"),
+            &[point("cpu", "a", 1.0, 10), point("cpu", "b", 2.0, 10), point("cpu", "a", 3.0, 20)],
+            0,
+        );
+        live.insert(Some("k"), &[point("cpu", "a", 9.0, 15)], 0);
         let series = live.series(Some("cpu"));
         assert_eq!(series.len(), 2);
         assert_eq!(series[0].1.fields, [("v".to_owned(), FieldValue::Float(3.0))], "an older point does not win");
@@ -189,25 +279,48 @@ mod tests {
 
     #[test]
     fn retention_and_capacity_are_enforced() {
-        let limits = LiveLimits { retention_ns: 100, max_series: 2 };
+        let limits = LiveLimits { retention_ns: 100, max_series: 2, max_series_per_owner: 2 };
         let mut live = LiveStore::new(limits);
-        assert_eq!(live.insert(&[point("m", "a", 1.0, 0), point("m", "b", 1.0, 0)], 0).refused, 0);
-        let update = live.insert(&[point("m", "c", 1.0, 0), point("m", "a", 2.0, 1)], 60);
+        assert_eq!(live.insert(Some("k"), &[point("m", "a", 1.0, 0), point("m", "b", 1.0, 0)], 0).refused, 0);
+        let update = live.insert(Some("k"), &[point("m", "c", 1.0, 0), point("m", "a", 2.0, 1)], 60);
         assert_eq!(update, LiveUpdate { applied: 1, refused: 1 }, "new series refused, known ones updated");
         // Once "b" expires, there is room again.
-        assert_eq!(live.insert(&[point("m", "c", 1.0, 0)], 151).refused, 0);
+        assert_eq!(live.insert(Some("k"), &[point("m", "c", 1.0, 0)], 151).refused, 0);
         assert_eq!(live.series(None).iter().map(|(k, _)| k.tags[0].1.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(live.evict_expired(1_000), 2);
+    }
+
+    #[test]
+    fn one_owner_cannot_take_the_whole_store() {
+        let limits = LiveLimits { retention_ns: 100, max_series: 10, max_series_per_owner: 3 };
+        let mut live = LiveStore::new(limits);
+        let burst: Vec<Point> = (0..5).map(|i| point("m", &format!("h{i}"), 1.0, 0)).collect();
+        let error = live.admit("greedy", &burst).unwrap_err();
+        assert_eq!(error, SeriesLimitExceeded { held: 0, new: 5, limit: 3 });
+        assert!(error.to_string().contains("over the limit of 3 per key"), "{error}");
+        assert_eq!(live.insert(Some("greedy"), &burst, 0), LiveUpdate { applied: 3, refused: 2 });
+        assert!(live.admit("greedy", &burst[..3]).is_ok(), "updates to series it holds are fine");
+        assert!(live.admit("greedy", &burst[3..]).is_err());
+        assert!(live.admit("other", &burst[3..]).is_ok(), "other owners are unaffected");
+        assert_eq!(live.insert(Some("other"), &burst, 0), LiveUpdate { applied: 5, refused: 0 });
+        assert_eq!(live.held_by("other"), 2, "series keep the owner that created them");
+        assert_eq!(live.clear(None), 5);
+        assert_eq!((live.held_by("greedy"), live.held_by("other")), (0, 0));
     }
 
     proptest! {
         #[test]
         fn never_exceeds_its_limit(points in proptest::collection::vec(arb_point(), 0..60), max in 1usize..10) {
-            let mut live = LiveStore::new(LiveLimits { retention_ns: 1_000, max_series: max });
+            let limits = LiveLimits { retention_ns: 1_000, max_series: max, max_series_per_owner: max / 2 + 1 };
+            let mut live = LiveStore::new(limits);
             for (i, chunk) in points.chunks(7).enumerate() {
-                let update = live.insert(chunk, i as i64 * 100);
+                let owner = ["a", "b", "c"][i % 3];
+                let update = live.insert(Some(owner), chunk, i as i64 * 100);
                 prop_assert_eq!(update.applied + update.refused, chunk.len());
                 prop_assert!(live.len() <= max);
+                let held: usize = ["a", "b", "c"].iter().map(|o| live.held_by(o)).sum();
+                prop_assert_eq!(held, live.len(), "every series counts for exactly one owner");
+                prop_assert!(["a", "b", "c"].iter().all(|o| live.held_by(o) <= limits.max_series_per_owner));
             }
         }
     }

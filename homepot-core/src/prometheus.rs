@@ -125,7 +125,7 @@ mod tests {
 
     fn store(points: &[Point]) -> String {
         let mut live = LiveStore::new(LiveLimits::default());
-        live.insert(points, 0);
+        live.insert(None, points, 0);
         let mut out = String::new();
         write_exposition(live.series(None), &mut out);
         out

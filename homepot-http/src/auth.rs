@@ -103,6 +103,12 @@ impl ApiKeyAuth {
 }
 
 impl MetricsAuth {
+    /// Whom the live store counts a sender's series against: the key's fingerprint, or one
+    /// shared owner for all requests without a key (open-metrics mode).
+    pub(crate) fn owner(&self) -> String {
+        self.presented().map_or_else(|| "anonymous".to_owned(), |key| KeyHash::of(&key).fingerprint())
+    }
+
     /// The key, if one was presented.
     fn presented(&self) -> Option<Cow<'_, str>> {
         match self {

@@ -188,6 +188,9 @@ impl From<WriteError> for ApiError {
             WriteError::Overloaded => Self::unavailable("Write queue is full, retry later"),
             WriteError::Stopped => Self::unavailable("Server is shutting down"),
             WriteError::Storage(error) => Self::from(error.as_ref()),
+            WriteError::SeriesLimit(error) => {
+                Self::invalid_field("body", "tags", ErrorKind::TooLarge, error.to_string())
+            }
         }
     }
 }

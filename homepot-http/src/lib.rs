@@ -12,6 +12,7 @@ mod auth;
 mod body;
 mod device_state;
 mod error;
+mod listener;
 mod mqtt;
 mod pipeline;
 mod rate_limit;

@@ -170,8 +170,13 @@ async fn store_data(state: &AppState, thing: &str, payload: &[u8]) -> bool {
     }
     let points = data.points();
     for attempt in 0..5u32 {
-        match state.pipeline.write_points(points.clone()).await {
+        match state.pipeline.write_points(&format!("mqtt:{device}"), points.clone()).await {
             Ok(_) => return true,
+            Err(WriteError::SeriesLimit(error)) => {
+                state.stats.mqtt_rejected();
+                tracing::error!(%error, %device, "container metrics over the live series limit; dropped");
+                return true;
+            }
             Err(WriteError::Overloaded | WriteError::Stopped) => {}
             Err(WriteError::Storage(error)) if !matches!(*error, homepot_storage::StorageError::Unavailable { .. }) => {
                 state.stats.mqtt_rejected();

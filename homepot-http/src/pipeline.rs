@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use homepot_core::Point;
 use homepot_core::filter::{Decision, FilterConfig, SmartDataFilter};
-use homepot_core::live::LiveStore;
+use homepot_core::live::{LiveStore, SeriesLimitExceeded};
 
 use crate::stats::Stats;
 use homepot_storage::{HealthCheckId, NewHealthCheck, StorageError, Store};
@@ -25,6 +25,8 @@ pub(crate) enum WriteError {
     Stopped,
     /// Storage refused or failed.
     Storage(Arc<StorageError>),
+    /// The points would take their sender over its live series limit; nothing was stored.
+    SeriesLimit(SeriesLimitExceeded),
 }
 
 type Reply<T> = oneshot::Sender<Result<T, Arc<StorageError>>>;
@@ -33,7 +35,7 @@ type Reply<T> = oneshot::Sender<Result<T, Arc<StorageError>>>;
 enum Job {
     // Boxed: a health check is ~400 bytes, and every queue slot is as large as the largest job.
     Health(Box<NewHealthCheck>, Reply<HealthCheckId>),
-    Points(Vec<Point>, Reply<()>),
+    Points(Vec<Point>, Arc<str>, Reply<()>),
 }
 
 /// What became of a health check.
@@ -137,7 +139,7 @@ impl Pipeline {
             // Until the baseline's write is answered there is no id to point to: store this one.
             if let (Decision::Skip, Some(last)) = (decision, state.last_health.get(&key).copied()) {
                 drop(state);
-                show_live(&self.live, &check.check.points(&check.device_id, time_ns));
+                show_live(&self.live, None, &check.check.points(&check.device_id, time_ns));
                 return Ok(HealthWrite::Filtered(last));
             }
         }
@@ -156,13 +158,21 @@ impl Pipeline {
         }
     }
 
-    /// Filters points, then queues those worth storing and waits until they are durable.
-    /// Filtered points are only shown live.
-    pub(crate) async fn write_points(&self, points: Vec<Point>) -> Result<PointsWrite, WriteError> {
+    /// Filters points that `owner` (a key's fingerprint) sent, then queues those worth
+    /// storing and waits until they are durable. Filtered points are only shown live. A batch
+    /// that would take its owner over the live series limit is refused whole, before anything
+    /// is stored.
+    pub(crate) async fn write_points(&self, owner: &str, points: Vec<Point>) -> Result<PointsWrite, WriteError> {
+        self.live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .admit(owner, &points)
+            .map_err(WriteError::SeriesLimit)?;
+        let owner: Arc<str> = Arc::from(owner);
         if !self.filter_enabled {
             let stored = points.len();
             if stored > 0 {
-                self.submit(|reply| Job::Points(points, reply)).await?;
+                self.submit(|reply| Job::Points(points, owner, reply)).await?;
             }
             return Ok(PointsWrite { stored });
         }
@@ -172,13 +182,13 @@ impl Pipeline {
                 matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
             })
         };
-        show_live(&self.live, &skip);
+        show_live(&self.live, Some(&owner), &skip);
         let stored = store.len();
         if stored == 0 {
             return Ok(PointsWrite { stored });
         }
         let keys: Vec<String> = store.iter().map(Point::series_key).collect();
-        match self.submit(|reply| Job::Points(store, reply)).await {
+        match self.submit(|reply| Job::Points(store, owner, reply)).await {
             Ok(()) => Ok(PointsWrite { stored }),
             Err(error) => {
                 let mut state = self.filter();
@@ -223,7 +233,7 @@ impl Writer {
             while let Some(job) = next.take() {
                 match job {
                     Job::Health(check, reply) => health.push((*check, reply)),
-                    Job::Points(batch, reply) => points.push((batch, reply)),
+                    Job::Points(batch, owner, reply) => points.push((batch, owner, reply)),
                 }
                 taken += 1;
                 if taken < max_batch {
@@ -277,39 +287,43 @@ impl Writer {
             .filter(|(_, result)| result.is_ok())
             .flat_map(|(c, _)| c.check.points(&c.device_id, c.checked_at.timestamp_nanos_opt().unwrap_or_default()))
             .collect();
-        show_live(&self.live, &live);
+        show_live(&self.live, None, &live);
         for (reply, result) in replies.into_iter().zip(stored) {
             let _ = reply.send(result);
         }
     }
 
-    async fn commit_points(&self, jobs: Vec<(Vec<Point>, Reply<()>)>) {
-        let (batches, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let all: Vec<Point> = batches.into_iter().flatten().collect();
+    async fn commit_points(&self, jobs: Vec<(Vec<Point>, Arc<str>, Reply<()>)>) {
+        let mut all = Vec::with_capacity(jobs.iter().map(|(batch, _, _)| batch.len()).sum());
+        let mut senders = Vec::with_capacity(jobs.len());
+        for (batch, owner, reply) in jobs {
+            senders.push((all.len()..all.len() + batch.len(), owner, reply));
+            all.extend(batch);
+        }
         let result = self.store.insert_points(&all).await;
         match &result {
-            Ok(()) => {
-                self.stats.metrics_received(all.len());
-                show_live(&self.live, &all);
-            }
+            Ok(()) => self.stats.metrics_received(all.len()),
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
         let result = result.map_err(Arc::new);
-        for reply in replies {
+        for (range, owner, reply) in senders {
+            if result.is_ok() {
+                show_live(&self.live, Some(&owner), &all[range]);
+            }
             let _ = reply.send(result.clone());
         }
     }
 }
 
 /// Shows points in the live view: stored ones after their commit, filtered ones at once.
-fn show_live(live: &RwLock<LiveStore>, points: &[Point]) {
+fn show_live(live: &RwLock<LiveStore>, owner: Option<&str>, points: &[Point]) {
     if points.is_empty() {
         return;
     }
     let now_ns = crate::api::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     // A poisoned lock only means a reader panicked; the map itself is always consistent.
     let mut live = live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let update = live.insert(points, now_ns);
+    let update = live.insert(owner, points, now_ns);
     if update.refused > 0 {
         tracing::warn!(
             refused = update.refused,

@@ -26,6 +26,7 @@ use crate::auth::Authenticator;
 use crate::body::{BodyLimit, BodyTimeout};
 use crate::device_state::DeviceStates;
 use crate::error::catch_all;
+use crate::listener::HeadDeadlineAcceptor;
 use crate::mqtt::{MqttConfig, run_bridge};
 use crate::pipeline::{Pipeline, WriterHandle};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
@@ -42,6 +43,9 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a request body may take to arrive (408 beyond).
     pub body_read_timeout: Duration,
+    /// How long a new connection may take to send its first request head (408 and closed
+    /// beyond): trickling header bytes does not keep a connection.
+    pub header_read_timeout: Duration,
     /// A connection with no traffic for this long is closed (idle keep-alives, stalled
     /// clients).
     pub idle_timeout: Duration,
@@ -82,6 +86,7 @@ impl Default for ServerConfig {
             simulator: false,
             max_body_bytes: 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             write_queue_capacity: 16_384,
             max_write_batch: 1_000,
@@ -302,6 +307,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         });
 
     let acceptor = TcpListener::bind(bind.to_owned()).into_acceptor().await?;
+    let acceptor = HeadDeadlineAcceptor::new(acceptor, config.header_read_timeout);
     let addr = acceptor
         .local_addr()
         .first()

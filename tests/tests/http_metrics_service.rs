@@ -227,3 +227,33 @@ async fn open_metrics_mode_serves_metrics_without_a_key_and_nothing_else() {
     closed.shutdown().await;
     s.shutdown().await;
 }
+
+/// Unique tag values from one key cannot take the live store: a batch that would exceed the
+/// key's series limit is refused whole with 422 (nothing stored), while the key's known
+/// series keep updating and other keys are unaffected.
+#[tokio::test]
+async fn one_key_cannot_fill_the_live_store_with_unique_tags() {
+    let live = homepot_core::live::LiveLimits { max_series_per_owner: 3, ..Default::default() };
+    let s = server(ServerConfig { live, ..ServerConfig::default() }).await;
+    let name = unique("card_");
+    let lines = |hosts: std::ops::Range<u32>| hosts.map(|h| format!("{name},host=h{h} v=1\n")).collect::<String>();
+
+    let (status, body) = s.post_text("/write", &s.admin_key, &lines(0..5)).await;
+    assert_eq!(status, 422, "{body}");
+    let detail = body["detail"][0].clone();
+    assert_eq!(detail["loc"], json!(["body", "tags"]), "{body}");
+    assert!(detail["msg"].as_str().unwrap().contains("would add 5, over the limit of 3 per key"), "{body}");
+    let (_, history) =
+        s.call(Method::GET, &format!("/api/v1/metrics/history?name={name}"), Some(&s.admin_key), None).await;
+    assert_eq!(history["count"], 0, "a refused batch stores nothing: {history}");
+
+    assert_eq!(s.post_text("/write", &s.admin_key, &lines(0..3)).await.0, 204);
+    assert_eq!(s.post_text("/write", &s.admin_key, &lines(3..4)).await.0, 422, "a fourth series");
+    assert_eq!(s.post_text("/write", &s.admin_key, &lines(0..3)).await.0, 204, "known series update");
+
+    let device_key = s.register(&unique("card-dev-")).await;
+    assert_eq!(s.post_text("/write", &device_key, &lines(3..5)).await.0, 204, "another key has its own limit");
+    let (_, live) = s.call(Method::GET, &format!("/api/v1/metrics?name={name}"), Some(&s.admin_key), None).await;
+    assert_eq!(live["metrics"].as_object().map(serde_json::Map::len), Some(5), "{live}");
+    s.shutdown().await;
+}

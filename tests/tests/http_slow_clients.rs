@@ -55,3 +55,39 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert!(answer.starts_with("HTTP/1.1 200"), "answered, then closed once idle: {answer}");
     s.shutdown().await;
 }
+
+/// Slowloris: header bytes trickled more often than the idle timeout do not keep a
+/// connection; its first request head must be complete within the header timeout.
+#[tokio::test]
+async fn a_trickled_request_head_gets_408_and_is_closed() {
+    let config = ServerConfig {
+        header_read_timeout: Duration::from_millis(700),
+        idle_timeout: Duration::from_secs(30),
+        ..ServerConfig::default()
+    };
+    let s = TestServer::start(Backend::Sqlite, "trickled_head", config).await.expect("SQLite");
+    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).await.expect("connect");
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await.expect("send the start");
+    let trickle = async {
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stream.write_all(format!("X-Slow-{i}: 1\r\n").as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), trickle).await.expect("the server cut the trickle off");
+    let answer = read_until_closed(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("Request head not received within 0.7 s"), "{answer}");
+
+    // A prompt client on a fresh connection is served, and may stay idle past the header
+    // timeout between requests.
+    let mut stream = TcpStream::connect(s.base.trim_start_matches("http://")).await.expect("connect");
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("send again");
+    let answer = read_until_closed(&mut stream).await;
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 2, "{answer}");
+    s.shutdown().await;
+}

@@ -81,7 +81,7 @@ impl ContainersApi {
             return Err(ApiError::device_not_found(device.as_str()));
         }
         let accepted = data.snapshot.iter().map(|s| s.measurements.len()).sum();
-        state.pipeline.write_points(data.points()).await?;
+        state.pipeline.write_points(&auth.owner(), data.points()).await?;
         Ok(Json(ContainerMetricsAccepted {
             accepted,
             message: format!("Accepted {accepted} measurement{}", if accepted == 1 { "" } else { "s" }),

@@ -282,7 +282,7 @@ impl MetricsApi {
         principal.require_some_writer()?;
         let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, vec![point])?;
-        let written = state.pipeline.write_points(points).await?;
+        let written = state.pipeline.write_points(&auth.owner(), points).await?;
         Ok(Json(MetricsAccepted::new(1, written)))
     }
 
@@ -300,7 +300,7 @@ impl MetricsApi {
         let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
         let points = scope_points(&principal, points)?;
         let accepted = points.len();
-        let written = state.pipeline.write_points(points).await?;
+        let written = state.pipeline.write_points(&auth.owner(), points).await?;
         Ok(Json(MetricsAccepted::new(accepted, written)))
     }
 
@@ -332,7 +332,7 @@ impl MetricsApi {
         }
         let points = scope_points(&principal, outcome.points)?;
         let accepted = points.len();
-        let written = state.pipeline.write_points(points).await?;
+        let written = state.pipeline.write_points(&auth.owner(), points).await?;
         let mut answer = MetricsAccepted::new(accepted, written);
         if outcome.error_count > 0 {
             answer.rejected = Some(outcome.error_count);
@@ -362,7 +362,7 @@ impl MetricsApi {
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, now_ns());
         let points = scope_points(&principal, outcome.points)?;
-        state.pipeline.write_points(points).await?;
+        state.pipeline.write_points(&auth.owner(), points).await?;
         if outcome.error_count == 0 {
             return Ok(WriteResponse::NoContent);
         }
@@ -389,7 +389,7 @@ impl MetricsApi {
         let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, now_ns());
         let points = scope_points(&principal, outcome.points)?;
         let accepted = points.len();
-        let written = state.pipeline.write_points(points).await?;
+        let written = state.pipeline.write_points(&auth.owner(), points).await?;
         let error_message = outcome.errors.join("; ");
         if protobuf {
             return Ok(OtlpResponse::Protobuf(otlp::encode_response(outcome.rejected, &error_message)));

@@ -141,7 +141,7 @@ impl MonitoringApi {
         }
         // The server's clock places the points: node clocks (ESP32 and the like) drift.
         let points = report.points(&node, accepted_at.timestamp_nanos_opt().unwrap_or_default());
-        state.pipeline.write_points(points).await?;
+        state.pipeline.write_points(&auth.owner(), points).await?;
         for event in state.nodes.record(&node_id, report, accepted_at, &state.thresholds) {
             // No subscriber is fine: events are for whoever watches now.
             let _ = state.node_events.send(event);
