@@ -251,7 +251,9 @@ impl Writer {
 
     async fn commit_health(&self, jobs: Vec<(NewHealthCheck, Reply<HealthCheckId>)>) {
         let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
-        let stored = match self.store.insert_health(&checks).await {
+        let result = self.store.insert_health(&checks).await;
+        self.note(&result);
+        let stored = match result {
             Ok(ids) if ids.len() == replies.len() => ids.into_iter().map(Ok).collect(),
             Ok(ids) => {
                 let error = StorageError::backend(format!(
@@ -293,6 +295,16 @@ impl Writer {
         }
     }
 
+    /// Tells `/health` whether storage takes writes: a ping alone misses a locked or
+    /// read-only file.
+    fn note<T>(&self, result: &Result<T, StorageError>) {
+        match result {
+            Ok(_) => self.stats.write_outcome(false),
+            Err(StorageError::Unavailable { .. }) => self.stats.write_outcome(true),
+            Err(_) => {}
+        }
+    }
+
     async fn commit_points(&self, jobs: Vec<(Vec<Point>, Arc<str>, Reply<()>)>) {
         let mut all = Vec::with_capacity(jobs.iter().map(|(batch, _, _)| batch.len()).sum());
         let mut senders = Vec::with_capacity(jobs.len());
@@ -301,6 +313,7 @@ impl Writer {
             all.extend(batch);
         }
         let result = self.store.insert_points(&all).await;
+        self.note(&result);
         match &result {
             Ok(()) => self.stats.metrics_received(all.len()),
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),

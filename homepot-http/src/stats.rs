@@ -1,7 +1,7 @@
 //! Service counters for `GET /api/v1/stats` (seed 04). Relaxed atomics: each is a monotonic
 //! tally read for display, with no ordering relation to anything else.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 /// What the server has done since it started.
 #[derive(Debug, Default)]
@@ -15,6 +15,18 @@ pub(crate) struct Stats {
     mqtt_messages_rejected: AtomicU64,
     analytics_logged: AtomicU64,
     analytics_dropped: AtomicU64,
+    /// Unix milliseconds of the last commit, and of the last commit that storage refused for
+    /// a reason of its own (unreachable, locked, read-only, full).
+    last_write_ok_ms: AtomicI64,
+    last_write_unavailable_ms: AtomicI64,
+}
+
+/// How long after a failed commit, with no successful one since, `/health` reports storage
+/// failing: long enough to be seen, short enough to clear by itself once no one writes.
+const WRITE_FAILURE_SHOWN_MS: i64 = 30_000;
+
+fn unix_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 /// A snapshot of [`Stats`].
@@ -43,6 +55,19 @@ impl Stats {
     /// Counts metric points that were stored.
     pub(crate) fn metrics_received(&self, points: usize) {
         self.metrics_received_total.fetch_add(points as u64, Ordering::Relaxed);
+    }
+
+    /// Records the outcome of a commit: `unavailable` when storage itself refused it.
+    pub(crate) fn write_outcome(&self, unavailable: bool) {
+        let slot = if unavailable { &self.last_write_unavailable_ms } else { &self.last_write_ok_ms };
+        slot.store(unix_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the latest commit failed because of storage, recently enough to report: a ping
+    /// can succeed while writes cannot (a locked or read-only SQLite file).
+    pub(crate) fn writes_failing(&self) -> bool {
+        let failed = self.last_write_unavailable_ms.load(Ordering::Relaxed);
+        failed > self.last_write_ok_ms.load(Ordering::Relaxed) && unix_ms() - failed < WRITE_FAILURE_SHOWN_MS
     }
 
     /// Counts an MQTT data message received.

@@ -1,7 +1,8 @@
-//! PostgreSQL goes away under a running server: ingest answers 503 with `Retry-After` at
-//! once instead of hanging, `/health` reports the storage check failing, and when the
-//! database is back the server recovers by itself with nothing acknowledged lost. The outage
-//! is a TCP proxy in front of the real server that drops every connection while "down".
+//! Storage fails under a running server: ingest answers 503 with `Retry-After` at once
+//! instead of hanging, `/health` reports the storage check failing, and when storage is back
+//! the server recovers by itself with nothing acknowledged lost. PostgreSQL's outage is a TCP
+//! proxy in front of the real server that drops every connection while "down"; SQLite's is a
+//! second connection holding the file's write lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +12,7 @@ use homepot_core::DeviceId;
 use homepot_storage::{SeaOrmStore, Store, StoreOptions};
 use homepot_tests::{TestServer, postgres_url};
 use reqwest::Method;
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -70,16 +72,41 @@ fn through_proxy(url: &str, proxy_port: u16) -> (String, String) {
     (target, format!("{scheme}://{at}127.0.0.1:{proxy_port}{}", &rest[end..]))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_answers_503_while_postgres_is_down_and_recovers() {
-    let Some(url) = postgres_url("ingest_answers_503_while_postgres_is_down_and_recovers") else { return };
-    homepot_tests::init();
-    let (target, _) = through_proxy(&url, 0);
-    let proxy = Proxy::start(target).await;
-    let (_, proxied) = through_proxy(&url, proxy.port);
-    let options = StoreOptions { acquire_timeout: Duration::from_secs(2), ..StoreOptions::default() };
-    let store: Arc<dyn Store> = Arc::new(SeaOrmStore::connect(&proxied, &options).await.expect("connect"));
-    let s = TestServer::start_on(Arc::clone(&store), None, Default::default()).await;
+/// A storage fault that a test can switch on and off under a running server.
+#[async_trait::async_trait]
+trait Fault {
+    async fn begin(&self);
+    async fn end(&self);
+}
+
+#[async_trait::async_trait]
+impl Fault for Proxy {
+    async fn begin(&self) {
+        self.down().await;
+    }
+    async fn end(&self) {
+        self.up();
+    }
+}
+
+/// Another process holds SQLite's write lock (a backup tool, a `sqlite3` shell left in a
+/// transaction). Reads and pings still work; only writes fail.
+struct WriteLockHolder(sea_orm::DatabaseConnection);
+
+#[async_trait::async_trait]
+impl Fault for WriteLockHolder {
+    async fn begin(&self) {
+        self.0.execute_unprepared("BEGIN IMMEDIATE").await.expect("take the write lock");
+    }
+    async fn end(&self) {
+        self.0.execute_unprepared("ROLLBACK").await.expect("release the write lock");
+    }
+}
+
+/// Acknowledged checks, then the fault: ingest must answer 503 with `Retry-After` promptly and
+/// `/health` must report the store failing. Then the fault ends: the server must recover by
+/// itself, and every acknowledged check must be in storage.
+async fn refuses_during_and_recovers_after(store: Arc<dyn Store>, s: TestServer, fault: &dyn Fault) {
     let device = homepot_tests::unique("outage-");
     let key = s.register(&device).await;
     let path = format!("/api/v1/devices/{device}/health");
@@ -91,16 +118,17 @@ async fn ingest_answers_503_while_postgres_is_down_and_recovers() {
         acknowledged.push(body["health_check_id"].as_i64().unwrap());
     }
 
-    proxy.down().await;
+    fault.begin().await;
     let started = Instant::now();
     let refused = s.client.post(s.url(&path)).header("X-API-Key", &key).json(&check).send().await.expect("answered");
     let took = started.elapsed();
     assert_eq!(refused.status().as_u16(), 503, "{:?}", refused.text().await);
-    eprintln!("ingest with the database down answered 503 in {took:?}");
+    assert!(refused.headers().contains_key("retry-after"), "{:?}", refused.headers());
+    eprintln!("ingest during the storage fault answered 503 in {took:?}");
     let (status, health) = s.call(Method::GET, "/health", None, None).await;
     assert_eq!((status, health["checks"]["store"].clone()), (503, json!(false)), "{health}");
 
-    proxy.up();
+    fault.end().await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (status, body) = s.call(Method::POST, &path, Some(&key), Some(&check)).await;
@@ -125,6 +153,33 @@ async fn ingest_answers_503_while_postgres_is_down_and_recovers() {
         assert!(stored.contains(id), "acknowledged check {id} lost");
     }
     s.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_answers_503_while_postgres_is_down_and_recovers() {
+    let Some(url) = postgres_url("ingest_answers_503_while_postgres_is_down_and_recovers") else { return };
+    homepot_tests::init();
+    let (target, _) = through_proxy(&url, 0);
+    let proxy = Proxy::start(target).await;
+    let (_, proxied) = through_proxy(&url, proxy.port);
+    let options = StoreOptions { acquire_timeout: Duration::from_secs(2), ..StoreOptions::default() };
+    let store: Arc<dyn Store> = Arc::new(SeaOrmStore::connect(&proxied, &options).await.expect("connect"));
+    let s = TestServer::start_on(Arc::clone(&store), None, Default::default()).await;
+    refuses_during_and_recovers_after(store, s, &proxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_answers_503_while_the_sqlite_file_is_locked_and_recovers() {
+    homepot_tests::init();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("homepot.db").display());
+    let options = StoreOptions { sqlite_busy_timeout: Duration::from_millis(300), ..StoreOptions::default() };
+    let store: Arc<dyn Store> = Arc::new(SeaOrmStore::connect(&url, &options).await.expect("open SQLite"));
+    let s = TestServer::start_on(Arc::clone(&store), Some(dir), Default::default()).await;
+    let mut other = sea_orm::ConnectOptions::new(url);
+    other.max_connections(1).min_connections(1);
+    let holder = WriteLockHolder(sea_orm::Database::connect(other).await.expect("a second connection"));
+    refuses_during_and_recovers_after(store, s, &holder).await;
 }
 
 #[test]

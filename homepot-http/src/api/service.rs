@@ -158,6 +158,7 @@ fn uptime(state: &AppState) -> f64 {
 
 async fn basic_health(state: &AppState) -> ServiceHealth {
     let store = match state.store.ping().await {
+        Ok(()) if state.stats.writes_failing() => false,
         Ok(()) => true,
         Err(error) => {
             tracing::warn!(%error, "storage check failed");

@@ -151,13 +151,15 @@ fn is_transient(err: &DbErr) -> bool {
 }
 
 /// PostgreSQL SQLSTATEs have five characters: classes 08 (connection), 53 (resources) and 57P
-/// (server shutting down) are transient. SQLite's extended codes have at most four digits and
-/// their low byte is the primary code: 5 (BUSY) and 6 (LOCKED) are transient.
+/// (server shutting down, which includes a full disk) are transient. SQLite's extended codes
+/// have at most four digits and their low byte is the primary code: the file's environment
+/// rather than the data is at fault for 5 (BUSY), 6 (LOCKED), 8 (READONLY), 10 (IOERR), 13
+/// (FULL) and 14 (CANTOPEN), and an operator can clear each of them.
 fn is_transient_code(code: &str) -> bool {
     if code.len() == 5 {
         return code.starts_with("08") || code.starts_with("53") || code.starts_with("57P");
     }
-    code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+    code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }
 
 fn to_device(model: device::Model) -> Device {
@@ -545,10 +547,13 @@ mod tests {
 
     #[test]
     fn transient_codes() {
-        for code in ["5", "6", "517", "261", "262", "773", "08006", "08001", "53300", "57P01", "57P03"] {
+        for code in [
+            "5", "6", "517", "261", "262", "773", "8", "1032", "10", "3338", "13", "14", "08006", "08001", "53300",
+            "57P01", "57P03",
+        ] {
             assert!(is_transient_code(code), "{code}");
         }
-        for code in ["19", "1", "2067", "23505", "23503", "42P01", "22001"] {
+        for code in ["19", "1", "11", "2067", "23505", "23503", "42P01", "22001"] {
             assert!(!is_transient_code(code), "{code}");
         }
     }
