@@ -13,12 +13,15 @@ command -v wrk >/dev/null || { echo "install wrk: apt-get install wrk" >&2; exit
 start_server "$PORT" "${3:-}"
 
 PREFIX="bench-pos-$(date +%s)"
+# Each device's own key, one per line, for BENCH_DEVICE_KEYS=1 (as a real fleet sends them).
+: > "$WORK/keys.txt"
 for i in $(seq 1 "$DEVICES"); do
-  curl -sf -o /dev/null -X POST "http://127.0.0.1:$PORT/api/v1/devices" -H "X-API-Key: $KEY" \
-    -H "Content-Type: application/json" -d "{\"device_id\": \"$(printf '%s-%04d' "$PREFIX" "$i")\"}"
+  curl -sf -X POST "http://127.0.0.1:$PORT/api/v1/devices" -H "X-API-Key: $KEY" \
+    -H "Content-Type: application/json" -d "{\"device_id\": \"$(printf '%s-%04d' "$PREFIX" "$i")\"}" \
+    | grep -o '"api_key":"[^"]*"' | cut -d'"' -f4 >> "$WORK/keys.txt"
 done
 echo "idle RSS: $(rss_kb) kB"
-BENCH_KEY="$KEY" BENCH_DEVICES="$DEVICES" BENCH_PREFIX="$PREFIX" \
+BENCH_KEY="$KEY" BENCH_KEYS_FILE="$WORK/keys.txt" BENCH_DEVICES="$DEVICES" BENCH_PREFIX="$PREFIX" \
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/health.lua "http://127.0.0.1:$PORT" | tee "$WORK/wrk.txt"
 echo "RSS after load: $(rss_kb) kB"
 sleep 1

@@ -1,17 +1,18 @@
 # Sourced by the load and fuzz scripts: starts the homepot binary on a fresh database and waits
 # until it answers. Sets SERVER (its pid), WORK (a scratch directory removed on exit) and KEY
 # (the admin key). Rate limiting is off: one client IP sends everything. The SmartDataFilter
-# is off so that every sample is written: the figures measure the durable write path.
+# is off so that every sample is written (the figures measure the durable write path) unless
+# BENCH_FILTER=true.
 #   start_server PORT [DATABASE_URL] [extra serve flags...]
 start_server() {
   local port="$1" database="${2:-}"
   shift 2 || shift $#
-  BIN=target/release/homepot
+  BIN="${BENCH_BIN:-target/release/homepot}"
   [ -x "$BIN" ] || BIN=target/debug/homepot
   [ -x "$BIN" ] || { echo "build first: cargo build --release --bin homepot" >&2; exit 1; }
   WORK="$(mktemp -d)"
   KEY="admin-$(date +%s%N)"
-  HOMEPOT_ADMIN_KEY="$KEY" RATE_LIMIT_REQUESTS_PER_MINUTE=0 SMART_FILTER_ENABLED=false RUST_LOG=warn \
+  HOMEPOT_ADMIN_KEY="$KEY" RATE_LIMIT_REQUESTS_PER_MINUTE=0 SMART_FILTER_ENABLED="${BENCH_FILTER:-false}" RUST_LOG=warn \
     "$BIN" serve --bind "127.0.0.1:$port" --database-url "${database:-sqlite://$WORK/homepot.db}" "$@" \
     > "$WORK/server.log" 2>&1 &
   SERVER=$!

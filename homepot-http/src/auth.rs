@@ -1,7 +1,10 @@
 //! Authentication: who holds the presented `X-API-Key`, and what that role may do.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
@@ -178,11 +181,74 @@ pub(crate) struct Authenticator {
     configured_admin: Option<KeyHash>,
     store: Arc<dyn Store>,
     open_metrics: bool,
+    cache: Arc<KeyCache>,
+}
+
+/// Valid keys seen recently, so that a device sending often costs one storage read per
+/// `ttl`, not one per request. Only valid keys are kept (unknown ones cannot fill it). Every
+/// revocation through this server empties it at once; a revocation made elsewhere (the CLI,
+/// another instance) takes effect within `ttl`.
+#[derive(Debug)]
+struct KeyCache {
+    entries: RwLock<HashMap<KeyHash, (Principal, Instant)>>,
+    /// Bumped by every revocation: a lookup that began before it does not store its
+    /// (possibly revoked) answer.
+    generation: AtomicU64,
+    ttl: Duration,
+}
+
+/// Most keys remembered; beyond it the cache starts over.
+const KEY_CACHE_CAPACITY: usize = 65_536;
+
+impl KeyCache {
+    fn get(&self, hash: &KeyHash) -> Option<Principal> {
+        let entries = self.entries.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.get(hash).filter(|(_, at)| at.elapsed() < self.ttl).map(|(principal, _)| principal.clone())
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    fn remember(&self, hash: KeyHash, principal: &Principal, looked_up_in: u64) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.generation() != looked_up_in {
+            return;
+        }
+        if entries.len() >= KEY_CACHE_CAPACITY {
+            entries.retain(|_, (_, at)| at.elapsed() < self.ttl);
+            if entries.len() >= KEY_CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(hash, (principal.clone(), Instant::now()));
+    }
+
+    fn forget_all(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.entries.write().unwrap_or_else(std::sync::PoisonError::into_inner).clear();
+    }
 }
 
 impl Authenticator {
-    pub(crate) fn new(configured_admin: Option<&ApiKey>, store: Arc<dyn Store>, open_metrics: bool) -> Self {
-        Self { configured_admin: configured_admin.map(ApiKey::hash), store, open_metrics }
+    pub(crate) fn new(
+        configured_admin: Option<&ApiKey>,
+        store: Arc<dyn Store>,
+        open_metrics: bool,
+        key_cache_ttl: Duration,
+    ) -> Self {
+        let cache =
+            Arc::new(KeyCache { entries: RwLock::default(), generation: AtomicU64::new(0), ttl: key_cache_ttl });
+        Self { configured_admin: configured_admin.map(ApiKey::hash), store, open_metrics, cache }
+    }
+
+    /// Call after a key was revoked or a device (with its keys) removed: no cached answer
+    /// outlives it.
+    pub(crate) fn keys_changed(&self) {
+        self.cache.forget_all();
     }
 
     /// Whether the operator configured an admin key (which no API call can revoke).
@@ -209,15 +275,21 @@ impl Authenticator {
         if self.configured_admin.is_some_and(|admin| admin.matches(&hash)) {
             return Ok(Principal::Admin);
         }
-        match self.store.key_by_hash(&hash).await? {
-            Some(key) if key.hash.matches(&hash) => match (key.role, key.device_id) {
-                (Role::Admin, _) => Ok(Principal::Admin),
-                (Role::Read, _) => Ok(Principal::Reader),
-                (Role::Device, Some(device)) => Ok(Principal::Device(device)),
-                (Role::Device, None) => Err(ApiError::unauthorized("Invalid API key")),
-            },
-            _ => Err(ApiError::unauthorized("Invalid API key")),
+        if let Some(principal) = self.cache.get(&hash) {
+            return Ok(principal);
         }
+        let generation = self.cache.generation();
+        let principal = match self.store.key_by_hash(&hash).await? {
+            Some(key) if key.hash.matches(&hash) => match (key.role, key.device_id) {
+                (Role::Admin, _) => Principal::Admin,
+                (Role::Read, _) => Principal::Reader,
+                (Role::Device, Some(device)) => Principal::Device(device),
+                (Role::Device, None) => return Err(ApiError::unauthorized("Invalid API key")),
+            },
+            _ => return Err(ApiError::unauthorized("Invalid API key")),
+        };
+        self.cache.remember(hash, &principal, generation);
+        Ok(principal)
     }
 }
 

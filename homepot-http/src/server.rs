@@ -61,6 +61,10 @@ pub struct ServerConfig {
     pub stream_interval: Duration,
     /// Per-client rate limiting; `None` turns it off (the library default: embedders decide).
     pub rate_limit: Option<RateLimitConfig>,
+    /// How long a valid key is remembered without asking storage again. Revocations through
+    /// the API take effect at once regardless; those made elsewhere (the CLI, another server
+    /// on the same database) within this time. Zero asks storage on every request.
+    pub key_cache_ttl: Duration,
     /// Serve the metrics endpoints without a key, as the seed's service did (lab use only).
     pub open_metrics: bool,
     /// The SmartDataFilter; off in the library default (every sample stored).
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             live: LiveLimits::default(),
             stream_interval: Duration::from_millis(500),
             rate_limit: None,
+            key_cache_ttl: Duration::from_secs(1),
             open_metrics: false,
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
@@ -247,7 +252,12 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         thresholds: config.thresholds,
         node_events: tokio::sync::broadcast::channel(1_024).0,
         node_stale_after: chrono::TimeDelta::from_std(config.node_stale_after).unwrap_or(chrono::TimeDelta::MAX),
-        auth: Authenticator::new(config.admin_key.as_ref(), Arc::clone(&store), config.open_metrics),
+        auth: Authenticator::new(
+            config.admin_key.as_ref(),
+            Arc::clone(&store),
+            config.open_metrics,
+            config.key_cache_ttl,
+        ),
         store,
         pipeline,
         started: Instant::now(),

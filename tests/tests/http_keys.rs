@@ -276,3 +276,32 @@ async fn every_protected_route_refuses_keys_outside_their_role(s: &TestServer) {
     }
     assert!(checked >= 40, "only {checked} refusals checked");
 }
+
+/// Valid keys are remembered for `key_cache_ttl`. A key revoked outside this server (the CLI,
+/// another instance on the same database) stops working within that time; removing a device
+/// through the API ends its keys at once, however recently they were used.
+#[tokio::test]
+async fn cached_keys_end_with_revocation() {
+    let config = ServerConfig { key_cache_ttl: std::time::Duration::from_millis(300), ..ServerConfig::default() };
+    let s = TestServer::start(Backend::Sqlite, "key_cache", config).await.expect("SQLite");
+    let health = json!({"is_healthy": true, "response_time_ms": 4});
+    let (device, removed) = (unique("till-"), unique("till-"));
+    let (key, removed_key) = (s.register(&device).await, s.register(&removed).await);
+    let post = |device: String, key: String| {
+        let (s, health) = (&s, &health);
+        async move { s.call(Method::POST, &format!("/api/v1/devices/{device}/health"), Some(&key), Some(health)).await.0 }
+    };
+    assert_eq!(post(device.clone(), key.clone()).await, 200, "now remembered");
+
+    let id = homepot_core::DeviceId::parse(&device).unwrap();
+    let stored = s.store.keys(Some(&id)).await.expect("keys");
+    s.store.revoke_key(stored[0].id, Some(&id), chrono::Utc::now()).await.expect("revoke in storage");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(post(device.clone(), key.clone()).await, 401, "revoked elsewhere: refused after the cache time");
+
+    assert_eq!(post(removed.clone(), removed_key.clone()).await, 200, "now remembered");
+    let (status, _) = s.call(Method::DELETE, &format!("/api/v1/devices/{removed}"), Some(&s.admin_key), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(post(removed, removed_key).await, 401, "a removed device's key ends at once");
+    s.shutdown().await;
+}

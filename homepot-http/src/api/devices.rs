@@ -178,6 +178,7 @@ impl DevicesApi {
             homepot_storage::StorageError::NotFound { .. } => ApiError::device_not_found(&device_id),
             other => other.into(),
         })?;
+        state.auth.keys_changed();
         tracing::info!(device_id = %id, "device removed");
         Ok(RemoveResponse::Removed)
     }

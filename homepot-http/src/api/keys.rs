@@ -111,6 +111,7 @@ impl AppState {
             ),
             other => other.into(),
         })?;
+        self.auth.keys_changed();
         tracing::info!(key_id, "key revoked");
         Ok(RevokeResponse::Revoked)
     }
