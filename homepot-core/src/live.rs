@@ -6,26 +6,75 @@
 //! known series keep updating, so a burst of unique tag values cannot flush the series
 //! everyone watches, and one client cannot take the whole store. Pure: the caller passes the
 //! time.
+//!
+//! Memory per series is kept small: every name, tag and field string is held once, shared
+//! between series (`Arc<str>`), and a point finds its series without building a key.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use hashbrown::Equivalent;
 
 use crate::metric::{FieldValue, MetricType, Point};
 
 /// A series' identity.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeriesKey {
     /// Metric name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Tags, sorted by key.
-    pub tags: Vec<(String, String)>,
+    pub tags: Box<[(Arc<str>, Arc<str>)]>,
+}
+
+/// Hashes a series identity the same way whether it is stored or read from a point.
+fn hash_identity<'a, H: Hasher>(name: &str, tags: impl ExactSizeIterator<Item = (&'a str, &'a str)>, state: &mut H) {
+    name.hash(state);
+    state.write_usize(tags.len());
+    for (key, value) in tags {
+        key.hash(state);
+        value.hash(state);
+    }
+}
+
+impl Hash for SeriesKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_identity(&self.name, self.tags.iter().map(|(k, v)| (&**k, &**v)), state);
+    }
+}
+
+/// A point's series identity, borrowed from the point: looking a series up allocates nothing.
+#[derive(Clone, Copy)]
+struct PointKey<'a>(&'a Point);
+
+impl Hash for PointKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_identity(self.0.name(), self.0.tags().iter().map(|(k, v)| (k.as_str(), v.as_str())), state);
+    }
+}
+
+impl PartialEq for PointKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.name() == other.0.name() && self.0.tags() == other.0.tags()
+    }
+}
+
+impl Eq for PointKey<'_> {}
+
+impl Equivalent<SeriesKey> for PointKey<'_> {
+    fn equivalent(&self, key: &SeriesKey) -> bool {
+        *key.name == *self.0.name()
+            && key.tags.len() == self.0.tags().len()
+            && key.tags.iter().zip(self.0.tags()).all(|((k, v), (pk, pv))| **k == **pk && **v == **pv)
+    }
 }
 
 /// The latest state of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// Latest value of each field, in first-seen order.
-    pub fields: Vec<(String, FieldValue)>,
+    pub fields: Vec<(Arc<str>, FieldValue)>,
     /// What the metric measures.
     pub metric_type: MetricType,
     /// Time of the newest point, ns since the epoch.
@@ -83,7 +132,11 @@ pub struct LiveUpdate {
 /// The live store.
 #[derive(Debug, Default)]
 pub struct LiveStore {
-    series: HashMap<SeriesKey, Series>,
+    // SipHash (std's RandomState): tag values come from clients, who must not be able to
+    // aim them at one bucket.
+    series: hashbrown::HashMap<SeriesKey, Series, RandomState>,
+    /// Every name, tag and field string in use, held once; dropped when no series uses it.
+    strings: hashbrown::HashSet<Arc<str>, RandomState>,
     /// Series held per owner; owners holding none are removed.
     held: HashMap<Arc<str>, usize>,
     limits: LiveLimits,
@@ -92,7 +145,24 @@ pub struct LiveStore {
 impl LiveStore {
     /// An empty store.
     pub fn new(limits: LiveLimits) -> Self {
-        Self { series: HashMap::new(), held: HashMap::new(), limits }
+        Self {
+            series: hashbrown::HashMap::default(),
+            strings: hashbrown::HashSet::default(),
+            held: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// The shared copy of `text`.
+    fn intern(&mut self, text: &str) -> Arc<str> {
+        Arc::clone(self.strings.get_or_insert_with(text, |text| Arc::from(text)))
+    }
+
+    /// The stored key of a point's series, made of shared strings.
+    fn key_of(&mut self, point: &Point) -> SeriesKey {
+        let name = self.intern(point.name());
+        let tags = point.tags().iter().map(|(k, v)| (self.intern(k), self.intern(v))).collect();
+        SeriesKey { name, tags }
     }
 
     /// Series `owner` holds.
@@ -112,11 +182,10 @@ impl LiveStore {
         if held.saturating_add(points.len()) <= limit {
             return Ok(());
         }
-        let mut new = HashSet::new();
+        let mut new = std::collections::HashSet::new();
         for point in points {
-            let key = SeriesKey { name: point.name().to_owned(), tags: point.tags().to_vec() };
-            if !self.series.contains_key(&key) {
-                new.insert(key);
+            if !self.series.contains_key(&PointKey(point)) {
+                new.insert(PointKey(point));
             }
         }
         match held.saturating_add(new.len()) <= limit {
@@ -146,11 +215,14 @@ impl LiveStore {
     pub fn insert(&mut self, owner: Option<&str>, points: &[Point], now_ns: i64) -> LiveUpdate {
         let mut update = LiveUpdate::default();
         let mut owner_arc: Option<Arc<str>> = None;
+        // One sweep per call: when full, a batch of new series must not scan the store once
+        // per point.
+        let mut swept = false;
         for point in points {
-            let key = SeriesKey { name: point.name().to_owned(), tags: point.tags().to_vec() };
-            if !self.series.contains_key(&key) {
-                if self.series.len() >= self.limits.max_series {
+            if !self.series.contains_key(&PointKey(point)) {
+                if self.series.len() >= self.limits.max_series && !swept {
                     self.evict_expired(now_ns);
+                    swept = true;
                 }
                 if self.series.len() >= self.limits.max_series
                     || owner.is_some_and(|o| self.held_by(o) >= self.limits.max_series_per_owner)
@@ -165,32 +237,40 @@ impl LiveStore {
                     });
                     *self.held.entry(Arc::clone(owner)).or_insert(0) += 1;
                 }
-                self.series.insert(
-                    key.clone(),
-                    Series {
-                        fields: Vec::with_capacity(point.fields().len()),
-                        metric_type: point.metric_type(),
-                        timestamp_ns: i64::MIN,
-                        updated_ns: now_ns,
-                        owner: owner_arc.clone(),
-                    },
-                );
+                let key = self.key_of(point);
+                let series = Series {
+                    fields: Vec::with_capacity(point.fields().len()),
+                    metric_type: point.metric_type(),
+                    timestamp_ns: i64::MIN,
+                    updated_ns: now_ns,
+                    owner: owner_arc.clone(),
+                };
+                self.series.insert(key, series);
             }
-            let Some(series) = self.series.get_mut(&key) else { continue };
+            // Field names the series has not had yet, shared before the series is borrowed.
+            let Some(series) = self.series.get(&PointKey(point)) else { continue };
+            let current = point.timestamp_ns() >= series.timestamp_ns;
+            let new_names: Vec<&str> = point
+                .fields()
+                .iter()
+                .filter(|(name, _)| current && !series.fields.iter().any(|(known, _)| **known == **name))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            let mut new_names = new_names.into_iter().map(|name| self.intern(name)).collect::<Vec<_>>().into_iter();
+            let Some(series) = self.series.get_mut(&PointKey(point)) else { continue };
             series.updated_ns = now_ns;
-            if point.timestamp_ns() < series.timestamp_ns {
-                update.applied += 1;
+            update.applied += 1;
+            if !current {
                 continue;
             }
             series.timestamp_ns = point.timestamp_ns();
             series.metric_type = point.metric_type();
             for (name, value) in point.fields() {
-                match series.fields.iter_mut().find(|(k, _)| k == name) {
+                match series.fields.iter_mut().find(|(known, _)| **known == **name) {
                     Some(slot) => slot.1 = value.clone(),
-                    None => series.fields.push((name.clone(), value.clone())),
+                    None => series.fields.extend(new_names.next().map(|shared| (shared, value.clone()))),
                 }
             }
-            update.applied += 1;
         }
         update
     }
@@ -219,19 +299,24 @@ impl LiveStore {
             }
             false
         });
-        before - self.series.len()
+        let removed = before - self.series.len();
+        if removed > 0 {
+            // Strings only this set still holds belonged to the removed series.
+            self.strings.retain(|text| Arc::strong_count(text) > 1);
+        }
+        removed
     }
 
     /// Live series, optionally only those named `name`, ordered by name then tags.
     pub fn series(&self, name: Option<&str>) -> Vec<(&SeriesKey, &Series)> {
-        let mut found: Vec<_> = self.series.iter().filter(|(k, _)| name.is_none_or(|n| k.name == n)).collect();
+        let mut found: Vec<_> = self.series.iter().filter(|(k, _)| name.is_none_or(|n| *k.name == *n)).collect();
         found.sort_by(|a, b| (&a.0.name, &a.0.tags).cmp(&(&b.0.name, &b.0.tags)));
         found
     }
 
     /// Distinct metric names, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.series.keys().map(|k| k.name.clone()).collect();
+        let mut names: Vec<String> = self.series.keys().map(|k| k.name.to_string()).collect();
         names.sort_unstable();
         names.dedup();
         names
@@ -239,7 +324,7 @@ impl LiveStore {
 
     /// Removes every series, or those named `name`; returns how many.
     pub fn clear(&mut self, name: Option<&str>) -> usize {
-        self.remove_where(|k, _| name.is_none_or(|n| k.name == n))
+        self.remove_where(|k, _| name.is_none_or(|n| *k.name == *n))
     }
 }
 
@@ -271,7 +356,7 @@ mod tests {
         live.insert(Some("k"), &[point("cpu", "a", 9.0, 15)], 0);
         let series = live.series(Some("cpu"));
         assert_eq!(series.len(), 2);
-        assert_eq!(series[0].1.fields, [("v".to_owned(), FieldValue::Float(3.0))], "an older point does not win");
+        assert_eq!(series[0].1.fields, [("v".into(), FieldValue::Float(3.0))], "an older point does not win");
         assert_eq!(live.names(), ["cpu"]);
         assert_eq!(live.clear(Some("cpu")), 2);
         assert!(live.is_empty());
@@ -286,7 +371,7 @@ mod tests {
         assert_eq!(update, LiveUpdate { applied: 1, refused: 1 }, "new series refused, known ones updated");
         // Once "b" expires, there is room again.
         assert_eq!(live.insert(Some("k"), &[point("m", "c", 1.0, 0)], 151).refused, 0);
-        assert_eq!(live.series(None).iter().map(|(k, _)| k.tags[0].1.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(live.series(None).iter().map(|(k, _)| &*k.tags[0].1).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(live.evict_expired(1_000), 2);
     }
 
@@ -306,9 +391,29 @@ mod tests {
         assert_eq!(live.held_by("other"), 2, "series keep the owner that created them");
         assert_eq!(live.clear(None), 5);
         assert_eq!((live.held_by("greedy"), live.held_by("other")), (0, 0));
+        assert!(live.strings.is_empty(), "no string outlives its series");
     }
 
     proptest! {
+        /// A point finds the series stored for it: its borrowed key hashes and compares like
+        /// the stored one, and no other point's key matches.
+        #[test]
+        fn a_point_finds_its_own_series(a in arb_point(), b in arb_point()) {
+            use std::hash::BuildHasher;
+            let mut live = LiveStore::new(LiveLimits::default());
+            let key = live.key_of(&a);
+            let hasher = RandomState::new();
+            prop_assert_eq!(hasher.hash_one(PointKey(&a)), hasher.hash_one(&key));
+            prop_assert!(PointKey(&a).equivalent(&key));
+            let same = a.name() == b.name() && a.tags() == b.tags();
+            prop_assert_eq!(PointKey(&b).equivalent(&key), same);
+            drop(key);
+            live.insert(None, &[a.clone(), b.clone()], 0);
+            prop_assert_eq!(live.len(), if same { 1 } else { 2 });
+            live.clear(None);
+            prop_assert!(live.strings.is_empty());
+        }
+
         #[test]
         fn never_exceeds_its_limit(points in proptest::collection::vec(arb_point(), 0..60), max in 1usize..10) {
             let limits = LiveLimits { retention_ns: 1_000, max_series: max, max_series_per_owner: max / 2 + 1 };

@@ -101,7 +101,9 @@ impl ContainersApi {
     ) -> Result<Json<ContainerSnapshots>, ApiError> {
         state.auth.authenticate_metrics(&auth).await?.require_reader()?;
         let live = state.live_now();
-        let tag = |tags: &[(String, String)], key: &str| tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let tag = |tags: &[(Arc<str>, Arc<str>)], key: &str| {
+            tags.iter().find(|(k, _)| **k == *key).map(|(_, v)| v.to_string())
+        };
         let snapshots = live
             .series(Some("container"))
             .into_iter()
@@ -117,7 +119,7 @@ impl ContainersApi {
                     measurements: series
                         .fields
                         .iter()
-                        .filter_map(|(id, v)| v.as_f64().map(|value| Measurement { id: id.clone(), value }))
+                        .filter_map(|(id, v)| v.as_f64().map(|value| Measurement { id: id.to_string(), value }))
                         .collect(),
                 })
             })

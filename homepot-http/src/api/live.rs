@@ -58,9 +58,9 @@ struct MetricsCleared {
 
 fn view(key: &SeriesKey, series: &Series) -> LiveMetric {
     LiveMetric {
-        name: key.name.clone(),
-        fields: series.fields.iter().map(|(k, v)| (k.clone(), field_json(v))).collect(),
-        tags: key.tags.iter().cloned().collect(),
+        name: key.name.to_string(),
+        fields: series.fields.iter().map(|(k, v)| (k.to_string(), field_json(v))).collect(),
+        tags: key.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         timestamp: series.timestamp_ns.div_euclid(1_000_000_000),
     }
 }
@@ -100,12 +100,12 @@ impl LiveApi {
         let series = live.series(name.0.as_deref());
         let mut per_name: BTreeMap<&str, usize> = BTreeMap::new();
         for (key, _) in &series {
-            *per_name.entry(key.name.as_str()).or_default() += 1;
+            *per_name.entry(&*key.name).or_default() += 1;
         }
         let metrics = series
             .iter()
             .map(|(key, s)| {
-                let label = if per_name[key.name.as_str()] == 1 { key.name.clone() } else { series_label(key) };
+                let label = if per_name[&*key.name] == 1 { key.name.to_string() } else { series_label(key) };
                 (label, view(key, s))
             })
             .collect();
@@ -119,7 +119,7 @@ impl LiveApi {
         let live = state.live_now();
         let mut newest: BTreeMap<String, (&SeriesKey, &Series)> = BTreeMap::new();
         for (key, series) in live.series(None) {
-            let slot = newest.entry(key.name.clone()).or_insert((key, series));
+            let slot = newest.entry(key.name.to_string()).or_insert((key, series));
             if (series.timestamp_ns, series.updated_ns) > (slot.1.timestamp_ns, slot.1.updated_ns) {
                 *slot = (key, series);
             }

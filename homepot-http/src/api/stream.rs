@@ -96,7 +96,7 @@ fn snapshot(state: &AppState) -> StreamEvent {
             let Some(value) = value.as_f64() else { continue };
             metrics.push(StreamMetric {
                 name: metric_name(&key.name, field),
-                labels: key.tags.iter().cloned().collect(),
+                labels: key.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 value,
                 timestamp: series.timestamp_ns.div_euclid(1_000_000),
             });
