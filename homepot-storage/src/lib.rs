@@ -18,7 +18,7 @@ mod traits;
 pub mod conformance;
 
 pub use error::StorageError;
-pub use point_codec::{fields_from_json, fields_to_json};
+pub use point_codec::{fields_from_json, fields_to_json, fields_to_json_text, tags_to_json_text};
 pub use record::{HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StoredHealthCheck, StoredKey};
 pub use sea::{SeaOrmStore, SqliteSync, StoreOptions};
 pub use traits::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, MetricStore, Store};

@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use homepot_core::{Device, DeviceId, KeyHash, MetricType, NewDevice, Point, Role};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, Database, DatabaseConnection, DbErr,
-    EntityTrait, PaginatorTrait, PrimaryKeyTrait, QueryFilter, QueryOrder, QuerySelect, RuntimeErr, SqlErr,
-    TransactionTrait, sqlx,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectOptions, ConnectionTrait, Database,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, PaginatorTrait, PrimaryKeyTrait, QueryFilter, QueryOrder,
+    QuerySelect, RuntimeErr, SqlErr, Statement, TransactionTrait, sqlx,
 };
 use sea_orm_migration::MigratorTrait;
 use serde_json::Value;
@@ -23,7 +23,7 @@ use serde_json::Value;
 use self::entity::{api_key, device, health_check, metric_point};
 use crate::{
     DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck, NewKey,
-    StorageError, Store, StoredHealthCheck, StoredKey, fields_from_json, fields_to_json,
+    StorageError, Store, StoredHealthCheck, StoredKey, fields_from_json, fields_to_json_text, tags_to_json_text,
 };
 
 /// Rows per INSERT statement: well under SQLite's bound-parameter limit.
@@ -128,6 +128,27 @@ impl SeaOrmStore {
 /// larger value makes sqlx's SQLite binding panic), so "no limit" is `i64::MAX`.
 pub(super) fn row_limit(limit: impl TryInto<i64>) -> u64 {
     limit.try_into().map_or(i64::MAX as u64, |n: i64| n.max(0) as u64)
+}
+
+/// `INSERT INTO metric_points ... VALUES (...), (...)` for `rows` rows; PostgreSQL casts the
+/// JSON text parameters to `jsonb`.
+fn points_insert_sql(backend: DbBackend, rows: usize) -> String {
+    use std::fmt::Write;
+    let mut sql = String::with_capacity(80 + rows * 40);
+    sql.push_str("INSERT INTO metric_points (name, tags, fields, metric_type, time_ns) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        match backend {
+            DbBackend::Postgres => {
+                let n = row * 5;
+                let _ = write!(sql, "(${}, ${}::jsonb, ${}::jsonb, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5);
+            }
+            _ => sql.push_str("(?, ?, ?, ?, ?)"),
+        }
+    }
+    sql
 }
 
 /// Maps errors no caller singled out. Transient ones (unreachable server, exhausted pool, a
@@ -466,21 +487,21 @@ impl MetricStore for SeaOrmStore {
         if batch.is_empty() {
             return Ok(());
         }
+        // Plain SQL with the JSON columns bound as text: an ActiveModel per point built and
+        // cloned `serde_json::Value` trees, which cost more than SQLite's own work.
+        let backend = self.db.get_database_backend();
         let txn = self.db.begin().await.map_err(db_error)?;
         for chunk in batch.chunks(INSERT_CHUNK) {
-            let rows = chunk.iter().map(|p| {
-                let tags: serde_json::Map<String, Value> =
-                    p.tags().iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
-                metric_point::ActiveModel {
-                    name: Set(p.name().to_owned()),
-                    tags: Set(Value::Object(tags)),
-                    fields: Set(fields_to_json(p.fields())),
-                    metric_type: Set(p.metric_type().as_str().to_owned()),
-                    time_ns: Set(p.timestamp_ns()),
-                    ..Default::default()
-                }
-            });
-            metric_point::Entity::insert_many(rows).exec_without_returning(&txn).await.map_err(db_error)?;
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
+            for p in chunk {
+                values.push(p.name().into());
+                values.push(tags_to_json_text(p.tags()).into());
+                values.push(fields_to_json_text(p.fields()).into());
+                values.push(p.metric_type().as_str().into());
+                values.push(p.timestamp_ns().into());
+            }
+            let sql = points_insert_sql(backend, chunk.len());
+            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)
     }
