@@ -130,24 +130,48 @@ pub(super) fn row_limit(limit: impl TryInto<i64>) -> u64 {
     limit.try_into().map_or(i64::MAX as u64, |n: i64| n.max(0) as u64)
 }
 
-/// `INSERT INTO metric_points ... VALUES (...), (...)` for `rows` rows; PostgreSQL casts the
-/// JSON text parameters to `jsonb`.
-fn points_insert_sql(backend: DbBackend, rows: usize) -> String {
+/// Columns bound per health check, in order; `true` marks JSON text.
+const HEALTH_COLUMNS: &[(&str, bool)] = &[
+    ("device_id", false),
+    ("is_healthy", false),
+    ("response_time_ms", false),
+    ("status_code", false),
+    ("endpoint", false),
+    ("response_data", true),
+    ("error_message", false),
+    ("cpu_percent", false),
+    ("memory_percent", false),
+    ("disk_percent", false),
+    ("checked_at", false),
+];
+
+/// Columns bound per metric point, in order; `true` marks JSON text.
+const POINT_COLUMNS: &[(&str, bool)] =
+    &[("name", false), ("tags", true), ("fields", true), ("metric_type", false), ("time_ns", false)];
+
+/// `INSERT INTO table (columns) VALUES (...), (...)` for `rows` rows, then `suffix`.
+/// PostgreSQL numbers its parameters and casts JSON text to `jsonb`.
+fn insert_sql(backend: DbBackend, table: &str, columns: &[(&str, bool)], rows: usize, suffix: &str) -> String {
     use std::fmt::Write;
-    let mut sql = String::with_capacity(80 + rows * 40);
-    sql.push_str("INSERT INTO metric_points (name, tags, fields, metric_type, time_ns) VALUES ");
+    let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+    let mut sql = String::with_capacity(100 + rows * columns.len() * 8);
+    let _ = write!(sql, "INSERT INTO {table} ({}) VALUES ", names.join(", "));
     for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        match backend {
-            DbBackend::Postgres => {
-                let n = row * 5;
-                let _ = write!(sql, "(${}, ${}::jsonb, ${}::jsonb, ${}, ${})", n + 1, n + 2, n + 3, n + 4, n + 5);
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for (i, (_, json)) in columns.iter().enumerate() {
+            if i > 0 {
+                sql.push_str(", ");
             }
-            _ => sql.push_str("(?, ?, ?, ?, ?)"),
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "${}{}", row * columns.len() + i + 1, if *json { "::jsonb" } else { "" });
+                }
+                _ => sql.push('?'),
+            }
         }
+        sql.push(')');
     }
+    sql.push_str(suffix);
     sql
 }
 
@@ -396,33 +420,39 @@ impl HealthStore for SeaOrmStore {
             .into_iter()
             .map(|d| (d.device_id, d.id))
             .collect();
+        // Plain SQL with the document bound as JSON text, as for metric points: cheaper than
+        // ActiveModels holding `serde_json::Value` trees.
+        let backend = self.db.get_database_backend();
         let txn = self.db.begin().await.map_err(db_error)?;
         let mut ids = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
-            let mut rows = Vec::with_capacity(chunk.len());
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * HEALTH_COLUMNS.len());
             for item in chunk {
                 let pk = *pks
                     .get(item.device_id.as_str())
                     .ok_or_else(|| StorageError::not_found(format!("device '{}'", item.device_id)))?;
                 let report = item.check.report();
-                rows.push(health_check::ActiveModel {
-                    device_id: Set(pk),
-                    is_healthy: Set(report.is_healthy),
+                let document = serde_json::to_string(&item.check.document()).map_err(StorageError::backend)?;
+                values.extend([
+                    pk.into(),
+                    report.is_healthy.into(),
                     // Validation bounds both to i32.
-                    response_time_ms: Set(i32::try_from(report.response_time_ms).unwrap_or(i32::MAX)),
-                    status_code: Set(i32::try_from(report.status_code).unwrap_or(0)),
-                    endpoint: Set(report.endpoint.clone()),
-                    response_data: Set(Value::Object(item.check.document())),
-                    error_message: Set(report.error_message.clone()),
-                    cpu_percent: Set(item.check.cpu_percent()),
-                    memory_percent: Set(item.check.memory_percent()),
-                    disk_percent: Set(item.check.disk_percent()),
-                    checked_at: Set(item.checked_at),
-                    ..Default::default()
-                });
+                    i32::try_from(report.response_time_ms).unwrap_or(i32::MAX).into(),
+                    i32::try_from(report.status_code).unwrap_or(0).into(),
+                    report.endpoint.clone().into(),
+                    document.into(),
+                    report.error_message.clone().into(),
+                    item.check.cpu_percent().into(),
+                    item.check.memory_percent().into(),
+                    item.check.disk_percent().into(),
+                    item.checked_at.into(),
+                ]);
             }
+            let sql = insert_sql(backend, "health_checks", HEALTH_COLUMNS, chunk.len(), " RETURNING id");
+            let rows =
+                txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
             let mut chunk_ids =
-                health_check::Entity::insert_many(rows).exec_with_returning_keys(&txn).await.map_err(db_error)?;
+                rows.iter().map(|row| row.try_get::<i64>("", "id")).collect::<Result<Vec<_>, _>>().map_err(db_error)?;
             // Both backends assign keys in VALUES order; RETURNING's row order is not promised.
             chunk_ids.sort_unstable();
             ids.extend(chunk_ids.into_iter().map(HealthCheckId));
@@ -500,7 +530,7 @@ impl MetricStore for SeaOrmStore {
                 values.push(p.metric_type().as_str().into());
                 values.push(p.timestamp_ns().into());
             }
-            let sql = points_insert_sql(backend, chunk.len());
+            let sql = insert_sql(backend, "metric_points", POINT_COLUMNS, chunk.len(), "");
             txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)
@@ -564,7 +594,17 @@ impl Store for SeaOrmStore {
 
 #[cfg(test)]
 mod tests {
-    use super::is_transient_code;
+    use super::{DbBackend, insert_sql, is_transient_code};
+
+    #[test]
+    fn multi_row_inserts_per_backend() {
+        let columns = &[("a", false), ("j", true)];
+        assert_eq!(insert_sql(DbBackend::Sqlite, "t", columns, 2, ""), "INSERT INTO t (a, j) VALUES (?, ?), (?, ?)");
+        assert_eq!(
+            insert_sql(DbBackend::Postgres, "t", columns, 2, " RETURNING id"),
+            "INSERT INTO t (a, j) VALUES ($1, $2::jsonb), ($3, $4::jsonb) RETURNING id"
+        );
+    }
 
     #[test]
     fn transient_codes() {
