@@ -94,6 +94,8 @@ impl SeaOrmStore {
                 .synchronous(sync)
                 .foreign_keys(true)
                 .busy_timeout(busy_timeout)
+                .pragma("temp_store", "memory")
+                .pragma("cache_size", "-16384")
         });
         let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
         migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
