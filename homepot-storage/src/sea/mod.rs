@@ -5,7 +5,7 @@ mod analytics;
 mod entity;
 mod migration;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -132,49 +132,83 @@ pub(super) fn row_limit(limit: impl TryInto<i64>) -> u64 {
     limit.try_into().map_or(i64::MAX as u64, |n: i64| n.max(0) as u64)
 }
 
-/// Columns bound per health check, in order; `true` marks JSON text.
-const HEALTH_COLUMNS: &[(&str, bool)] = &[
-    ("device_id", false),
-    ("is_healthy", false),
-    ("response_time_ms", false),
-    ("status_code", false),
-    ("endpoint", false),
-    ("response_data", true),
-    ("error_message", false),
-    ("cpu_percent", false),
-    ("memory_percent", false),
-    ("disk_percent", false),
-    ("checked_at", false),
+/// How a bound value becomes a column's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bind {
+    /// As it is.
+    Plain,
+    /// JSON text (PostgreSQL casts it to `jsonb`).
+    Json,
+    /// A device id, turned into the device's key (NULL when unknown).
+    DeviceKey,
+}
+
+/// Columns bound per health check, in order.
+const HEALTH_COLUMNS: &[(&str, Bind)] = &[
+    ("device_id", Bind::DeviceKey),
+    ("is_healthy", Bind::Plain),
+    ("response_time_ms", Bind::Plain),
+    ("status_code", Bind::Plain),
+    ("endpoint", Bind::Plain),
+    ("response_data", Bind::Json),
+    ("error_message", Bind::Plain),
+    ("cpu_percent", Bind::Plain),
+    ("memory_percent", Bind::Plain),
+    ("disk_percent", Bind::Plain),
+    ("checked_at", Bind::Plain),
 ];
 
-/// Columns bound per metric point, in order; `true` marks JSON text.
-const POINT_COLUMNS: &[(&str, bool)] =
-    &[("name", false), ("tags", true), ("fields", true), ("metric_type", false), ("time_ns", false)];
+/// Columns bound per metric point, in order.
+const POINT_COLUMNS: &[(&str, Bind)] = &[
+    ("name", Bind::Plain),
+    ("tags", Bind::Json),
+    ("fields", Bind::Json),
+    ("metric_type", Bind::Plain),
+    ("time_ns", Bind::Plain),
+];
 
 /// `INSERT INTO table (columns) VALUES (...), (...)` for `rows` rows, then `suffix`.
-/// PostgreSQL numbers its parameters and casts JSON text to `jsonb`.
-fn insert_sql(backend: DbBackend, table: &str, columns: &[(&str, bool)], rows: usize, suffix: &str) -> String {
+/// PostgreSQL numbers its parameters.
+fn insert_sql(backend: DbBackend, table: &str, columns: &[(&str, Bind)], rows: usize, suffix: &str) -> String {
     use std::fmt::Write;
     let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
     let mut sql = String::with_capacity(100 + rows * columns.len() * 8);
     let _ = write!(sql, "INSERT INTO {table} ({}) VALUES ", names.join(", "));
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
-        for (i, (_, json)) in columns.iter().enumerate() {
+        for (i, (_, bind)) in columns.iter().enumerate() {
             if i > 0 {
                 sql.push_str(", ");
             }
-            match backend {
-                DbBackend::Postgres => {
-                    let _ = write!(sql, "${}{}", row * columns.len() + i + 1, if *json { "::jsonb" } else { "" });
-                }
-                _ => sql.push('?'),
-            }
+            let parameter = match backend {
+                DbBackend::Postgres => format!("${}", row * columns.len() + i + 1),
+                _ => "?".to_owned(),
+            };
+            let _ = match (bind, backend) {
+                (Bind::Json, DbBackend::Postgres) => write!(sql, "{parameter}::jsonb"),
+                (Bind::DeviceKey, _) => write!(sql, "(SELECT id FROM devices WHERE device_id = {parameter})"),
+                _ => write!(sql, "{parameter}"),
+            };
         }
         sql.push(')');
     }
     sql.push_str(suffix);
     sql
+}
+
+/// Whether a health insert failed for want of its device: the key subquery found none
+/// (NOT NULL: SQLite 1299, PostgreSQL 23502), or the device went away (foreign key).
+fn is_missing_device(err: &DbErr) -> bool {
+    if matches!(err.sql_err(), Some(SqlErr::ForeignKeyConstraintViolation(_))) {
+        return true;
+    }
+    let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) = err else {
+        return false;
+    };
+    match error.as_ref() {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code == "1299" || code == "23502"),
+        _ => false,
+    }
 }
 
 /// Maps errors no caller singled out. Transient ones (unreachable server, exhausted pool, a
@@ -407,36 +441,21 @@ impl HealthStore for SeaOrmStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        // Devices are resolved before the transaction so that it starts with a write. On
-        // SQLite a transaction that reads first and then writes fails at once (BUSY_SNAPSHOT)
-        // when another connection wrote in between; one that writes first waits for the lock.
-        // A device removed meanwhile trips the foreign key, reported as NotFound below.
-        let mut wanted: Vec<&str> = batch.iter().map(|c| c.device_id.as_str()).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
-        let pks: HashMap<String, i64> = device::Entity::find()
-            .filter(device::Column::DeviceId.is_in(wanted.iter().copied()))
-            .all(&self.db)
-            .await
-            .map_err(db_error)?
-            .into_iter()
-            .map(|d| (d.device_id, d.id))
-            .collect();
         // Plain SQL with the document bound as JSON text, as for metric points: cheaper than
-        // ActiveModels holding `serde_json::Value` trees.
+        // ActiveModels holding `serde_json::Value` trees. Each row finds its device's key in
+        // a subquery, which saves a round trip and keeps the transaction's first statement a
+        // write (on SQLite, one that reads first fails with BUSY_SNAPSHOT when another
+        // connection wrote meanwhile). An unknown device leaves the key NULL: NotFound.
         let backend = self.db.get_database_backend();
         let txn = self.db.begin().await.map_err(db_error)?;
         let mut ids = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * HEALTH_COLUMNS.len());
             for item in chunk {
-                let pk = *pks
-                    .get(item.device_id.as_str())
-                    .ok_or_else(|| StorageError::not_found(format!("device '{}'", item.device_id)))?;
                 let report = item.check.report();
                 let document = serde_json::to_string(&item.check.document()).map_err(StorageError::backend)?;
                 values.extend([
-                    pk.into(),
+                    item.device_id.as_str().into(),
                     report.is_healthy.into(),
                     // Validation bounds both to i32.
                     i32::try_from(report.response_time_ms).unwrap_or(i32::MAX).into(),
@@ -451,8 +470,10 @@ impl HealthStore for SeaOrmStore {
                 ]);
             }
             let sql = insert_sql(backend, "health_checks", HEALTH_COLUMNS, chunk.len(), " RETURNING id");
-            let rows =
-                txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+            let rows = txn
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await
+                .map_err(|e| if is_missing_device(&e) { StorageError::not_found("device") } else { db_error(e) })?;
             let mut chunk_ids =
                 rows.iter().map(|row| row.try_get::<i64>("", "id")).collect::<Result<Vec<_>, _>>().map_err(db_error)?;
             // Both backends assign keys in VALUES order; RETURNING's row order is not promised.
@@ -596,15 +617,20 @@ impl Store for SeaOrmStore {
 
 #[cfg(test)]
 mod tests {
-    use super::{DbBackend, insert_sql, is_transient_code};
+    use super::{Bind, DbBackend, insert_sql, is_transient_code};
 
     #[test]
     fn multi_row_inserts_per_backend() {
-        let columns = &[("a", false), ("j", true)];
-        assert_eq!(insert_sql(DbBackend::Sqlite, "t", columns, 2, ""), "INSERT INTO t (a, j) VALUES (?, ?), (?, ?)");
+        let columns = &[("a", Bind::Plain), ("j", Bind::Json), ("d", Bind::DeviceKey)];
+        let device = "(SELECT id FROM devices WHERE device_id = ?)";
+        assert_eq!(
+            insert_sql(DbBackend::Sqlite, "t", columns, 2, ""),
+            format!("INSERT INTO t (a, j, d) VALUES (?, ?, {device}), (?, ?, {device})")
+        );
         assert_eq!(
             insert_sql(DbBackend::Postgres, "t", columns, 2, " RETURNING id"),
-            "INSERT INTO t (a, j) VALUES ($1, $2::jsonb), ($3, $4::jsonb) RETURNING id"
+            "INSERT INTO t (a, j, d) VALUES ($1, $2::jsonb, (SELECT id FROM devices WHERE device_id = $3)), \
+             ($4, $5::jsonb, (SELECT id FROM devices WHERE device_id = $6)) RETURNING id"
         );
     }
 
