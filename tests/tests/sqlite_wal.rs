@@ -5,10 +5,11 @@ use std::path::Path;
 
 use homepot_core::analytics::{JobOutcome, JobStatus, StateChange};
 use homepot_core::{ApiKey, DeviceId, HealthCheck, HealthReport, NewDevice};
-use homepot_storage::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, NewHealthCheck, NewKey};
-use homepot_tests::{Backend, open_store};
+use homepot_storage::{
+    AnalyticsStore, DeviceStore, HealthStore, KeyStore, NewHealthCheck, NewKey, SeaOrmStore, StoreOptions,
+};
 
-/// Commits that each write about one page: with a recycled WAL it stays near the 1,000-page
+/// Commits that each write about one page: with a recycled WAL it stays near a 1,000-page
 /// checkpoint threshold (4 MiB); without, it grows by several pages per commit.
 const COMMITS: usize = 5_000;
 const BOUND: u64 = 16 * 1024 * 1024;
@@ -19,8 +20,11 @@ fn wal_size(dir: &Path) -> u64 {
 
 #[tokio::test]
 async fn the_wal_is_recycled_under_single_record_writes() {
-    let (store, dir) = open_store(Backend::Sqlite, "wal").await.expect("SQLite");
-    let dir = dir.expect("a SQLite file");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("homepot.db").display());
+    let options = StoreOptions { sqlite_checkpoint_pages: 1_000, ..StoreOptions::default() };
+    let store = SeaOrmStore::connect(&url, &options).await.expect("open SQLite");
+    let dir = dir.path().to_owned();
     let device = DeviceId::parse("pos-1").expect("valid id");
     store
         .register_device(&NewDevice::with_id(device.clone()), &ApiKey::from_entropy([7; 32]).hash(), chrono::Utc::now())
@@ -69,6 +73,6 @@ async fn the_wal_is_recycled_under_single_record_writes() {
             store.insert_key(&key).await.expect("key");
         }
     }
-    let size = wal_size(dir.path());
+    let size = wal_size(&dir);
     assert!(size < BOUND, "the WAL grew to {size} bytes after {COMMITS} rounds: checkpoints cannot recycle it");
 }

@@ -51,6 +51,10 @@ pub struct StoreOptions {
     pub sqlite_sync: SqliteSync,
     /// How long SQLite waits for another writer's lock before reporting the store unavailable.
     pub sqlite_busy_timeout: Duration,
+    /// WAL pages after which a commit checkpoints (`wal_autocheckpoint`). Larger means fewer,
+    /// longer checkpoints, with pages that change often copied once instead of many times;
+    /// the WAL file grows to about this many 4 KiB pages.
+    pub sqlite_checkpoint_pages: u32,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +64,8 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(5),
             sqlite_sync: SqliteSync::Full,
             sqlite_busy_timeout: Duration::from_secs(5),
+            // 40 MiB: measured against SQLite's 1,000 in bench/health_load.sh (BENCHMARKS.md).
+            sqlite_checkpoint_pages: 10_000,
         }
     }
 }
@@ -88,6 +94,7 @@ impl SeaOrmStore {
             SqliteSync::Normal => SqliteSynchronous::Normal,
         };
         let busy_timeout = options.sqlite_busy_timeout;
+        let checkpoint_pages = options.sqlite_checkpoint_pages.to_string();
         connect.map_sqlx_sqlite_opts(move |opts| {
             opts.create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
@@ -96,6 +103,7 @@ impl SeaOrmStore {
                 .busy_timeout(busy_timeout)
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-16384")
+                .pragma("wal_autocheckpoint", checkpoint_pages.clone())
         });
         let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
         migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
