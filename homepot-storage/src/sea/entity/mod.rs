@@ -8,7 +8,6 @@ pub(crate) mod api_request_rollup;
 pub(crate) mod device;
 pub(crate) mod device_state_change;
 pub(crate) mod error_log;
-pub(crate) mod health_check;
 pub(crate) mod job_outcome;
 pub(crate) mod metric_point;
 pub(crate) mod user_activity;
