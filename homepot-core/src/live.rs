@@ -44,6 +44,11 @@ impl Hash for SeriesKey {
     }
 }
 
+/// The shared copy of `text` in `strings`.
+fn intern(strings: &mut hashbrown::HashSet<Arc<str>, RandomState>, text: &str) -> Arc<str> {
+    Arc::clone(strings.get_or_insert_with(text, |text| Arc::from(text)))
+}
+
 /// A point's series identity, borrowed from the point: looking a series up allocates nothing.
 #[derive(Clone, Copy)]
 struct PointKey<'a>(&'a Point);
@@ -153,15 +158,11 @@ impl LiveStore {
         }
     }
 
-    /// The shared copy of `text`.
-    fn intern(&mut self, text: &str) -> Arc<str> {
-        Arc::clone(self.strings.get_or_insert_with(text, |text| Arc::from(text)))
-    }
-
     /// The stored key of a point's series, made of shared strings.
     fn key_of(&mut self, point: &Point) -> SeriesKey {
-        let name = self.intern(point.name());
-        let tags = point.tags().iter().map(|(k, v)| (self.intern(k), self.intern(v))).collect();
+        let strings = &mut self.strings;
+        let name = intern(strings, point.name());
+        let tags = point.tags().iter().map(|(k, v)| (intern(strings, k), intern(strings, v))).collect();
         SeriesKey { name, tags }
     }
 
@@ -247,20 +248,11 @@ impl LiveStore {
                 };
                 self.series.insert(key, series);
             }
-            // Field names the series has not had yet, shared before the series is borrowed.
-            let Some(series) = self.series.get(&PointKey(point)) else { continue };
-            let current = point.timestamp_ns() >= series.timestamp_ns;
-            let new_names: Vec<&str> = point
-                .fields()
-                .iter()
-                .filter(|(name, _)| current && !series.fields.iter().any(|(known, _)| **known == **name))
-                .map(|(name, _)| name.as_str())
-                .collect();
-            let mut new_names = new_names.into_iter().map(|name| self.intern(name)).collect::<Vec<_>>().into_iter();
-            let Some(series) = self.series.get_mut(&PointKey(point)) else { continue };
+            let Self { series, strings, .. } = &mut *self;
+            let Some(series) = series.get_mut(&PointKey(point)) else { continue };
             series.updated_ns = now_ns;
             update.applied += 1;
-            if !current {
+            if point.timestamp_ns() < series.timestamp_ns {
                 continue;
             }
             series.timestamp_ns = point.timestamp_ns();
@@ -268,7 +260,7 @@ impl LiveStore {
             for (name, value) in point.fields() {
                 match series.fields.iter_mut().find(|(known, _)| **known == **name) {
                     Some(slot) => slot.1 = value.clone(),
-                    None => series.fields.extend(new_names.next().map(|shared| (shared, value.clone()))),
+                    None => series.fields.push((intern(strings, name), value.clone())),
                 }
             }
         }

@@ -139,7 +139,7 @@ impl Pipeline {
             // Until the baseline's write is answered there is no id to point to: store this one.
             if let (Decision::Skip, Some(last)) = (decision, state.last_health.get(&key).copied()) {
                 drop(state);
-                show_live(&self.live, None, &check.check.points(&check.device_id, time_ns));
+                show_live(&self.live, [(None, &check.check.points(&check.device_id, time_ns)[..])]);
                 return Ok(HealthWrite::Filtered(last));
             }
         }
@@ -182,7 +182,7 @@ impl Pipeline {
                 matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
             })
         };
-        show_live(&self.live, Some(&owner), &skip);
+        show_live(&self.live, [(Some(&*owner), &skip[..])]);
         let stored = store.len();
         if stored == 0 {
             return Ok(PointsWrite { stored });
@@ -289,7 +289,7 @@ impl Writer {
             .filter(|(_, result)| result.is_ok())
             .flat_map(|(c, _)| c.check.points(&c.device_id, c.checked_at.timestamp_nanos_opt().unwrap_or_default()))
             .collect();
-        show_live(&self.live, None, &live);
+        show_live(&self.live, [(None, &live[..])]);
         for (reply, result) in replies.into_iter().zip(stored) {
             let _ = reply.send(result);
         }
@@ -318,30 +318,28 @@ impl Writer {
             Ok(()) => self.stats.metrics_received(all.len()),
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
+        if result.is_ok() {
+            show_live(&self.live, senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()])));
+        }
         let result = result.map_err(Arc::new);
-        for (range, owner, reply) in senders {
-            if result.is_ok() {
-                show_live(&self.live, Some(&owner), &all[range]);
-            }
+        for (_, _, reply) in senders {
             let _ = reply.send(result.clone());
         }
     }
 }
 
 /// Shows points in the live view: stored ones after their commit, filtered ones at once.
-fn show_live(live: &RwLock<LiveStore>, owner: Option<&str>, points: &[Point]) {
-    if points.is_empty() {
+/// Each batch comes with its sender (`None`: the server's own points); one lock serves all.
+fn show_live<'a>(live: &RwLock<LiveStore>, batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>) {
+    let mut batches = batches.into_iter().filter(|(_, points)| !points.is_empty()).peekable();
+    if batches.peek().is_none() {
         return;
     }
     let now_ns = crate::api::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
     // A poisoned lock only means a reader panicked; the map itself is always consistent.
     let mut live = live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let update = live.insert(owner, points, now_ns);
-    if update.refused > 0 {
-        tracing::warn!(
-            refused = update.refused,
-            limit = live.limits().max_series,
-            "live store full: new series refused"
-        );
+    let refused: usize = batches.map(|(owner, points)| live.insert(owner, points, now_ns).refused).sum();
+    if refused > 0 {
+        tracing::warn!(refused, limit = live.limits().max_series, "live store full: new series refused");
     }
 }

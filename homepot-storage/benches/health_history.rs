@@ -58,11 +58,12 @@ async fn populate(url: &str, store: &SeaOrmStore, now: DateTime<Utc>) {
     for chunk in (0..CHECKS).step_by(100_000) {
         let end = (chunk + 100_000).min(CHECKS);
         // Row i: device i % DEVICES, at minute first_minute + i / DEVICES.
-        let (series, time, json) = if postgres {
+        let (series, time, json, device_id) = if postgres {
             (
                 format!("SELECT i FROM generate_series({chunk}, {}) AS i", end - 1),
                 format!("to_timestamp((({first_minute} + i / {DEVICES}) * 60 + i % 60)::double precision)"),
                 format!("'{DOCUMENT}'::jsonb"),
+                format!("'history-' || lpad((i % {DEVICES})::text, 4, '0')"),
             )
         } else {
             (
@@ -74,21 +75,14 @@ async fn populate(url: &str, store: &SeaOrmStore, now: DateTime<Utc>) {
                     "strftime('%Y-%m-%dT%H:%M:%S.000000+00:00', ({first_minute} + i / {DEVICES}) * 60 + i % 60, 'unixepoch')"
                 ),
                 format!("'{DOCUMENT}'"),
+                format!("printf('history-%04d', i % {DEVICES})"),
             )
         };
         let sql = format!(
             "INSERT INTO health_checks (device_id, is_healthy, response_time_ms, status_code, endpoint, response_data, \
              cpu_percent, memory_percent, disk_percent, checked_at) \
              SELECT d.id, true, 100 + s.i % 200, 200, '/health', {json}, 41.5, 62.1, 58.2, {time} \
-             FROM ({series}) AS s JOIN devices d ON d.device_id = 'history-' || lpad_id"
-        );
-        let sql = sql.replace(
-            "'history-' || lpad_id",
-            if postgres {
-                "'history-' || lpad((s.i % 1000)::text, 4, '0')"
-            } else {
-                "printf('history-%04d', s.i % 1000)"
-            },
+             FROM ({series}) AS s JOIN devices d ON d.device_id = {device_id}"
         );
         db.execute_unprepared(&sql).await.expect("insert checks");
         if chunk % 1_000_000 == 0 {

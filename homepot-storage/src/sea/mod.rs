@@ -188,15 +188,20 @@ fn insert_sql(backend: DbBackend, table: &str, columns: &[(&str, Bind)], rows: u
             if i > 0 {
                 sql.push_str(", ");
             }
-            let parameter = match backend {
-                DbBackend::Postgres => format!("${}", row * columns.len() + i + 1),
-                _ => "?".to_owned(),
-            };
-            let _ = match (bind, backend) {
-                (Bind::Json, DbBackend::Postgres) => write!(sql, "{parameter}::jsonb"),
-                (Bind::DeviceKey, _) => write!(sql, "(SELECT id FROM devices WHERE device_id = {parameter})"),
-                _ => write!(sql, "{parameter}"),
-            };
+            if *bind == Bind::DeviceKey {
+                sql.push_str("(SELECT id FROM devices WHERE device_id = ");
+            }
+            match backend {
+                DbBackend::Postgres => {
+                    let _ = write!(sql, "${}", row * columns.len() + i + 1);
+                }
+                _ => sql.push('?'),
+            }
+            match (bind, backend) {
+                (Bind::DeviceKey, _) => sql.push(')'),
+                (Bind::Json, DbBackend::Postgres) => sql.push_str("::jsonb"),
+                _ => {}
+            }
         }
         sql.push(')');
     }
