@@ -15,7 +15,7 @@ use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, LatencyHistogram, RequestLog, StateChange,
     UserActivity, hour_of, hourly_rollups,
 };
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -132,7 +132,8 @@ async fn add_to_rollups(
             ..Default::default()
         });
         Entity::insert_many(empty)
-            .on_conflict_do_nothing_on([C::Hour, C::Endpoint, C::Method])
+            .on_conflict(OnConflict::columns([C::Hour, C::Endpoint, C::Method]).do_nothing().to_owned())
+            .do_nothing()
             .exec_without_returning(txn)
             .await
             .map_err(db_error)?;

@@ -218,7 +218,7 @@ fn is_missing_device(err: &DbErr) -> bool {
     let (DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error))) = err else {
         return false;
     };
-    match error.as_ref() {
+    match error {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| code == "1299" || code == "23502"),
         _ => false,
     }
@@ -237,7 +237,7 @@ fn is_transient(err: &DbErr) -> bool {
         _ => return false,
     };
     let RuntimeErr::SqlxError(error) = runtime else { return false };
-    match error.as_ref() {
+    match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| is_transient_code(&code)),
         _ => false,
@@ -288,8 +288,7 @@ impl SeaOrmStore {
         }
         values.push(i64::try_from(row_limit(limit)).unwrap_or(i64::MAX).into());
         sql.push_str(&format!(" ORDER BY checked_at DESC, id DESC LIMIT {}", parameter(values.len())));
-        let rows =
-            self.db.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+        let rows = self.db.query_all(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         rows.iter()
             .map(|row| {
                 let text: String = row.try_get("", "response_data")?;
@@ -519,7 +518,7 @@ impl HealthStore for SeaOrmStore {
             }
             let sql = insert_sql(backend, "health_checks", HEALTH_COLUMNS, chunk.len(), " RETURNING id");
             let rows = txn
-                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .query_all(Statement::from_sql_and_values(backend, sql, values))
                 .await
                 .map_err(|e| if is_missing_device(&e) { StorageError::not_found("device") } else { db_error(e) })?;
             let mut chunk_ids =
@@ -580,7 +579,7 @@ impl MetricStore for SeaOrmStore {
                 values.push(p.timestamp_ns().into());
             }
             let sql = insert_sql(backend, "metric_points", POINT_COLUMNS, chunk.len(), "");
-            txn.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+            txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)
     }
