@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            settings::init_logging();
+            settings::init_logging(args.log.log_format);
             serve::run(args).await
         }
         Command::Openapi => {

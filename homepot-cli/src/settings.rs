@@ -183,6 +183,8 @@ pub(crate) struct ServeArgs {
     /// the ingest routes.
     #[arg(long = "analytics-skip", env = "HOMEPOT_ANALYTICS_SKIP", value_delimiter = ',')]
     pub(crate) analytics_skip: Vec<String>,
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
     /// Seconds between the health checks devices are expected to send.
     #[arg(long, env = "HOMEPOT_HEARTBEAT_INTERVAL_SECONDS", default_value_t = 60)]
     pub(crate) heartbeat_interval_seconds: u64,
@@ -227,6 +229,7 @@ impl fmt::Debug for ServeArgs {
             .field("analytics_skip", &self.analytics_skip)
             .field("heartbeat_interval_seconds", &self.heartbeat_interval_seconds)
             .field("missed_heartbeats", &self.missed_heartbeats)
+            .field("log_format", &self.log.log_format)
             .finish()
     }
 }
@@ -309,11 +312,34 @@ pub(crate) fn retention(days: u32) -> Option<Duration> {
     (days > 0).then(|| Duration::from_secs(u64::from(days) * 24 * 3600))
 }
 
-/// Structured logs to stderr; `RUST_LOG` overrides the default `info`.
-pub(crate) fn init_logging() {
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines; coloured only when standard error is a terminal.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// Logging settings, shared by every command that logs.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LogArgs {
+    /// Log line format.
+    #[arg(long, env = "HOMEPOT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// Structured logs to stderr; `RUST_LOG` overrides the default `info`. Colour codes only
+/// reach a terminal: in a file or a pipe they are noise.
+pub(crate) fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+    }
 }
 
 #[cfg(test)]

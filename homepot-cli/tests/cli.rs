@@ -66,12 +66,20 @@ fn free_port() -> u16 {
 
 /// Starts `homepot serve` and returns it with the admin key it printed on first start.
 fn serve(dir: &std::path::Path, port: u16) -> (Child, String) {
+    serve_logging(dir, port, &[], Stdio::null())
+}
+
+/// [`serve`] with extra environment variables and its log going to `log`.
+fn serve_logging(dir: &std::path::Path, port: u16, env: &[(&str, &str)], log: Stdio) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("HOMEPOT_DATABASE_URL", format!("sqlite://{}", dir.join("serve.db").display()))
         .env_remove("HOMEPOT_ADMIN_KEY")
+        .env_remove("HOMEPOT_LOG_FORMAT")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("spawn serve");
     let mut line = String::new();
@@ -271,4 +279,66 @@ fn key_commands_rotate_and_revoke() {
     assert!(!last.status.success());
     assert!(text(&last.stderr).contains("last admin key"), "{}", text(&last.stderr));
     assert!(!homepot(&["key", "add", "--device", "ghost"], &db).status.success());
+}
+
+/// Sends one HTTP/1.1 request and returns the status line.
+fn http(port: u16, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Requests that present keys every way a client can: none of them reaches the log.
+fn present_keys_every_way(port: u16, key: &str) {
+    let line = "cpu,host=a usage=1";
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("homepot:{key}"))
+    };
+    for request in [
+        format!(
+            "POST /write?db=x&u=homepot&p={key} HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{line}",
+            line.len()
+        ),
+        format!("GET /api/v1/devices HTTP/1.1\r\nHost: h\r\nX-API-Key: {key}\r\nConnection: close\r\n\r\n"),
+        format!("GET /metrics HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer {key}\r\nConnection: close\r\n\r\n"),
+        format!("GET /metrics HTTP/1.1\r\nHost: h\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\r\n"),
+        format!("GET /metrics/stream?api_key={key}&token={key} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+        "GET /api/v1/devices?p=wrong-key-in-the-url HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n".to_owned(),
+    ] {
+        let status = http(port, &request);
+        assert!(status.starts_with("HTTP/1.1 "), "{status}");
+    }
+}
+
+/// No log line carries a credential, text logs to a file carry no colour codes, and
+/// `HOMEPOT_LOG_FORMAT=json` writes one JSON object per line.
+#[test]
+fn logs_carry_no_credentials_and_no_colour_codes() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join(format!("{format}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let port = free_port();
+        let (server, key) = serve_logging(dir.path(), port, &[("HOMEPOT_LOG_FORMAT", format)], Stdio::from(log));
+        present_keys_every_way(port, &key);
+        terminate(server);
+
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(log.contains("/write"), "the access log names the path: {log}");
+        for secret in [key.as_str(), "wrong-key-in-the-url"] {
+            assert!(!log.contains(secret), "{format} log contains a credential:\n{log}");
+        }
+        assert!(log.contains("p=REDACTED"), "{log}");
+        assert!(!log.contains('\u{1b}'), "{format} log to a file has colour codes:\n{log}");
+        if format == "json" {
+            for line in log.lines() {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(event["level"].is_string() && event["message"].is_string(), "{line}");
+            }
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! and must not read the environment or the command line (the CLI does).
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod analytics;
 mod api;
 mod auth;

@@ -11,7 +11,7 @@ use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_core::node::Thresholds;
 use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::middleware::{CatchPanic, Tracing};
+use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::{OpenApi, OpenApiService};
 use tokio::sync::oneshot;
@@ -296,7 +296,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
                 endpoint.call(request).await.map(IntoResponse::into_response)
             }
         })
-        .with(Tracing)
+        .around(|endpoint, request| async move { crate::access_log::log_request(&endpoint, request).await })
         .catch_all_error(catch_all)
         .around(move |endpoint, request| {
             let logger = request_logger.clone();
