@@ -171,7 +171,7 @@ impl TestServer {
     }
 }
 
-/// Seed 05's data message for `thing` (`<namespace>:<name>:edge:containers`): `Container:test`
+/// A container metrics data message for `thing` (`<namespace>:<name>:edge:containers`): `Container:test`
 /// with six measurements and `Container:test2` with three, one of them an unknown id.
 pub fn container_data_message(thing: &str) -> Value {
     serde_json::json!({

@@ -34,7 +34,7 @@ pub(crate) struct SimulateArgs {
 
 #[derive(Debug, clap::Subcommand)]
 enum SimulateKind {
-    /// A mock gateway: ESP32 nodes reporting resources (seed 03), with the 40/40/20 firmware
+    /// A mock gateway: ESP32 nodes reporting resources (gateway resource monitoring), with the 40/40/20 firmware
     /// split, so `/api/monitoring/resources` and `/ws` can be watched live.
     Gateway {
         /// How many nodes to simulate.

@@ -1,6 +1,6 @@
-//! Container metrics messages (seed 05): the request that asks an edge device to report, the
+//! Container metrics messages: the request that asks an edge device to report, the
 //! response with its status, and the data messages with per-originator snapshots, in their
-//! Ditto JSON form. Parsers report every problem; serializers write the seed's shape.
+//! Ditto JSON form. Parsers report every problem; serializers write the original API's shape.
 
 use serde_json::{Map, Value, json};
 
@@ -59,7 +59,7 @@ pub fn parse_frequency(value: &Value) -> Result<u64, String> {
     }
 }
 
-/// Writes a frequency the way the seed does (`2s`, `500ms`).
+/// Writes a frequency the way the container metrics messages do (`2s`, `500ms`).
 pub fn format_frequency(ms: u64) -> String {
     if ms.is_multiple_of(1000) { format!("{}s", ms / 1000) } else { format!("{ms}ms") }
 }
@@ -121,7 +121,7 @@ pub fn device_of_thing(thing_id: &str) -> Option<DeviceId> {
 }
 
 impl MetricsRequest {
-    /// The Ditto message, as seed 05 shows it.
+    /// The Ditto message, as the container metrics documentation shows it.
     pub fn to_message(&self) -> Value {
         let filter: Vec<Value> = self
             .filters
@@ -227,7 +227,7 @@ pub struct MetricsResponse {
 }
 
 impl MetricsResponse {
-    /// Parses a response message (`status` at the top level, as seed 05 shows, or inside a
+    /// Parses a response message (`status` at the top level, as the container metrics documentation shows, or inside a
     /// `value` with `error` and `message` for failures).
     ///
     /// # Errors
@@ -308,7 +308,7 @@ impl MetricsData {
         Ok(Self { thing_id: thing_id.unwrap_or_default(), timestamp_ms, snapshot })
     }
 
-    /// The Ditto message, as seed 05 shows it.
+    /// The Ditto message, as the container metrics documentation shows it.
     pub fn to_message(&self) -> Value {
         let snapshot: Vec<Value> = self
             .snapshot
@@ -411,7 +411,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    pub(crate) const SEED_DATA: &str = r#"{
+    pub(crate) const DOCUMENTED_DATA: &str = r#"{
         "topic":"edge/device:edge:containers/things/live/messages/data",
         "headers":{"content-type":"application/json"},
         "path":"/features/Metrics/outbox/messages/data",
@@ -424,8 +424,8 @@ mod tests {
     }"#;
 
     #[test]
-    fn seed_data_message_becomes_points() {
-        let data = MetricsData::parse(SEED_DATA.as_bytes(), None, 0).unwrap();
+    fn documented_data_message_becomes_points() {
+        let data = MetricsData::parse(DOCUMENTED_DATA.as_bytes(), None, 0).unwrap();
         assert_eq!(data.thing_id, "edge:device:edge:containers");
         assert_eq!(data.snapshot.len(), 2);
         let points = data.points();
@@ -440,7 +440,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_request_round_trips() {
+    fn documented_request_round_trips() {
         let raw = r#"{"topic":"edge/device:edge:containers/things/live/messages/request",
             "headers":{"response-required":true,"content-type":"application/json","correlation-id":"abc"},
             "path":"/features/Metrics/inbox/messages/request","value":{"filter":[{"id":null,"originator":"SYSTEM"}],"frequency":"2s"}}"#;

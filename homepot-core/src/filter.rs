@@ -1,4 +1,4 @@
-//! The SmartDataFilter (seed 02): decides which samples of a series are worth a durable write.
+//! The SmartDataFilter: decides which samples of a series are worth a durable write.
 //!
 //! A sample is stored when
 //! 1. it is the first one seen for its series since start ("first contact"), or
@@ -177,7 +177,7 @@ mod tests {
     }
 
     #[test]
-    fn decisions_follow_the_seed_rules() {
+    fn decisions_follow_the_documented_rules() {
         let mut f = SmartDataFilter::new(FilterConfig::default());
         assert_eq!(f.decide("pos-1", &values(50.0, true), 0), Decision::Store(StoreReason::FirstContact));
         assert_eq!(f.decide("pos-1", &values(51.0, true), S), Decision::Skip, "2 % is not significant");

@@ -1,4 +1,4 @@
-//! Device health checks (seed 01): the submitted report, its validation rules and the
+//! Device health checks (device health API): the submitted report, its validation rules and the
 //! document that is stored for it.
 
 use serde::Serialize;
@@ -83,7 +83,7 @@ pub struct NetworkMetrics {
     pub tx_bytes: Option<i64>,
 }
 
-/// A health report as submitted, before validation. Serialises to the seed's request shape.
+/// A health report as submitted, before validation. Serialises to the original API's request shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HealthReport {
     /// Overall health.
@@ -304,7 +304,7 @@ impl HealthCheck {
     }
 
     /// The stored `response_data` document: the submitted `response_data` with the `system`,
-    /// `app_metrics` and `network` groups added under their own keys, as in seed 01, so
+    /// `app_metrics` and `network` groups added under their own keys, as in the device health API, so
     /// `response_data->'system'->>'cpu_percent'` works in SQL.
     pub fn document(&self) -> Map<String, Value> {
         let report = &self.0;

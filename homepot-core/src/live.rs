@@ -1,4 +1,4 @@
-//! The live view of metrics (seed 04's metrics store): the latest value of every field of
+//! The live view of metrics (the metrics service's metrics store): the latest value of every field of
 //! every series, where a series is a name plus its sorted tags. Bounded three ways, all
 //! enforced here: series not updated within the retention are dropped, at most `max_series`
 //! exist at once, and each owner (the API key that created a series) holds at most
@@ -103,7 +103,7 @@ pub struct LiveLimits {
 }
 
 impl Default for LiveLimits {
-    /// Seed 04's defaults (300 s retention, 100,000 series), and a quarter of the series per
+    /// The metrics service's defaults (300 s retention, 100,000 series), and a quarter of the series per
     /// owner.
     fn default() -> Self {
         Self { retention_ns: 300 * 1_000_000_000, max_series: 100_000, max_series_per_owner: 25_000 }

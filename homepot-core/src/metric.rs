@@ -1,4 +1,4 @@
-//! Metric points (seed 04): a measurement name, sorted tags, typed fields and a time. Every
+//! Metric points (metrics service): a measurement name, sorted tags, typed fields and a time. Every
 //! ingest format (simple JSON, JSON batch, line protocol, OTLP, health checks) produces these.
 
 use std::fmt;
@@ -43,7 +43,7 @@ impl FieldValue {
     }
 }
 
-/// What a metric measures (seed 04's `metric_type`; default gauge).
+/// What a metric measures (the metrics service's `metric_type`; default gauge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum MetricType {
     /// An instantaneous value.
@@ -250,7 +250,7 @@ impl fmt::Display for Point {
     }
 }
 
-/// A Unix timestamp whose unit is guessed from its size, as seed 04 specifies: seconds below
+/// A Unix timestamp whose unit is guessed from its size, as the metrics service specifies: seconds below
 /// 1e12, milliseconds below 1e15, nanoseconds otherwise. Fractions are kept down to the
 /// nanosecond. `None` when it does not fit in an `i64` of nanoseconds.
 pub fn auto_timestamp_ns(raw: f64) -> Option<i64> {
@@ -324,7 +324,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_follow_the_seed_thresholds() {
+    fn timestamps_follow_the_documented_thresholds() {
         for (raw, ns) in [
             (1_776_947_971, 1_776_947_971_000_000_000),
             (1_704_067_200_000, 1_704_067_200_000_000_000),

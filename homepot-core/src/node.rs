@@ -1,4 +1,4 @@
-//! Gateway node resources (seed 03): a node's CPU, memory, network and flash snapshot with its
+//! Gateway node resources: a node's CPU, memory, network and flash snapshot with its
 //! labels, the JSON adapter that validates it, and the cluster summary.
 
 use std::collections::BTreeMap;
@@ -262,7 +262,7 @@ impl NodeReport {
     }
 }
 
-/// Alert thresholds for node events (seed 03's use cases).
+/// Alert thresholds for node events (the gateway monitoring API's use cases).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// CPU use above this is an alert (default 80 %).
@@ -404,7 +404,7 @@ pub fn report_events(
     events
 }
 
-/// Cluster-wide figures (seed 03's `summary`).
+/// Cluster-wide figures (the gateway monitoring API's `summary`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterSummary {
     /// Nodes summarised.
@@ -455,7 +455,7 @@ mod tests {
     use proptest::prelude::*;
     use serde_json::json;
 
-    pub(crate) fn seed_node() -> Value {
+    pub(crate) fn sample_node() -> Value {
         json!({
             "timestamp": 1729763445, "node_ip": "192.168.1.100", "hostname": "spore-node-1",
             "cpu": {"frequency_mhz": 160, "usage_percent": 42.5, "temperature_c": 58.3},
@@ -477,8 +477,8 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_node_is_valid_and_becomes_labelled_points() {
-        let report = parse_node_report(seed_node().to_string().as_bytes(), 0).unwrap();
+    fn the_sample_node_is_valid_and_becomes_labelled_points() {
+        let report = parse_node_report(sample_node().to_string().as_bytes(), 0).unwrap();
         assert_eq!(report.labels["zone"], "zone-1");
         let points = report.points(&DeviceId::parse("spore-node-1").unwrap(), 5);
         let names: Vec<&str> = points.iter().map(Point::name).collect();
@@ -489,7 +489,7 @@ mod tests {
 
     #[test]
     fn every_rule_is_checked() {
-        let mut doc = seed_node();
+        let mut doc = sample_node();
         doc["cpu"]["usage_percent"] = json!(101);
         doc["memory"]["used_bytes"] = json!(90000);
         doc["network"]["rssi_dbm"] = json!(-130);
@@ -512,8 +512,8 @@ mod tests {
 
     #[test]
     fn the_summary_matches_its_nodes() {
-        let a = parse_node_report(seed_node().to_string().as_bytes(), 0).unwrap();
-        let mut second = seed_node();
+        let a = parse_node_report(sample_node().to_string().as_bytes(), 0).unwrap();
+        let mut second = sample_node();
         second["cpu"]["usage_percent"] = json!(20.0);
         second.as_object_mut().unwrap().remove("flash");
         let b = parse_node_report(second.to_string().as_bytes(), 0).unwrap();
@@ -529,7 +529,7 @@ mod tests {
     fn events_follow_joins_labels_and_thresholds() {
         let t = Thresholds::default();
         let report = |cpu: f64, version: &str| {
-            let mut doc = seed_node();
+            let mut doc = sample_node();
             doc["cpu"]["usage_percent"] = json!(cpu);
             doc["labels"]["version"] = json!(version);
             parse_node_report(doc.to_string().as_bytes(), 0).unwrap()
@@ -561,7 +561,7 @@ mod tests {
 
         #[test]
         fn percentages_are_accepted_exactly_in_range(cpu in -50.0f64..150.0) {
-            let mut doc = seed_node();
+            let mut doc = sample_node();
             doc["cpu"]["usage_percent"] = json!(cpu);
             prop_assert_eq!(parse_node_report(doc.to_string().as_bytes(), 0).is_ok(), (0.0..=100.0).contains(&cpu));
         }

@@ -1,7 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4) of the live store, for `GET /metrics`.
 //!
 //! A field named `value` is exposed under the metric's own name (`fps{source="camera1"}`), any
-//! other field as `<name>_<field>` (`cpu_usage{host="server1"}`), as seed 04 shows. Names and
+//! other field as `<name>_<field>` (`cpu_usage{host="server1"}`), as the metrics service shows. Names and
 //! label names are sanitised to Prometheus' alphabet, label values escaped, each family gets one
 //! `# TYPE` line, and string fields are left out (Prometheus has no strings).
 
@@ -143,7 +143,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_examples() {
+    fn documented_examples() {
         let out = store(&[
             point("fps", &[("source", "camera1")], &[("value", FieldValue::Float(29.97))], MetricType::Gauge),
             point("cpu", &[("host", "server1")], &[("usage", FieldValue::Float(45.2))], MetricType::Gauge),

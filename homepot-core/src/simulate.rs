@@ -1,4 +1,4 @@
-//! Realistic simulated health reports, in the ranges seed 01 shows, for the simulator
+//! Realistic simulated health reports, in the ranges the device health API shows, for the simulator
 //! endpoint and the fleet simulator. Randomness comes from the caller's generator.
 
 use rand::Rng;
@@ -53,7 +53,7 @@ pub fn random_suffix<R: Rng + ?Sized>(rng: &mut R, len: usize) -> String {
     (0..len).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
-/// Seed 03's firmware registry: 40 % of nodes on 1.0.0, 40 % on 1.1.0 (stable, production),
+/// The gateway monitoring API's firmware registry: 40 % of nodes on 1.0.0, 40 % on 1.1.0 (stable, production),
 /// 20 % on the 1.2.0 beta. `index` picks the node's place in that split, so labels stay stable.
 pub fn firmware_labels(index: usize) -> std::collections::BTreeMap<String, String> {
     let (version, stable, env) = match index % 5 {
@@ -73,7 +73,7 @@ pub fn firmware_labels(index: usize) -> std::collections::BTreeMap<String, Strin
     .collect()
 }
 
-/// A plausible ESP32 node report in seed 03's ranges: 80–240 MHz, 45–65 °C, 64–128 KB of RAM,
+/// A plausible ESP32 node report in the gateway monitoring API's ranges: 80–240 MHz, 45–65 °C, 64–128 KB of RAM,
 /// 4 MB of flash, RSSI -30 to -90 dBm converted to signal quality. `uptime_s` grows the
 /// network counters, as counters since boot do.
 pub fn simulated_node_report<R: Rng + ?Sized>(

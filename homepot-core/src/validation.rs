@@ -1,4 +1,4 @@
-//! Field-level validation errors, shaped like the seeds' `422` `detail` entries
+//! Field-level validation errors, shaped like the original APIs' `422` `detail` entries
 //! (`loc`, `msg`, `type`) so every adapter reports bad input the same way.
 
 use std::fmt;
@@ -30,7 +30,7 @@ impl From<&str> for LocSegment {
     }
 }
 
-/// The machine-readable kind of a validation failure. `as_str` gives the seeds' `type` strings.
+/// The machine-readable kind of a validation failure. `as_str` gives the original APIs' `type` strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {

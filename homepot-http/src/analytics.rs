@@ -1,4 +1,4 @@
-//! The request log (seed 02's AnalyticsMiddleware) and analytics retention.
+//! The request log (the original AnalyticsMiddleware) and analytics retention.
 //!
 //! The middleware never makes a request wait for analytics: it builds a [`RequestLog`]
 //! after the response head is ready and `try_send`s it to a bounded queue. A background
@@ -25,7 +25,7 @@ use crate::auth::presented_key;
 use crate::rate_limit::client_ip;
 use crate::stats::Stats;
 
-/// Settings of analytics collection (seed 02).
+/// Settings of analytics collection.
 #[derive(Debug, Clone)]
 pub struct AnalyticsConfig {
     /// Log requests and accept the collection endpoints (`ANALYTICS_ENABLED`).

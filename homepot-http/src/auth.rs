@@ -43,7 +43,7 @@ pub(crate) enum ApiKeyAuth {
 }
 
 /// The metrics routes' schemes: the same three, and no key at all, which only
-/// `HOMEPOT_OPEN_METRICS` admits (the seed's service had no authentication).
+/// `HOMEPOT_OPEN_METRICS` admits (the original metrics service had no authentication).
 #[derive(SecurityScheme)]
 pub(crate) enum MetricsAuth {
     XApiKey(XApiKey),

@@ -1,5 +1,5 @@
 //! Request bodies read as raw bytes, within the server's size limit, for the `homepot-core`
-//! adapters to parse: each adapter then reports every problem in the seeds' shapes, and one
+//! adapters to parse: each adapter then reports every problem in the original APIs' shapes, and one
 //! limit covers every format. `K` says which content types a body accepts and what the OpenAPI
 //! document shows for it.
 

@@ -1,4 +1,4 @@
-//! `ApiError`: every failure the API reports, mapped to a status and the seeds'
+//! `ApiError`: every failure the API reports, mapped to a status and the original APIs'
 //! `{"detail": ...}` bodies in one place. Lower crates' errors convert here, and
 //! [`catch_all`] gives framework errors (bad parameters, unknown routes) the same shape.
 
@@ -22,7 +22,7 @@ pub(crate) struct ErrorDetail {
     detail: String,
 }
 
-/// One invalid field, as the seeds' 422 bodies list them.
+/// One invalid field, as the original APIs' 422 bodies list them.
 #[derive(Debug, Object)]
 pub(crate) struct FieldErrorBody {
     /// Path to the field: `["body", "system", "cpu_percent"]`, `["query", "hours"]`.
@@ -197,7 +197,7 @@ impl From<WriteError> for ApiError {
 
 impl ApiError {
     /// The answer to a write for `device_id` that the pipeline did not store: an unknown
-    /// device is the seed's `Device '...' not found`.
+    /// device is the original API's `Device '...' not found`.
     pub(crate) fn from_device_write(error: WriteError, device_id: &str) -> Self {
         match error {
             WriteError::Storage(error) if matches!(error.as_ref(), StorageError::NotFound { .. }) => {
@@ -256,7 +256,7 @@ fn shape(error: poem::Error) -> Response {
 }
 
 /// Turns poem-openapi's parameter messages (`verification failed. maximum(720, exclusive:
-/// false)`) into the seeds' wording; anything else passes through.
+/// false)`) into the original APIs' wording; anything else passes through.
 fn describe_param_error(reason: &str) -> (ErrorKind, String) {
     let bound =
         |prefix: &str| reason.split_once(prefix).and_then(|(_, rest)| rest.split([',', ')']).next()).map(str::trim);
@@ -276,7 +276,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parameter_messages_use_the_seed_wording() {
+    fn parameter_messages_use_the_documented_wording() {
         for (reason, kind, msg) in [
             (
                 "verification failed. minimum(1, exclusive: false)",

@@ -1,4 +1,4 @@
-//! The MQTT bridge for container metrics (seed 05), as an edge device's local broker carries
+//! The MQTT bridge for container metrics, as an edge device's local broker carries
 //! them: data messages arrive on `e/<tenantId>/<thingId>` (QoS 1); metrics requests go to
 //! `command//<thingId>/req/<requestId>/request`, and their status comes back on
 //! `command//<thingId>/res/<requestId>/<status>`.

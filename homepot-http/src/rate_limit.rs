@@ -1,4 +1,4 @@
-//! Rate limiting (seed 04): a token bucket per client IP and one per presented API key, each
+//! Rate limiting (metrics service): a token bucket per client IP and one per presented API key, each
 //! refilled at `requests_per_minute` and holding `burst` tokens, by the governor crate. A refused request
 //! gets 429 with `X-RateLimit-Remaining: 0`, `X-RateLimit-Reset` (Unix seconds) and
 //! `Retry-After`. Liveness and the stream are exempt, so monitoring never locks itself out.

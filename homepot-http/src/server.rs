@@ -65,7 +65,7 @@ pub struct ServerConfig {
     /// the API take effect at once regardless; those made elsewhere (the CLI, another server
     /// on the same database) within this time. Zero asks storage on every request.
     pub key_cache_ttl: Duration,
-    /// Serve the metrics endpoints without a key, as the seed's service did (lab use only).
+    /// Serve the metrics endpoints without a key, as the original metrics service did (lab use only).
     pub open_metrics: bool,
     /// The SmartDataFilter; off in the library default (every sample stored).
     pub filter: FilterConfig,
@@ -75,7 +75,7 @@ pub struct ServerConfig {
     pub thresholds: Thresholds,
     /// The MQTT bridge for container metrics; `None` runs none.
     pub mqtt: Option<MqttConfig>,
-    /// Request logging, the analytics collection endpoints and retention (seed 02).
+    /// Request logging, the analytics collection endpoints and retention.
     pub analytics: AnalyticsConfig,
     /// How often devices are expected to send a health check.
     pub heartbeat_interval: Duration,

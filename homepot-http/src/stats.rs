@@ -1,4 +1,4 @@
-//! Service counters for `GET /api/v1/stats` (seed 04). Relaxed atomics: each is a monotonic
+//! Service counters for `GET /api/v1/stats` (metrics service). Relaxed atomics: each is a monotonic
 //! tally read for display, with no ordering relation to anything else.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};

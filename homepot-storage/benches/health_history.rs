@@ -1,5 +1,5 @@
 //! One device's last 24 hours out of 10,000,000 stored health checks: 1,000 devices that each
-//! report every 60 s for about 7 days, every row carrying a full seed-01 document. Prints the
+//! report every 60 s for about 7 days, every row carrying a full health document. Prints the
 //! latency percentiles of 2,000 queries over random devices, as the history endpoint makes
 //! them (newest first, its default limit of 100, and the whole day of 1,440 checks).
 //!

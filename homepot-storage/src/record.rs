@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use homepot_core::{DeviceId, HealthCheck, KeyHash, Role};
 use serde_json::{Map, Value};
 
-/// Identifier of a stored health check (the seed's `health_check_id`).
+/// Identifier of a stored health check (the original API's `health_check_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HealthCheckId(pub i64);
 
@@ -27,7 +27,7 @@ pub struct NewHealthCheck {
     pub check: HealthCheck,
 }
 
-/// A health check as stored (the seed's `health_checks` row).
+/// A health check as stored (the original API's `health_checks` row).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredHealthCheck {
     /// Its identifier.

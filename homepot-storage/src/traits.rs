@@ -138,7 +138,7 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Point>, StorageError>;
 }
 
-/// The analytics records of seed 02 and the aggregations over them. Aggregations group in
+/// The analytics records and the aggregations over them. Aggregations group in
 /// the backend and return small per-group records that `homepot_core::analytics` finishes,
 /// so no caller ever loads raw rows to aggregate them.
 #[async_trait]

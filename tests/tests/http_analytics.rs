@@ -1,4 +1,4 @@
-//! Seed 02's analytics over real HTTP: collection, queries, the request log and device
+//! Analytics over real HTTP: collection, queries, the request log and device
 //! states, on every backend.
 
 use std::sync::Arc;

@@ -1,16 +1,16 @@
-//! Seed 05's container metrics data messages over real HTTP.
+//! Container metrics data messages over real HTTP.
 
 use homepot_tests::{TestServer, container_data_message, on_every_backend, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-on_every_backend!(seed_data_message_is_stored_and_served, container_messages_are_validated_and_authorised);
+on_every_backend!(documented_data_message_is_stored_and_served, container_messages_are_validated_and_authorised);
 
 fn data_message(namespace: &str, name: &str) -> Value {
     container_data_message(&format!("{namespace}:{name}:edge:containers"))
 }
 
-async fn seed_data_message_is_stored_and_served(s: &TestServer) {
+async fn documented_data_message_is_stored_and_served(s: &TestServer) {
     let (namespace, name) = (unique("edge"), "device");
     let device = format!("{namespace}:{name}");
     let key = s.register(&device).await;

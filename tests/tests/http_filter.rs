@@ -1,4 +1,4 @@
-//! The SmartDataFilter on real durable writes (seed 02): what is stored, what is answered, and
+//! The SmartDataFilter on real durable writes: what is stored, what is answered, and
 //! that the live view still sees every sample. On SQLite and, when configured, PostgreSQL.
 
 use homepot_core::filter::FilterConfig;

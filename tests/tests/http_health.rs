@@ -1,4 +1,4 @@
-//! Seed 01 over real HTTP: `POST/GET /api/v1/devices/{device_id}/health`.
+//! The device health API over real HTTP: `POST/GET /api/v1/devices/{device_id}/health`.
 
 use chrono::DateTime;
 use homepot_tests::{TestServer, on_every_backend, unique};
@@ -6,9 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 on_every_backend!(
-    seed_examples_answer_as_the_seed_says,
+    documented_examples_answer_as_documented,
     unknown_device_is_404,
-    missing_field_is_the_seed_422,
+    missing_field_is_the_documented_422,
     every_bad_field_is_listed,
     malformed_json_is_422_not_500,
     keys_are_checked,
@@ -36,7 +36,7 @@ fn unhealthy() -> Value {
     })
 }
 
-async fn seed_examples_answer_as_the_seed_says(s: &TestServer) {
+async fn documented_examples_answer_as_documented(s: &TestServer) {
     let device = unique("pos-terminal-");
     let key = s.register(&device).await;
     let mut ids = Vec::new();
@@ -81,7 +81,7 @@ async fn unknown_device_is_404(s: &TestServer) {
     assert_eq!(status, 404);
 }
 
-async fn missing_field_is_the_seed_422(s: &TestServer) {
+async fn missing_field_is_the_documented_422(s: &TestServer) {
     let device = unique("pos-");
     let key = s.register(&device).await;
     let (status, body) =

@@ -1,4 +1,4 @@
-//! Seed 04's outputs over real HTTP: the live JSON views, Prometheus text (checked by
+//! The metrics service's outputs over real HTTP: the live JSON views, Prometheus text (checked by
 //! `promtool` when installed), and the credential forms stock clients use.
 
 use homepot_tests::{TestServer, on_every_backend, unique};

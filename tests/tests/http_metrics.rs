@@ -1,16 +1,16 @@
-//! Seed 04's ingest formats over real HTTP, read back from durable history.
+//! The metrics service's ingest formats over real HTTP, read back from durable history.
 
 use homepot_tests::{TestServer, on_every_backend, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 on_every_backend!(
-    seed_push_examples_are_stored,
+    documented_push_examples_are_stored,
     line_protocol_keeps_good_lines_and_reports_bad_ones,
     influx_write_is_compatible,
     invalid_json_metrics_are_422,
     device_keys_label_their_points,
-    otlp_json_from_the_seed_is_stored,
+    otlp_json_from_the_documentation_is_stored,
 );
 
 async fn history(s: &TestServer, query: &str) -> Value {
@@ -20,7 +20,7 @@ async fn history(s: &TestServer, query: &str) -> Value {
     body
 }
 
-async fn seed_push_examples_are_stored(s: &TestServer) {
+async fn documented_push_examples_are_stored(s: &TestServer) {
     let (my_metric, fps) = (unique("my_metric_"), unique("fps_"));
     for body in [
         json!({"name": my_metric, "value": 42.5}),
@@ -130,7 +130,7 @@ async fn device_keys_label_their_points(s: &TestServer) {
     assert_eq!(status, 403, "device keys read nothing");
 }
 
-async fn otlp_json_from_the_seed_is_stored(s: &TestServer) {
+async fn otlp_json_from_the_documentation_is_stored(s: &TestServer) {
     let name = unique("custom_metric_");
     let body = json!({"resourceMetrics": [{
         "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my-service"}}]},

@@ -1,4 +1,4 @@
-//! Seed 04's service endpoints over real HTTP: detailed health, statistics, the SSE stream
+//! The metrics service's own endpoints over real HTTP: detailed health, statistics, the SSE stream
 //! (and its browser page), per-client rate limiting, and open-metrics mode.
 
 use std::num::NonZeroU32;
@@ -72,7 +72,7 @@ async fn detailed_health_and_stats_count_what_happened() {
 }
 
 #[tokio::test]
-async fn the_stream_sends_the_seed_event_format_and_forgets_gone_clients() {
+async fn the_stream_sends_the_documented_event_format_and_forgets_gone_clients() {
     let s = server(ServerConfig { stream_interval: Duration::from_millis(50), ..ServerConfig::default() }).await;
     let name = unique("cpu_");
     let lines = format!("{name},host=myhost usage_user=0.14,idle=90i");

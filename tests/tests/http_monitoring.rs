@@ -1,4 +1,4 @@
-//! Seed 03's gateway resource monitoring over real HTTP.
+//! Gateway resource monitoring over real HTTP.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 on_every_backend!(nodes_report_and_the_cluster_is_summarised, node_reports_are_validated_and_authorised);
 
-fn seed_node(zone: &str, cpu: f64) -> Value {
+fn sample_node(zone: &str, cpu: f64) -> Value {
     json!({
         "timestamp": 1729763445, "node_ip": "192.168.1.100", "hostname": "spore-node-1",
         "cpu": {"frequency_mhz": 160, "usage_percent": cpu, "temperature_c": 58.3},
@@ -29,11 +29,12 @@ async fn nodes_report_and_the_cluster_is_summarised(s: &TestServer) {
     let (a, b) = (unique("spore-a-"), unique("spore-b-"));
     let key_a = s.register(&a).await;
     s.register(&b).await;
-    let (status, answer) = s.call(Method::POST, &report_path(&a), Some(&key_a), Some(&seed_node("zone-1", 40.0))).await;
+    let (status, answer) =
+        s.call(Method::POST, &report_path(&a), Some(&key_a), Some(&sample_node("zone-1", 40.0))).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["message"], "Node resources recorded successfully");
     let (status, _) =
-        s.call(Method::POST, &report_path(&b), Some(&s.admin_key), Some(&seed_node("zone-2", 20.0))).await;
+        s.call(Method::POST, &report_path(&b), Some(&s.admin_key), Some(&sample_node("zone-2", 20.0))).await;
     assert_eq!(status, 200);
 
     let (status, view) = s.call(Method::GET, "/api/monitoring/resources", Some(&s.admin_key), None).await;
@@ -76,13 +77,13 @@ async fn node_reports_are_validated_and_authorised(s: &TestServer) {
     let (a, b) = (unique("spore-a-"), unique("spore-b-"));
     let key_a = s.register(&a).await;
     s.register(&b).await;
-    let mut bad = seed_node("zone-1", 120.0);
+    let mut bad = sample_node("zone-1", 120.0);
     bad["memory"]["used_bytes"] = json!(1);
     let (status, answer) = s.call(Method::POST, &report_path(&a), Some(&key_a), Some(&bad)).await;
     assert_eq!(status, 422);
     assert_eq!(answer["detail"][0]["loc"], json!(["body", "cpu", "usage_percent"]));
     assert_eq!(answer["detail"][1]["loc"], json!(["body", "memory", "used_bytes"]));
-    let ok = seed_node("zone-1", 10.0);
+    let ok = sample_node("zone-1", 10.0);
     assert_eq!(
         s.call(Method::POST, &report_path(&b), Some(&key_a), Some(&ok)).await.0,
         403,
@@ -101,7 +102,7 @@ async fn silent_nodes_are_marked_stale_and_left_out_of_the_summary() {
     let s = TestServer::start(Backend::Sqlite, "stale", config).await.expect("SQLite");
     let node = unique("spore-");
     s.register(&node).await;
-    let body = seed_node("zone-1", 40.0);
+    let body = sample_node("zone-1", 40.0);
     assert_eq!(s.call(Method::POST, &report_path(&node), Some(&s.admin_key), Some(&body)).await.0, 200);
     tokio::time::sleep(Duration::from_millis(120)).await;
     let (_, view) = s.call(Method::GET, "/api/monitoring/resources", Some(&s.admin_key), None).await;
@@ -140,12 +141,12 @@ async fn websocket_clients_see_joins_label_changes_thresholds_and_staleness() {
         let (s, node) = (&s, node.clone());
         async move { assert_eq!(s.call(Method::POST, &report_path(&node), Some(&s.admin_key), Some(&body)).await.0, 200) }
     };
-    post(seed_node("zone-1", 40.0)).await;
+    post(sample_node("zone-1", 40.0)).await;
     let joined = next_event(&mut socket).await;
     assert_eq!((joined["type"].clone(), joined["node_id"].clone()), (json!("node_joined"), json!(node)));
     assert_eq!(joined["labels"]["zone"], "zone-1");
 
-    let mut hot = seed_node("zone-2", 93.5);
+    let mut hot = sample_node("zone-2", 93.5);
     hot["labels"]["version"] = json!("1.2.0");
     post(hot).await;
     let labels = next_event(&mut socket).await;

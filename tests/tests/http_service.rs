@@ -53,7 +53,7 @@ async fn simulator_is_off_by_default() {
 }
 
 #[tokio::test]
-async fn simulator_answers_as_the_seed_shows() {
+async fn simulator_answers_as_documented() {
     let s = sqlite(ServerConfig { simulator: true, ..ServerConfig::default() }).await;
     let (status, body) = s.call(Method::POST, "/api/v1/simulator/device-metrics", None, None).await;
     assert_eq!(status, 200, "{body}");

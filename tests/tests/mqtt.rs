@@ -123,7 +123,8 @@ async fn the_bridge_requests_metrics_when_it_connects() {
     let (topic, payload) =
         tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await.expect("a request within 20 s").unwrap();
     assert!(topic.starts_with(&format!("command//{thing}/req/")) && topic.ends_with("/request"), "{topic}");
-    let request = homepot_core::container::MetricsRequest::parse(&payload).expect("a seed 05 request message");
+    let request =
+        homepot_core::container::MetricsRequest::parse(&payload).expect("a container metrics request message");
     assert_eq!((request.thing_id.as_str(), request.frequency_ms), (thing.as_str(), 2_000));
     assert_eq!(request.filters[0].ids, ["cpu.*"]);
     let message: Value = serde_json::from_slice(&payload).unwrap();

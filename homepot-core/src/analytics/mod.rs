@@ -1,4 +1,4 @@
-//! Analytics (seed 02): the five records — request logs, device state changes, job outcomes,
+//! Analytics: the five records — request logs, device state changes, job outcomes,
 //! error logs and user activity — with their validation, the JSON adapters of the collection
 //! endpoints, the aggregations behind the query endpoints, and the device state machine.
 //!
@@ -24,7 +24,7 @@ pub const MAX_ENDPOINT_LEN: usize = 255;
 /// Longest error message kept in a request log; longer ones are cut.
 pub const MAX_LOGGED_ERROR_LEN: usize = 1_000;
 
-/// One API request, as the request-logging middleware saw it (seed 02's `APIRequestLog`).
+/// One API request, as the request-logging middleware saw it (the analytics design's `APIRequestLog`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestLog {
     /// When the request arrived.
@@ -59,7 +59,7 @@ impl RequestLog {
     }
 }
 
-/// A device state change (seed 02's `DeviceStateHistory`).
+/// A device state change (the analytics design's `DeviceStateHistory`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateChange {
     /// When it changed.
@@ -111,7 +111,7 @@ impl JobStatus {
     }
 }
 
-/// The result of one job run (seed 02's `JobOutcome`).
+/// The result of one job run (the analytics design's `JobOutcome`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobOutcome {
     /// When it was reported.
@@ -171,7 +171,7 @@ impl Severity {
     }
 }
 
-/// A categorised error (seed 02's `ErrorLog`).
+/// A categorised error (the analytics design's `ErrorLog`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorLog {
     /// When it was reported.
@@ -198,7 +198,7 @@ pub struct ErrorLog {
     pub resolved: bool,
 }
 
-/// One user action in a frontend (seed 02's `UserActivity`).
+/// One user action in a frontend (the analytics design's `UserActivity`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UserActivity {
     /// When it was reported.

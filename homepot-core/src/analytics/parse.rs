@@ -1,6 +1,6 @@
-//! JSON adapters for the four collection endpoints. Required fields are those the seed's
-//! model keeps non-null and the client must supply; lengths follow the model's columns.
-//! `metadata` and `extra_data` are accepted as the same free-form object (the seed's clients
+//! JSON adapters for the four collection endpoints. Required fields are those the original
+//! analytics model keeps non-null and the client must supply; lengths follow the model's columns.
+//! `metadata` and `extra_data` are accepted as the same free-form object (the original API's clients
 //! send either).
 
 use chrono::{DateTime, Utc};
@@ -188,7 +188,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_examples_are_accepted() {
+    fn documented_examples_are_accepted() {
         let view =
             json!({"activity_type": "page_view", "page_url": "/dashboard", "session_id": "s-1", "duration_ms": 1500});
         let activity = parse_user_activity(view.to_string().as_bytes(), "key:1", at()).unwrap();

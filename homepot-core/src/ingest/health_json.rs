@@ -88,7 +88,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_examples_are_accepted() {
+    fn documented_examples_are_accepted() {
         check(json!({"is_healthy": true, "response_time_ms": 100}), &[]);
         check(
             json!({

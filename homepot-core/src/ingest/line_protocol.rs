@@ -390,7 +390,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_examples() {
+    fn documented_examples() {
         let input = "cpu_usage,host=server1,cpu=cpu0 usage=45.2 1704067200000000000\n\
                      memory,host=server1 used_percent=67.5 1704067200000000000\n\
                      fps,pipeline=detection value=29.97";

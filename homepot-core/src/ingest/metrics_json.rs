@@ -1,4 +1,4 @@
-//! JSON adapters for seed 04: the simple format (`POST /api/v1/metrics/simple`) and the batch
+//! JSON adapters for the metrics service: the simple format (`POST /api/v1/metrics/simple`) and the batch
 //! format (`POST /api/v1/metrics`). A JSON body is validated whole: one bad metric makes the
 //! request a 422 that lists every problem (with the metric's index), and nothing is kept.
 
@@ -186,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn simple_metrics_from_the_seed() {
+    fn simple_metrics_from_the_documentation() {
         let p = parse_simple_metric(br#"{"name": "my_metric", "value": 42.5}"#, 9).unwrap();
         assert_eq!((p.name(), p.timestamp_ns()), ("my_metric", 9));
         assert_eq!(p.fields()[0], ("value".into(), FieldValue::Float(42.5)));
@@ -205,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_from_the_seed() {
+    fn batches_from_the_documentation() {
         let body = json!({"metrics": [
             {"name": "cpu", "fields": {"usage_user": 45.2, "usage_system": 12.1}, "tags": {"host": "server1"},
              "timestamp": 1_704_067_200_000_000_000_i64},

@@ -199,7 +199,7 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use proptest::prelude::*;
 
-    const SEED_JSON: &str = r#"{
+    const DOCUMENTED_JSON: &str = r#"{
         "resourceMetrics": [{
           "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "my-service"}}]},
           "scopeMetrics": [{"metrics": [{"name": "custom_metric", "gauge": {"dataPoints": [{
@@ -216,8 +216,8 @@ mod tests {
     }
 
     #[test]
-    fn seed_json_example() {
-        let outcome = to_points(&decode_json(SEED_JSON.as_bytes()).unwrap(), 99);
+    fn documented_json_example() {
+        let outcome = to_points(&decode_json(DOCUMENTED_JSON.as_bytes()).unwrap(), 99);
         assert_eq!(outcome.rejected, 0);
         let p = &outcome.points[0];
         assert_eq!((p.name(), p.timestamp_ns()), ("custom_metric", 99));

@@ -1,4 +1,4 @@
-//! Seed 02's analytics endpoints: four collection endpoints and four queries.
+//! The analytics endpoints: four collection endpoints and four queries.
 //!
 //! Who may call what:
 //! - user activity and errors: any valid key; a device key's errors are about its own device;
@@ -26,7 +26,7 @@ use crate::auth::{ApiKeyAuth, Principal};
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
-/// Analytics collection and queries (seed 02).
+/// Analytics collection and queries.
 #[derive(Debug, Default)]
 pub(crate) struct AnalyticsApi;
 

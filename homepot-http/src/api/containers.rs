@@ -12,7 +12,7 @@ use crate::auth::MetricsAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
-/// Container metrics (seed 05).
+/// Container metrics (Ditto/Hono edge devices).
 #[derive(Debug, Default)]
 pub(crate) struct ContainersApi;
 
@@ -59,7 +59,7 @@ struct ContainerSnapshots {
 
 #[OpenApi]
 impl ContainersApi {
-    /// Ingest a container metrics data message (seed 05) as the body. The device its topic
+    /// Ingest a container metrics data message (Ditto JSON) as the body. The device its topic
     /// names (`<ns>/<name>:edge:containers`) must be registered; its own key or an admin key.
     /// Each originator's measurements become a `container` point tagged with `originator` and
     /// `device_id`; unknown measurement ids are kept.

@@ -18,7 +18,7 @@ use crate::body::JsonBody;
 use crate::error::ApiError;
 use crate::pipeline::HealthWrite;
 
-/// Device health operations (seed 01).
+/// Device health operations (device health API).
 #[derive(Debug, Default)]
 pub(crate) struct HealthApi;
 
@@ -179,7 +179,7 @@ impl HealthWrite {
     }
 }
 
-/// A stored health check (the seed's `health_checks` row).
+/// A stored health check (the original API's `health_checks` row).
 #[derive(Debug, Object)]
 pub(crate) struct HealthCheckView {
     /// Identifier.

@@ -14,7 +14,7 @@ use super::{ApiTags, AppState, now};
 use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
-/// The live metrics view (seed 04).
+/// The live metrics view (metrics service).
 #[derive(Debug, Default)]
 pub(crate) struct LiveApi;
 

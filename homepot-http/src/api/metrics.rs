@@ -19,7 +19,7 @@ use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
 use crate::error::ApiError;
 use crate::pipeline::PointsWrite;
 
-/// Metrics ingest and history (seed 04).
+/// Metrics ingest and history (metrics service).
 #[derive(Debug, Default)]
 pub(crate) struct MetricsApi;
 
@@ -112,7 +112,7 @@ struct OtlpPartialSuccess {
     error_message: String,
 }
 
-/// The answer to an OTLP/JSON export: seed 04's counts plus OTLP's partial success.
+/// The answer to an OTLP/JSON export: the metrics service's counts plus OTLP's partial success.
 #[derive(Debug, Object)]
 struct OtlpAccepted {
     /// Points stored.

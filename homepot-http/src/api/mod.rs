@@ -44,17 +44,17 @@ enum ApiTags {
     Devices,
     /// API key rotation and revocation (admin).
     Keys,
-    /// Device health checks (seed 01).
+    /// Device health checks (device health API).
     Health,
-    /// Metrics ingest and history (seed 04).
+    /// Metrics ingest and history (metrics service).
     Metrics,
-    /// The live metrics view: JSON, Prometheus (seed 04).
+    /// The live metrics view: JSON, Prometheus (metrics service).
     Live,
-    /// Gateway node resources (seed 03).
+    /// Gateway node resources (gateway resource monitoring).
     Monitoring,
-    /// Container metrics messages (seed 05).
+    /// Container metrics messages (Ditto/Hono edge devices).
     Containers,
-    /// Analytics collection and queries (seed 02).
+    /// Analytics collection and queries.
     Analytics,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
@@ -91,7 +91,7 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// The registered device named in a path or body, or the seed's 404.
+    /// The registered device named in a path or body, or the original API's 404.
     pub(crate) async fn registered_device(&self, device_id: &str) -> Result<homepot_core::DeviceId, ApiError> {
         let id = homepot_core::DeviceId::parse(device_id).map_err(|_| ApiError::device_not_found(device_id))?;
         match self.store.device(&id).await? {
@@ -108,7 +108,7 @@ pub(crate) fn now() -> DateTime<Utc> {
     now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
 }
 
-/// The seeds' timestamp format: `2025-11-19T10:00:00.000Z`.
+/// The original APIs' timestamp format: `2025-11-19T10:00:00.000Z`.
 pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

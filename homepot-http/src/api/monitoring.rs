@@ -17,7 +17,7 @@ use crate::auth::MetricsAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
-/// Gateway resource monitoring (seed 03).
+/// Gateway resource monitoring.
 #[derive(Debug, Default)]
 pub(crate) struct MonitoringApi;
 
@@ -90,12 +90,12 @@ struct ClusterSummaryBody {
     stale_nodes: usize,
 }
 
-/// `GET /api/monitoring/resources` (seed 03).
+/// `GET /api/monitoring/resources` (gateway resource monitoring).
 #[derive(Debug, Object)]
 struct ClusterResources {
     /// When this view was made (RFC 3339, UTC).
     timestamp: String,
-    /// Each node's newest report (seed 03's node object) with `node_id`, `last_seen` and
+    /// Each node's newest report (the gateway monitoring API's node object) with `node_id`, `last_seen` and
     /// `stale`, ordered by node id.
     nodes: Vec<Value>,
     /// Cluster-wide figures.

@@ -17,7 +17,7 @@ struct DependencyChecks {
     store: bool,
 }
 
-/// `GET /health` (seed 04's basic health).
+/// `GET /health` (the metrics service's basic health).
 #[derive(Debug, Object)]
 struct ServiceHealth {
     /// `healthy` or `unhealthy`.
@@ -43,7 +43,7 @@ struct MetricsStoreHealth {
     max_metrics: usize,
 }
 
-/// `GET /api/health` (seed 04's detailed health).
+/// `GET /api/health` (the metrics service's detailed health).
 #[derive(Debug, Object)]
 struct DetailedHealth {
     #[oai(flatten)]

@@ -13,7 +13,7 @@ use super::{ApiTags, AppState, now, rfc3339};
 use crate::auth::generate_key;
 use crate::error::ApiError;
 
-/// The device metrics simulator (seed 01), for development only.
+/// The device metrics simulator (device health API), for development only.
 #[derive(Debug, Default)]
 pub(crate) struct SimulatorApi;
 

@@ -17,7 +17,7 @@ use super::{ApiTags, AppState, now};
 use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
-/// The live metrics stream (seed 04).
+/// The live metrics stream (metrics service).
 #[derive(Debug, Default)]
 pub(crate) struct StreamApi;
 
