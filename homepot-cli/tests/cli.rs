@@ -224,6 +224,7 @@ fn retention_run_deletes_old_analytics() {
         previous_state: None,
         new_state: "online".to_owned(),
         changed_by: "system".to_owned(),
+        recorded_by: Some("system".to_owned()),
         reason: None,
         metadata: serde_json::Map::new(),
     };

@@ -125,6 +125,7 @@ impl DeviceStates {
             previous_state: transition.previous,
             new_state: transition.new.as_str().to_owned(),
             changed_by: "system".to_owned(),
+            recorded_by: Some("system".to_owned()),
             reason: Some(transition.reason),
             metadata: Map::new(),
         };

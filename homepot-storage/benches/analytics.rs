@@ -114,6 +114,7 @@ async fn populate(store: &SeaOrmStore, now: DateTime<Utc>) {
                 previous_state: Some("online".to_owned()),
                 new_state: ["online", "unhealthy", "offline"][i % 3].to_owned(),
                 changed_by: "system".to_owned(),
+                recorded_by: Some("system".to_owned()),
                 reason: Some("bench".to_owned()),
                 metadata: Map::new(),
             })

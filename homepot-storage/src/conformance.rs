@@ -453,6 +453,7 @@ pub async fn reads_state_history_newest_first<S: Store + ?Sized>(store: &S) {
         previous_state: previous.map(str::to_owned),
         new_state: new.to_owned(),
         changed_by: "system".to_owned(),
+        recorded_by: Some("system".to_owned()),
         reason: Some(format!("reason {seconds}")),
         metadata: metadata(json!({"last_seen": "2025-12-01T10:00:00Z", "n": [seconds, {"deep": true}]})),
     };
@@ -552,6 +553,7 @@ pub async fn purges_old_analytics_in_batches<S: Store + ?Sized>(store: &S) {
         previous_state: None,
         new_state: "online".to_owned(),
         changed_by: "system".to_owned(),
+        recorded_by: Some("system".to_owned()),
         reason: None,
         metadata: Map::new(),
     };

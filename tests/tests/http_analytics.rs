@@ -84,8 +84,11 @@ async fn collection_endpoints_store_records(s: &TestServer) {
     s.register(&device).await;
     let metadata = json!({"last_seen": "2025-12-01T10:00:00Z", "nested": {"list": [1, "two", null]}});
     for (previous, new) in [("online", "offline"), ("offline", "maintenance")] {
-        let change = json!({"device_id": device, "previous_state": previous, "new_state": new,
-                            "reason": "Network timeout", "metadata": metadata});
+        let mut change = json!({"device_id": device, "previous_state": previous, "new_state": new,
+                                "reason": "Network timeout", "metadata": metadata});
+        if new == "maintenance" {
+            change["changed_by"] = json!("ops@example.com");
+        }
         let (status, body) = s.call(Method::POST, "/api/v1/analytics/device-state-change", admin, Some(&change)).await;
         assert_eq!(status, 201, "{body}");
     }
@@ -100,7 +103,11 @@ async fn collection_endpoints_store_records(s: &TestServer) {
         (json!("maintenance"), json!("offline"))
     );
     assert_eq!(entries[0]["metadata"], metadata, "metadata is returned intact");
-    assert!(entries[0]["changed_by"].as_str().unwrap().starts_with("key:"));
+    // What a client posts as `changed_by` is kept; the recording key is told apart.
+    assert_eq!(entries[0]["changed_by"], "ops@example.com", "{history}");
+    assert!(entries[0]["recorded_by"].as_str().unwrap().starts_with("key:"), "{history}");
+    assert!(entries[1]["changed_by"].as_str().unwrap().starts_with("key:"), "without one, the key: {history}");
+    assert_eq!(entries[1]["recorded_by"], entries[0]["recorded_by"]);
     let (_, view) = s.call(Method::GET, &format!("/api/v1/devices/{device}"), admin, None).await;
     assert_eq!(view["state"], "maintenance");
 }
@@ -296,7 +303,7 @@ async fn device_state_follows_health_checks_and_silence(s: &TestServer) {
     let history = body["history"].as_array().unwrap();
     assert_eq!(history[1]["reason"], "health check reported unhealthy: disk full");
     assert_eq!(history[2]["previous_state"], Value::Null);
-    assert!(history.iter().all(|h| h["changed_by"] == "system"));
+    assert!(history.iter().all(|h| h["changed_by"] == "system" && h["recorded_by"] == "system"));
     assert!(history[0]["reason"].as_str().unwrap().starts_with("no health check for"), "{body}");
 
     post(true).await;
@@ -375,6 +382,7 @@ async fn the_retention_job_runs_in_the_server() {
         previous_state: None,
         new_state: "online".to_owned(),
         changed_by: "system".to_owned(),
+        recorded_by: Some("system".to_owned()),
         reason: None,
         metadata: serde_json::Map::new(),
     };

@@ -36,6 +36,7 @@ async fn the_wal_is_recycled_under_single_record_writes() {
         previous_state: None,
         new_state: "online".to_owned(),
         changed_by: "system".to_owned(),
+        recorded_by: Some("system".to_owned()),
         reason: None,
         metadata: serde_json::Map::new(),
     };

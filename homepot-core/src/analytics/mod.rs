@@ -70,8 +70,12 @@ pub struct StateChange {
     pub previous_state: Option<String>,
     /// The state after: `online`, `unhealthy`, `offline`, or a client's own state.
     pub new_state: String,
-    /// `system`, or the key fingerprint of the client that reported it.
+    /// Who or what changed it, as reported: `system` for changes homepot detects, or what a
+    /// client posted (the reporting key's fingerprint when it posted none).
     pub changed_by: String,
+    /// Who recorded it: `system`, or the fingerprint of the key that posted it. `None` for
+    /// records kept before this was tracked.
+    pub recorded_by: Option<String>,
     /// Why.
     pub reason: Option<String>,
     /// Free-form details, stored intact.

@@ -120,11 +120,13 @@ pub fn parse_error_log(bytes: &[u8], at: DateTime<Utc>) -> Result<ErrorLog, Vali
     sink.finish().map(|()| error)
 }
 
-/// `POST /api/v1/analytics/device-state-change`, reported by `changed_by`.
+/// `POST /api/v1/analytics/device-state-change`, recorded by `recorded_by` (the posting
+/// key's fingerprint). The posted `changed_by` is kept as it is; without one, the change is
+/// attributed to the recorder.
 ///
 /// # Errors
 /// Every missing, mistyped or out-of-range field.
-pub fn parse_state_change(bytes: &[u8], changed_by: &str, at: DateTime<Utc>) -> Result<StateChange, ValidationErrors> {
+pub fn parse_state_change(bytes: &[u8], recorded_by: &str, at: DateTime<Utc>) -> Result<StateChange, ValidationErrors> {
     let map = parse_object(bytes)?;
     let r = ObjectReader::new(&map, &[]);
     let mut sink = ErrorSink::default();
@@ -133,7 +135,8 @@ pub fn parse_state_change(bytes: &[u8], changed_by: &str, at: DateTime<Utc>) -> 
         device_id: text(&r, &mut sink, "device_id", true, 255).unwrap_or_default(),
         previous_state: text(&r, &mut sink, "previous_state", false, 50),
         new_state: text(&r, &mut sink, "new_state", true, 50).unwrap_or_default(),
-        changed_by: changed_by.to_owned(),
+        changed_by: text(&r, &mut sink, "changed_by", false, 255).unwrap_or_else(|| recorded_by.to_owned()),
+        recorded_by: Some(recorded_by.to_owned()),
         reason: text(&r, &mut sink, "reason", false, 500),
         metadata: free_form(&r, &mut sink, &["metadata", "extra_data"]),
     };

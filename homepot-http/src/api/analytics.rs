@@ -106,6 +106,10 @@ struct StateChangeRequest {
     /// State after.
     #[oai(validator(min_length = 1, max_length = 50))]
     new_state: String,
+    /// Who or what changed it (a user, `system`); kept as posted. Without it, the change is
+    /// attributed to the posting key's fingerprint.
+    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
+    changed_by: Option<String>,
     /// Why.
     #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 500))]
     reason: Option<String>,
@@ -323,8 +327,12 @@ pub(crate) struct StateChangeView {
     previous_state: Option<String>,
     /// State after.
     new_state: String,
-    /// `system` or the fingerprint of the reporting key.
+    /// Who or what changed it: `system` for changes homepot detected, else as posted.
     changed_by: String,
+    /// Who recorded it: `system`, or the fingerprint (`key:…`) of the key that posted it;
+    /// null for changes recorded before this was tracked.
+    #[oai(nullable)]
+    recorded_by: Option<String>,
     /// Why (null when not given).
     #[oai(nullable)]
     reason: Option<String>,
@@ -339,6 +347,7 @@ impl From<StateChange> for StateChangeView {
             previous_state: c.previous_state,
             new_state: c.new_state,
             changed_by: c.changed_by,
+            recorded_by: c.recorded_by,
             reason: c.reason,
             metadata: c.metadata.into_iter().collect(),
         }

@@ -45,6 +45,7 @@ fn to_state_change(m: device_state_change::Model) -> StateChange {
         previous_state: m.previous_state,
         new_state: m.new_state,
         changed_by: m.changed_by.unwrap_or_default(),
+        recorded_by: m.recorded_by,
         reason: m.reason,
         metadata: to_map(m.extra_data),
     }
@@ -210,6 +211,7 @@ impl AnalyticsStore for SeaOrmStore {
             previous_state: Set(c.previous_state.clone()),
             new_state: Set(c.new_state.clone()),
             changed_by: Set(Some(c.changed_by.clone())),
+            recorded_by: Set(c.recorded_by.clone()),
             reason: Set(c.reason.clone()),
             extra_data: Set(object(&c.metadata)),
             ..Default::default()

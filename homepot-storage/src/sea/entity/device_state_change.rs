@@ -11,6 +11,7 @@ pub struct Model {
     pub previous_state: Option<String>,
     pub new_state: String,
     pub changed_by: Option<String>,
+    pub recorded_by: Option<String>,
     pub reason: Option<String>,
     #[sea_orm(column_type = "JsonBinary")]
     pub extra_data: Json,

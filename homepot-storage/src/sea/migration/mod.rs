@@ -8,6 +8,7 @@ mod m20261122_000002_create_health_checks;
 mod m20261122_000003_create_metric_points;
 mod m20261122_000004_create_analytics;
 mod m20261122_000005_create_request_rollups;
+mod m20261201_000006_add_recorded_by;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_create_metric_points::Migration),
             Box::new(m20261122_000004_create_analytics::Migration),
             Box::new(m20261122_000005_create_request_rollups::Migration),
+            Box::new(m20261201_000006_add_recorded_by::Migration),
         ]
     }
 }
