@@ -116,12 +116,22 @@ pub(crate) struct ServeArgs {
     /// Milliseconds between two events of `/metrics/stream`.
     #[arg(long, env = "PROMETHEUS_POLLER_INTERVAL_MS", default_value_t = 500)]
     pub(crate) stream_interval_ms: u64,
-    /// Sustained requests per minute per client IP; 0 turns rate limiting off.
+    /// Sustained requests per minute per device or read key, and per client address for
+    /// requests without a valid key; 0 turns rate limiting off.
     #[arg(long, env = "RATE_LIMIT_REQUESTS_PER_MINUTE", default_value_t = 1000)]
     pub(crate) rate_limit_requests_per_minute: u32,
-    /// Requests a client may make at once before the per-minute rate applies.
+    /// Requests a key or client may make at once before the per-minute rate applies.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 100)]
     pub(crate) rate_limit_burst: u32,
+    /// Sustained requests per minute per device key (default: RATE_LIMIT_REQUESTS_PER_MINUTE).
+    #[arg(long, env = "RATE_LIMIT_DEVICE_REQUESTS_PER_MINUTE")]
+    pub(crate) rate_limit_device_requests_per_minute: Option<NonZeroU32>,
+    /// Sustained requests per minute per read key (default: RATE_LIMIT_REQUESTS_PER_MINUTE).
+    #[arg(long, env = "RATE_LIMIT_READ_REQUESTS_PER_MINUTE")]
+    pub(crate) rate_limit_read_requests_per_minute: Option<NonZeroU32>,
+    /// Sustained requests per minute per admin key (default: unlimited).
+    #[arg(long, env = "RATE_LIMIT_ADMIN_REQUESTS_PER_MINUTE")]
+    pub(crate) rate_limit_admin_requests_per_minute: Option<NonZeroU32>,
     /// Identify clients by `X-Forwarded-For` (only behind a proxy that sets it).
     #[arg(long, env = "TRUST_FORWARDED_HEADERS", default_value_t = false)]
     pub(crate) trust_forwarded_headers: bool,
@@ -211,6 +221,9 @@ impl fmt::Debug for ServeArgs {
             .field("stream_interval_ms", &self.stream_interval_ms)
             .field("rate_limit_requests_per_minute", &self.rate_limit_requests_per_minute)
             .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("rate_limit_device_requests_per_minute", &self.rate_limit_device_requests_per_minute)
+            .field("rate_limit_read_requests_per_minute", &self.rate_limit_read_requests_per_minute)
+            .field("rate_limit_admin_requests_per_minute", &self.rate_limit_admin_requests_per_minute)
             .field("trust_forwarded_headers", &self.trust_forwarded_headers)
             .field("open_metrics", &self.open_metrics)
             .field("smart_filter_enabled", &self.smart_filter_enabled)
@@ -271,9 +284,14 @@ impl ServeArgs {
             stream_interval: Duration::from_millis(self.stream_interval_ms),
             rate_limit: NonZeroU32::new(self.rate_limit_requests_per_minute).map(|requests_per_minute| {
                 RateLimitConfig {
-                    requests_per_minute,
-                    burst: NonZeroU32::new(self.rate_limit_burst).unwrap_or(NonZeroU32::MIN),
+                    device_requests_per_minute: self.rate_limit_device_requests_per_minute,
+                    read_requests_per_minute: self.rate_limit_read_requests_per_minute,
+                    admin_requests_per_minute: self.rate_limit_admin_requests_per_minute,
                     trust_forwarded_headers: self.trust_forwarded_headers,
+                    ..RateLimitConfig::new(
+                        requests_per_minute,
+                        NonZeroU32::new(self.rate_limit_burst).unwrap_or(NonZeroU32::MIN),
+                    )
                 }
             }),
             open_metrics: self.open_metrics,

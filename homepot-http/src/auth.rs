@@ -271,11 +271,21 @@ impl Authenticator {
     }
 
     async fn principal_for(&self, presented: &str) -> Result<Principal, ApiError> {
-        let hash = KeyHash::of(presented);
-        if self.configured_admin.is_some_and(|admin| admin.matches(&hash)) {
-            return Ok(Principal::Admin);
+        self.principal_for_hash(KeyHash::of(presented)).await
+    }
+
+    /// The holder of a key known without asking storage: the configured admin key, or one
+    /// found valid within the cache's time to live.
+    pub(crate) fn known(&self, hash: &KeyHash) -> Option<Principal> {
+        if self.configured_admin.is_some_and(|admin| admin.matches(hash)) {
+            return Some(Principal::Admin);
         }
-        if let Some(principal) = self.cache.get(&hash) {
+        self.cache.get(hash)
+    }
+
+    /// The holder of the key with this hash, asking storage when it is not known.
+    pub(crate) async fn principal_for_hash(&self, hash: KeyHash) -> Result<Principal, ApiError> {
+        if let Some(principal) = self.known(&hash) {
             return Ok(principal);
         }
         let generation = self.cache.generation();

@@ -243,7 +243,6 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             Arc::clone(&stats),
         )
     });
-    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c)));
     let state = Arc::new(AppState {
         live,
         stats,
@@ -265,6 +264,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         analytics_enabled: config.analytics.enabled,
         states: Arc::clone(&states),
     });
+    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, state.auth.clone())));
     let mut tasks =
         vec![tokio::spawn(sweep_stale_nodes(Arc::clone(&state))), tokio::spawn(sweep_device_states(states))];
     if let Some(retention) = config.analytics.retention {
@@ -289,7 +289,7 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             let limiter = limiter.clone();
             async move {
                 if let Some(limiter) = &limiter
-                    && let Err(refused) = limiter.check(&request)
+                    && let Err(refused) = limiter.check(&request).await
                 {
                     return Ok(refused.into_response());
                 }

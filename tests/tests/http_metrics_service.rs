@@ -129,20 +129,20 @@ async fn the_stream_sends_the_documented_event_format_and_forgets_gone_clients()
 
 fn limit(per_minute: u32, burst: u32, trust_forwarded_headers: bool) -> Option<RateLimitConfig> {
     Some(RateLimitConfig {
-        requests_per_minute: NonZeroU32::new(per_minute).unwrap(),
-        burst: NonZeroU32::new(burst).unwrap(),
         trust_forwarded_headers,
+        ..RateLimitConfig::new(NonZeroU32::new(per_minute).unwrap(), NonZeroU32::new(burst).unwrap())
     })
 }
 
 #[tokio::test]
 async fn clients_over_their_rate_get_429_with_reset_headers() {
     let s = server(ServerConfig { rate_limit: limit(60, 3, false), ..ServerConfig::default() }).await;
+    let key = read_key(&s).await;
     for _ in 0..3 {
-        let (status, _) = s.call(Method::GET, "/api/v1/metrics/names", Some(&s.admin_key), None).await;
+        let (status, _) = s.call(Method::GET, "/api/v1/metrics/names", Some(&key), None).await;
         assert_eq!(status, 200);
     }
-    let refused = s.client.get(s.url("/api/v1/metrics/names")).header("X-API-Key", &s.admin_key).send().await.unwrap();
+    let refused = s.client.get(s.url("/api/v1/metrics/names")).header("X-API-Key", &key).send().await.unwrap();
     assert_eq!(refused.status().as_u16(), 429);
     let headers = refused.headers();
     assert_eq!(headers["x-ratelimit-remaining"], "0");
@@ -174,20 +174,65 @@ async fn names_status(s: &TestServer, ip: &str, key: &str) -> u16 {
     request.send().await.unwrap().status().as_u16()
 }
 
+/// Requests without a valid key are limited by address: wrong keys cost their sender.
 #[tokio::test]
 async fn forwarded_clients_are_told_apart_only_when_trusted() {
     for trusted in [true, false] {
         let s = server(ServerConfig { rate_limit: limit(60, 1, trusted), ..ServerConfig::default() }).await;
-        let (first, second) = (read_key(&s).await, read_key(&s).await);
-        assert_eq!(names_status(&s, "203.0.113.1", &first).await, 200);
+        assert_eq!(names_status(&s, "203.0.113.1", "wrong-1").await, 401);
         assert_eq!(
-            names_status(&s, "203.0.113.2", &second).await,
-            if trusted { 200 } else { 429 },
+            names_status(&s, "203.0.113.2", "wrong-2").await,
+            if trusted { 401 } else { 429 },
             "trusted: {trusted}"
         );
-        assert_eq!(names_status(&s, "203.0.113.1", &first).await, 429);
+        assert_eq!(names_status(&s, "203.0.113.1", "wrong-3").await, 429, "invented keys share the address's quota");
         s.shutdown().await;
     }
+}
+
+/// Each role has its own quota: admin keys are unlimited by default, so provisioning more
+/// devices than the burst works; a configured admin quota applies per admin key; device and
+/// read keys keep theirs, whatever address they come from.
+#[tokio::test]
+async fn each_role_has_its_own_quota() {
+    let s = server(ServerConfig { rate_limit: limit(60, 2, true), ..ServerConfig::default() }).await;
+    for _ in 0..5 {
+        let device = unique("quota-");
+        let (status, body) =
+            s.call(Method::POST, "/api/v1/devices", Some(&s.admin_key), Some(&json!({"device_id": device}))).await;
+        assert_eq!(status, 201, "admin keys are not limited by default: {body}");
+    }
+    let device = unique("quota-dev-");
+    let device_key = s.register(&device).await;
+    let health = json!({"is_healthy": true, "response_time_ms": 1});
+    let mut statuses = Vec::new();
+    for ip in ["203.0.113.7", "203.0.113.8", "203.0.113.9"] {
+        let request = s
+            .client
+            .post(s.url(&format!("/api/v1/devices/{device}/health")))
+            .header("X-API-Key", &device_key)
+            .header("X-Forwarded-For", ip)
+            .json(&health);
+        statuses.push(request.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429], "a device key's quota follows the key, not the address");
+    assert_eq!(names_status(&s, "203.0.113.9", &read_key(&s).await).await, 200, "a read key has its own quota");
+    s.shutdown().await;
+
+    let limited = RateLimitConfig {
+        admin_requests_per_minute: NonZeroU32::new(60),
+        ..RateLimitConfig::new(NonZeroU32::new(60).unwrap(), NonZeroU32::new(2).unwrap())
+    };
+    let s = server(ServerConfig { rate_limit: Some(limited), ..ServerConfig::default() }).await;
+    let statuses: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..3 {
+            statuses.push(s.call(Method::GET, "/api/v1/devices", Some(&s.admin_key), None).await.0);
+        }
+        statuses
+    };
+    assert_eq!(statuses, [200, 200, 429], "RATE_LIMIT_ADMIN_REQUESTS_PER_MINUTE limits admin keys");
+    s.shutdown().await;
 }
 
 /// One key used from many addresses shares one quota: a leaked key or a fleet behind
