@@ -108,11 +108,11 @@ impl RateLimiter {
     fn sweep(&self) {
         self.per_address.retain_recent();
         self.per_address.shrink_to_fit();
-        for limiter in [Some(&self.per_device_key), Some(&self.per_read_key), self.per_admin_key.as_ref()] {
-            if let Some(limiter) = limiter {
-                limiter.retain_recent();
-                limiter.shrink_to_fit();
-            }
+        for limiter in
+            [Some(&self.per_device_key), Some(&self.per_read_key), self.per_admin_key.as_ref()].into_iter().flatten()
+        {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
     }
 
