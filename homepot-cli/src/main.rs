@@ -24,7 +24,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document.
     Openapi,
     /// Manage registered devices in the configured database.
@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             settings::init_logging(args.log.log_format);
-            serve::run(args).await
+            serve::run(*args).await
         }
         Command::Openapi => {
             println!("{}", homepot_http::openapi_json());
