@@ -4,7 +4,7 @@
 //! tests and demos, not production.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -231,6 +231,19 @@ impl MetricStore for InMemoryStore {
             .collect();
         found.sort_by_key(|(i, p)| std::cmp::Reverse((p.timestamp_ns(), *i)));
         Ok(found.into_iter().take(limit).map(|(_, p)| p.clone()).collect())
+    }
+
+    async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError> {
+        let t = self.tables();
+        let mut latest: HashMap<(&str, &[(String, String)]), &Point> = HashMap::new();
+        // In insertion order, so a later-stored point of equal time replaces an earlier one.
+        for p in t.points.iter().filter(|p| names.contains(&p.name()) && p.timestamp_ns() >= since_ns) {
+            let newest = latest.entry((p.name(), p.tags())).or_insert(p);
+            if p.timestamp_ns() >= newest.timestamp_ns() {
+                *newest = p;
+            }
+        }
+        Ok(latest.into_values().cloned().collect())
     }
 }
 

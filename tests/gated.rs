@@ -101,6 +101,9 @@ impl MetricStore for GatedStore {
     ) -> Result<Vec<Point>, StorageError> {
         self.inner.points_since(name, since_ns, tags, limit).await
     }
+    async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError> {
+        self.inner.latest_points(names, since_ns).await
+    }
 }
 
 #[async_trait]

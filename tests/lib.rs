@@ -163,6 +163,15 @@ impl TestServer {
         body["api_key"].as_str().expect("api_key").to_owned()
     }
 
+    /// Shuts the server down gracefully and starts a new one over the same store with
+    /// `config`: a restart, as far as anything stored is concerned.
+    pub async fn restart(mut self, config: ServerConfig) -> Self {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        Self::start_on(Arc::clone(&self.store), self._dir.take(), config).await
+    }
+
     /// Graceful shutdown: in-flight requests finish and queued writes are drained.
     pub async fn shutdown(mut self) {
         if let Some(server) = self.server.take() {

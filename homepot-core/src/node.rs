@@ -217,6 +217,7 @@ impl NodeReport {
         tags.push(("node_id".to_owned(), node.as_str().to_owned()));
         let float = |name: &str, v: Option<f64>| v.map(|v| (name.to_owned(), FieldValue::Float(v)));
         let int = |name: &str, v: Option<i64>| v.map(|v| (name.to_owned(), FieldValue::Integer(v)));
+        let text = |name: &str, v: &Option<String>| v.clone().map(|v| (name.to_owned(), FieldValue::String(v)));
         let storage = |s: &StorageResources| {
             vec![
                 int("total_bytes", Some(s.total_bytes)),
@@ -232,6 +233,9 @@ impl NodeReport {
                     float("frequency_mhz", self.cpu.frequency_mhz),
                     float("usage_percent", Some(self.cpu.usage_percent)),
                     float("temperature_c", self.cpu.temperature_c),
+                    // Kept so that the report can be rebuilt from history (`from_points`).
+                    text("node_ip", &self.node_ip),
+                    text("hostname", &self.hostname),
                 ],
             ),
             ("node_memory", storage(&self.memory)),
@@ -259,6 +263,72 @@ impl NodeReport {
                 Point::new(name.to_owned(), tags.clone(), fields, time_ns, MetricType::Gauge).ok()
             })
             .collect()
+    }
+}
+
+/// The node names [`NodeReport::points`] writes.
+pub const NODE_POINT_NAMES: [&str; 4] = ["node_cpu", "node_memory", "node_network", "node_flash"];
+
+impl NodeReport {
+    /// Rebuilds a node's report from its newest stored points (what [`NodeReport::points`]
+    /// wrote), for the views that must survive a restart. Returns the node, the report and
+    /// the newest point's time (ns); `None` when `node_cpu` or `node_memory` is missing. The
+    /// report's `timestamp` becomes that time: the node's own clock reading is not stored.
+    pub fn from_points<'a>(points: impl IntoIterator<Item = &'a Point>) -> Option<(DeviceId, Self, i64)> {
+        let mut groups: BTreeMap<&str, &Point> = BTreeMap::new();
+        for point in points {
+            groups.insert(point.name(), point);
+        }
+        let cpu = groups.get("node_cpu")?;
+        let node = cpu.tags().iter().find(|(k, _)| k == "node_id").and_then(|(_, v)| DeviceId::parse(v).ok())?;
+        let labels: BTreeMap<String, String> =
+            cpu.tags().iter().filter(|(k, _)| k != "node_id").map(|(k, v)| (k.clone(), v.clone())).collect();
+        let field = |point: &Point, name: &str| point.fields().iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let float = |point: &Point, name: &str| field(point, name).and_then(|v| v.as_f64());
+        let int = |point: &Point, name: &str| match field(point, name) {
+            Some(FieldValue::Integer(v)) => Some(v),
+            other => other.and_then(|v| v.as_f64()).map(|v| v as i64),
+        };
+        let text = |point: &Point, name: &str| match field(point, name) {
+            Some(FieldValue::String(v)) => Some(v),
+            _ => None,
+        };
+        let storage = |point: &Point| {
+            Some(StorageResources {
+                total_bytes: int(point, "total_bytes")?,
+                free_bytes: int(point, "free_bytes")?,
+                used_bytes: int(point, "used_bytes")?,
+                usage_percent: float(point, "usage_percent")?,
+            })
+        };
+        let memory = storage(groups.get("node_memory")?)?;
+        let flash = groups.get("node_flash").and_then(|p| storage(p));
+        let network = groups.get("node_network").and_then(|p| {
+            Some(NetworkResources {
+                bytes_sent: int(p, "bytes_sent")?,
+                bytes_received: int(p, "bytes_received")?,
+                packets_sent: int(p, "packets_sent"),
+                packets_received: int(p, "packets_received"),
+                rssi_dbm: float(p, "rssi_dbm"),
+                signal_quality_percent: float(p, "signal_quality_percent"),
+            })
+        });
+        let time_ns = groups.values().map(|p| p.timestamp_ns()).max().unwrap_or_default();
+        let report = NodeReport {
+            timestamp: time_ns.div_euclid(1_000_000_000),
+            node_ip: text(cpu, "node_ip"),
+            hostname: text(cpu, "hostname"),
+            cpu: CpuResources {
+                frequency_mhz: float(cpu, "frequency_mhz"),
+                usage_percent: float(cpu, "usage_percent")?,
+                temperature_c: float(cpu, "temperature_c"),
+            },
+            memory,
+            network,
+            flash,
+            labels,
+        };
+        Some((node, report, time_ns))
     }
 }
 
@@ -482,7 +552,7 @@ mod tests {
         assert_eq!(report.labels["zone"], "zone-1");
         let points = report.points(&DeviceId::parse("spore-node-1").unwrap(), 5);
         let names: Vec<&str> = points.iter().map(Point::name).collect();
-        assert_eq!(names, ["node_cpu", "node_memory", "node_network", "node_flash"]);
+        assert_eq!(names, NODE_POINT_NAMES);
         assert!(points[0].tags().contains(&("node_id".to_owned(), "spore-node-1".to_owned())));
         assert!(points[0].tags().contains(&("version".to_owned(), "1.0.0".to_owned())));
     }

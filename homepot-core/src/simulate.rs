@@ -141,7 +141,14 @@ mod tests {
             let mut rng = SmallRng::seed_from_u64(seed);
             let report = simulated_node_report(&mut rng, index, uptime, 1_700_000_000);
             let json = serde_json::to_vec(&report).unwrap();
-            prop_assert_eq!(crate::node::parse_node_report(&json, 0).unwrap(), report);
+            prop_assert_eq!(crate::node::parse_node_report(&json, 0).unwrap(), report.clone());
+            // What is stored rebuilds the report, but for the node's own clock reading.
+            let node = crate::DeviceId::parse(&format!("spore-node-{index}")).unwrap();
+            let time_ns = 1_700_000_123_000_000_000;
+            let stored = report.points(&node, time_ns);
+            let (rebuilt_node, rebuilt, at) = crate::node::NodeReport::from_points(&stored).unwrap();
+            prop_assert_eq!((rebuilt_node, at), (node, time_ns));
+            prop_assert_eq!(rebuilt, crate::node::NodeReport { timestamp: 1_700_000_123, ..report });
         }
 
         #[test]

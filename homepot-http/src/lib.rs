@@ -17,6 +17,7 @@ mod listener;
 mod mqtt;
 mod pipeline;
 mod rate_limit;
+mod restore;
 mod server;
 mod stats;
 

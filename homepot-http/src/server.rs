@@ -30,6 +30,7 @@ use crate::listener::HeadDeadlineAcceptor;
 use crate::mqtt::{MqttConfig, run_bridge};
 use crate::pipeline::{Pipeline, WriterHandle};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
+use crate::restore::{RestoreWindows, restore_views};
 use crate::stats::Stats;
 
 /// Everything the server can be told.
@@ -264,6 +265,15 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         analytics_enabled: config.analytics.enabled,
         states: Arc::clone(&states),
     });
+    let windows = RestoreWindows {
+        node_stale_after: state.node_stale_after,
+        live_retention: chrono::TimeDelta::nanoseconds(config.live.retention_ns),
+        stored_every: chrono::TimeDelta::nanoseconds(if config.filter.enabled { config.filter.interval_ns } else { 0 }),
+    };
+    let (nodes, series) = restore_views(state.store.as_ref(), &state.live, &state.nodes, windows, crate::api::now())
+        .await
+        .map_err(|e| io::Error::other(format!("rebuilding the live views: {e}")))?;
+    tracing::info!(nodes, container_series = series, "live views rebuilt from stored history");
     let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, state.auth.clone())));
     let mut tasks =
         vec![tokio::spawn(sweep_stale_nodes(Arc::clone(&state))), tokio::spawn(sweep_device_states(states))];

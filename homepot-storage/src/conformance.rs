@@ -34,6 +34,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     removes_devices_with_their_keys_and_health(store).await;
     stores_points_with_their_types(store).await;
     filters_point_history_by_time_tags_and_limit(store).await;
+    finds_the_newest_point_of_each_series(store).await;
     answers_ping(store).await;
     aggregates_request_logs(store).await;
     concurrent_request_logs_add_up(store).await;
@@ -325,6 +326,32 @@ pub async fn filters_point_history_by_time_tags_and_limit<S: Store + ?Sized>(sto
     let none = store.points_since(&name, 0, &[("host".to_owned(), "absent".to_owned())], 3).await.expect("read");
     assert!(none.is_empty());
     assert!(store.points_since("no-such-metric", 0, &[], 3).await.expect("read").is_empty());
+}
+
+/// `latest_points` gives one point per series (name and exact tags): the newest at or after
+/// the window's start, the later-stored one of equal times, however they arrived.
+pub async fn finds_the_newest_point_of_each_series<S: Store + ?Sized>(store: &S) {
+    let (a, b) = (unique_device("latest-a").to_string(), unique_device("latest-b").to_string());
+    let value = |v: i64| vec![("v", FieldValue::Integer(v))];
+    let batch = vec![
+        point(&a, &[("host", "x")], value(1), 3_000, MetricType::Gauge),
+        point(&a, &[("host", "x")], value(2), 1_000, MetricType::Gauge),
+        point(&a, &[("host", "y")], value(3), 500, MetricType::Gauge),
+        point(&a, &[("host", "x"), ("zone", "1")], value(4), 2_000, MetricType::Gauge),
+        point(&b, &[], value(5), 2_500, MetricType::Counter),
+    ];
+    store.insert_points(&batch).await.expect("insert");
+    // Out of order, in a later batch: same time as the newest `host=x`, stored after it.
+    let tie = point(&a, &[("host", "x")], value(6), 3_000, MetricType::Gauge);
+    store.insert_points(std::slice::from_ref(&tie)).await.expect("insert");
+
+    let mut latest = store.latest_points(&[&a, &b], 1_000).await.expect("read");
+    latest.sort_by_key(Point::timestamp_ns);
+    assert_eq!(latest, vec![batch[3].clone(), batch[4].clone(), tie], "one per series, host=y is too old");
+    let only_b = store.latest_points(&[&b], 0).await.expect("read");
+    assert_eq!(only_b, vec![batch[4].clone()]);
+    assert!(store.latest_points(&[&a], 10_000).await.expect("read").is_empty());
+    assert!(store.latest_points(&[], 0).await.expect("read").is_empty());
 }
 
 /// A reachable store answers `ping`.

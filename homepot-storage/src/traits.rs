@@ -136,6 +136,14 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
         tags: &[(String, String)],
         limit: usize,
     ) -> Result<Vec<Point>, StorageError>;
+
+    /// The newest point of every series (a name and its exact tags) among `names` with a time
+    /// at or after `since_ns`, in no particular order. Points of equal time: the one stored
+    /// last. What the views rebuilt at start read.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError>;
 }
 
 /// The analytics records and the aggregations over them. Aggregations group in

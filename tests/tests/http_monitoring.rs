@@ -29,15 +29,22 @@ async fn nodes_report_and_the_cluster_is_summarised(s: &TestServer) {
     let (a, b) = (unique("spore-a-"), unique("spore-b-"));
     let key_a = s.register(&a).await;
     s.register(&b).await;
-    let (status, answer) =
-        s.call(Method::POST, &report_path(&a), Some(&key_a), Some(&sample_node("zone-1", 40.0))).await;
+    // A database shared with earlier runs brings their nodes back at start: a label of this
+    // run's own tells its nodes apart.
+    let run = unique("run-");
+    let labelled = |zone: &str, cpu: f64| {
+        let mut node = sample_node(zone, cpu);
+        node["labels"]["run"] = json!(run);
+        node
+    };
+    let (status, answer) = s.call(Method::POST, &report_path(&a), Some(&key_a), Some(&labelled("zone-1", 40.0))).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["message"], "Node resources recorded successfully");
-    let (status, _) =
-        s.call(Method::POST, &report_path(&b), Some(&s.admin_key), Some(&sample_node("zone-2", 20.0))).await;
+    let (status, _) = s.call(Method::POST, &report_path(&b), Some(&s.admin_key), Some(&labelled("zone-2", 20.0))).await;
     assert_eq!(status, 200);
 
-    let (status, view) = s.call(Method::GET, "/api/monitoring/resources", Some(&s.admin_key), None).await;
+    let (status, view) =
+        s.call(Method::GET, &format!("/api/monitoring/resources?run={run}"), Some(&s.admin_key), None).await;
     assert_eq!(status, 200, "{view}");
     let nodes = view["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 2);
@@ -54,8 +61,8 @@ async fn nodes_report_and_the_cluster_is_summarised(s: &TestServer) {
     assert_eq!(summary["total_bytes_sent"], 2 * 3_245_678);
     assert_eq!(summary["stale_nodes"], 0);
 
-    let (_, zone_1) =
-        s.call(Method::GET, "/api/monitoring/resources?zone=zone-1&env=production", Some(&s.admin_key), None).await;
+    let zone_1 = format!("/api/monitoring/resources?zone=zone-1&env=production&run={run}");
+    let (_, zone_1) = s.call(Method::GET, &zone_1, Some(&s.admin_key), None).await;
     assert_eq!(zone_1["nodes"].as_array().unwrap().len(), 1);
     assert_eq!(zone_1["summary"]["avg_cpu_usage_percent"], 40.0);
     let (_, none) = s.call(Method::GET, "/api/monitoring/resources?zone=zone-9", Some(&s.admin_key), None).await;

@@ -45,6 +45,13 @@ impl NodeSnapshots {
         events
     }
 
+    /// Puts back a node rebuilt from stored history at start. A node already reporting keeps
+    /// its newer report.
+    pub(crate) fn restore(&self, node: String, report: NodeReport, seen: DateTime<Utc>, stale: bool) {
+        let mut nodes = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        nodes.entry(node).or_insert(NodeState { report, seen, stale });
+    }
+
     /// Marks nodes silent since before `cutoff` as stale; returns an event for each newly stale
     /// one.
     pub(crate) fn sweep(&self, cutoff: DateTime<Utc>) -> Vec<NodeEvent> {

@@ -5,7 +5,7 @@ mod analytics;
 mod entity;
 mod migration;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -630,6 +630,60 @@ impl MetricStore for SeaOrmStore {
             }
         }
         Ok(found)
+    }
+
+    async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Oldest first, so each series keeps its last row; memory follows the series count.
+        let mut latest: HashMap<(String, serde_json::Value), metric_point::Model> = HashMap::new();
+        self.scan_points(names, since_ns, |row| {
+            latest.insert((row.name.clone(), row.tags.clone()), row);
+            Ok(())
+        })
+        .await?;
+        latest.into_values().map(to_point).collect()
+    }
+}
+
+impl SeaOrmStore {
+    /// Rows named one of `names` at or after `since_ns`, oldest first, in keyset pages;
+    /// `visit` sees each.
+    async fn scan_points(
+        &self,
+        names: &[&str],
+        since_ns: i64,
+        mut visit: impl FnMut(metric_point::Model) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut after: Option<(i64, i64)> = None;
+        loop {
+            let page = metric_point::Entity::find()
+                .filter(metric_point::Column::Name.is_in(names.iter().copied()))
+                .filter(metric_point::Column::TimeNs.gte(since_ns))
+                .filter(match after {
+                    Some((time_ns, id)) => Condition::any().add(metric_point::Column::TimeNs.gt(time_ns)).add(
+                        Condition::all()
+                            .add(metric_point::Column::TimeNs.eq(time_ns))
+                            .add(metric_point::Column::Id.gt(id)),
+                    ),
+                    None => Condition::all(),
+                })
+                .order_by_asc(metric_point::Column::TimeNs)
+                .order_by_asc(metric_point::Column::Id)
+                .limit(HISTORY_PAGE)
+                .all(&self.db)
+                .await
+                .map_err(db_error)?;
+            let exhausted = (page.len() as u64) < HISTORY_PAGE;
+            for row in page {
+                after = Some((row.time_ns, row.id));
+                visit(row)?;
+            }
+            if exhausted {
+                return Ok(());
+            }
+        }
     }
 }
 
