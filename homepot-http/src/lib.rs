@@ -15,6 +15,7 @@ mod device_state;
 mod error;
 mod listener;
 mod mqtt;
+mod openapi;
 mod pipeline;
 mod rate_limit;
 mod restore;

@@ -133,7 +133,20 @@ fn api_service() -> OpenApiService<Apis, ()> {
 
 /// The OpenAPI document of the whole API, as served at `/openapi.json`.
 pub fn openapi_json() -> String {
-    api_service().spec()
+    crate::openapi::narrowed(&api_service().spec())
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs`, both showing the narrowed document.
+fn documentation(service: &OpenApiService<Apis, ()>) -> (impl Endpoint + use<>, impl Endpoint + use<>) {
+    let generated = service.spec();
+    let spec = crate::openapi::narrowed(&generated);
+    // The page embeds the document as generated; it is swapped for the narrowed one.
+    let page = service.swagger_ui_html().replacen(&generated, &spec, 1);
+    let spec_endpoint = poem::endpoint::make_sync(move |_| {
+        poem::Response::builder().content_type("application/json").body(spec.clone())
+    });
+    let docs_endpoint = poem::endpoint::make_sync(move |_| poem::web::Html(page.clone()));
+    (spec_endpoint, docs_endpoint)
 }
 
 /// A server accepting connections.
@@ -287,9 +300,10 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
     let request_logger = logger.as_ref().map(|(logger, _)| Arc::clone(logger));
     let bridge = config.mqtt.clone().map(|mqtt| tokio::spawn(run_bridge(mqtt, Arc::clone(&state))));
     let service = api_service();
+    let (spec_endpoint, docs_endpoint) = documentation(&service);
     let app = Route::new()
-        .at("/openapi.json", service.spec_endpoint())
-        .nest("/docs", service.swagger_ui())
+        .at("/openapi.json", spec_endpoint)
+        .at("/docs", docs_endpoint)
         .nest("/", service)
         .data(state)
         .data(BodyLimit(config.max_body_bytes))
