@@ -4,7 +4,7 @@
 //! tests and demos, not production.
 #![forbid(unsafe_code)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -29,6 +29,7 @@ struct Tables {
     jobs: Vec<JobOutcome>,
     errors: Vec<ErrorLog>,
     activities: Vec<UserActivity>,
+    container_reporters: BTreeSet<DeviceId>,
     next_id: i64,
 }
 
@@ -100,7 +101,20 @@ impl DeviceStore for InMemoryStore {
         }
         t.keys.retain(|k| k.key.device_id.as_ref() != Some(id));
         t.health.retain(|h| &h.device_id != id);
+        t.container_reporters.remove(id);
         Ok(())
+    }
+
+    async fn mark_container_reporter(&self, id: &DeviceId, _at: DateTime<Utc>) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        if t.devices.contains_key(id) {
+            t.container_reporters.insert(id.clone());
+        }
+        Ok(())
+    }
+
+    async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError> {
+        Ok(self.tables().container_reporters.iter().cloned().collect())
     }
 }
 

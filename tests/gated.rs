@@ -48,6 +48,12 @@ impl DeviceStore for GatedStore {
     async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError> {
         self.inner.remove_device(id).await
     }
+    async fn mark_container_reporter(&self, id: &DeviceId, at: DateTime<Utc>) -> Result<(), StorageError> {
+        self.inner.mark_container_reporter(id, at).await
+    }
+    async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError> {
+        self.inner.container_reporters().await
+    }
 }
 
 #[async_trait]

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use homepot_core::container::{MetricsFilter, parse_frequency};
-use homepot_http::{MqttConfig, request_for};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use homepot_core::container::{ContainerTopic, MetricsFilter, MetricsResponse, classify_topic, parse_frequency};
+use homepot_http::request_for;
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+
+use crate::settings::MqttAuthArgs;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum ContainersCommand {
@@ -17,9 +19,11 @@ pub(crate) enum ContainersCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct RequestArgs {
-    /// The broker.
-    #[arg(long, env = "HOMEPOT_MQTT_URL", default_value = "mqtt://127.0.0.1:1883")]
+    /// The broker: `mqtt://host[:port]` or `mqtts://host[:port]`.
+    #[arg(long, env = "HOMEPOT_MQTT_URL", default_value = "mqtt://127.0.0.1:1883", hide_env_values = true)]
     url: String,
+    #[command(flatten)]
+    auth: MqttAuthArgs,
     /// The thing, `<deviceId>:edge:containers`.
     #[arg(long)]
     thing: String,
@@ -39,7 +43,7 @@ pub(crate) struct RequestArgs {
 
 pub(crate) async fn run(command: ContainersCommand) -> anyhow::Result<()> {
     let ContainersCommand::Request(args) = command;
-    let broker = MqttConfig::from_url(&args.url).map_err(anyhow::Error::msg)?;
+    let broker = args.auth.config(&args.url)?;
     let frequency_ms =
         parse_frequency(&serde_json::Value::String(args.frequency.clone())).map_err(anyhow::Error::msg)?;
     let filters = if args.ids.is_empty() && args.originator.is_empty() {
@@ -49,9 +53,11 @@ pub(crate) async fn run(command: ContainersCommand) -> anyhow::Result<()> {
     };
     let (topic, request) = request_for(&args.thing, frequency_ms, &filters);
     let client_id = format!("homepot-cli-{}", request.correlation_id);
-    let (client, mut events) = AsyncClient::new(MqttOptions::new(client_id, broker.host, broker.port), 16);
-    let answer = format!("command//{}/res/{}/", args.thing, request.correlation_id);
-    client.subscribe(format!("{answer}+"), QoS::AtLeastOnce).await?;
+    let options = broker.options(&client_id).map_err(anyhow::Error::msg)?;
+    let (client, mut events) = AsyncClient::new(options, 16);
+    // Both answer shapes: `res/<requestId>/<status>`, and the documented `res//request`
+    // with the status and correlation id in the payload.
+    client.subscribe(format!("command//{}/res/#", args.thing), QoS::AtLeastOnce).await?;
     let mut sent = false;
     let status = tokio::time::timeout(Duration::from_secs(args.timeout), async {
         loop {
@@ -64,9 +70,15 @@ pub(crate) async fn run(command: ContainersCommand) -> anyhow::Result<()> {
                         request.correlation_id, args.thing, args.frequency
                     );
                 }
-                Event::Incoming(Packet::Publish(p)) if p.topic.starts_with(&answer) => {
-                    let status = p.topic[answer.len()..].to_owned();
-                    return anyhow::Ok((status, String::from_utf8_lossy(&p.payload).into_owned()));
+                Event::Incoming(Packet::Publish(p)) => {
+                    let ContainerTopic::Response { request_id, last, .. } = classify_topic(&p.topic) else { continue };
+                    match MetricsResponse::from_message(&p.payload, request_id, last) {
+                        Some(response) if response.correlation_id == request.correlation_id => {
+                            let payload = String::from_utf8_lossy(&p.payload).into_owned();
+                            return anyhow::Ok((response.status.to_string(), payload));
+                        }
+                        _ => {}
+                    }
                 }
                 _ => {}
             }

@@ -10,7 +10,7 @@ use homepot_core::container::{MetricsFilter, parse_frequency};
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, MqttConfig, RateLimitConfig, ServerConfig};
+use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, MqttConfig, MqttTls, RateLimitConfig, ServerConfig};
 use homepot_storage::{SqliteSync, StoreOptions};
 
 /// Where data lives.
@@ -68,6 +68,52 @@ impl fmt::Debug for DatabaseArgs {
             .field("sqlite_sync", &self.sqlite_sync)
             .field("max_connections", &self.max_connections)
             .finish()
+    }
+}
+
+/// How the MQTT bridge and `homepot containers request` reach a broker that wants
+/// credentials or TLS.
+#[derive(Clone, Args)]
+pub(crate) struct MqttAuthArgs {
+    /// User name for the broker (or in the URL: `mqtts://user:password@host`).
+    #[arg(long = "mqtt-username", env = "HOMEPOT_MQTT_USERNAME")]
+    pub(crate) username: Option<String>,
+    /// Password for the broker.
+    #[arg(long = "mqtt-password", env = "HOMEPOT_MQTT_PASSWORD", hide_env_values = true)]
+    pub(crate) password: Option<String>,
+    /// PEM file of the CA that signed the broker's certificate, instead of the system's
+    /// roots (implies TLS).
+    #[arg(long = "mqtt-ca-file", env = "HOMEPOT_MQTT_CA_FILE")]
+    pub(crate) ca_file: Option<std::path::PathBuf>,
+}
+
+impl fmt::Debug for MqttAuthArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MqttAuthArgs")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl MqttAuthArgs {
+    /// The broker settings for `url` with these credentials and CA.
+    ///
+    /// # Errors
+    /// When the URL is malformed.
+    pub(crate) fn config(&self, url: &str) -> anyhow::Result<MqttConfig> {
+        let mut config = MqttConfig::from_url(url).map_err(anyhow::Error::msg)?;
+        if let Some(username) = &self.username {
+            config.username = Some(username.clone());
+        }
+        if let Some(password) = &self.password {
+            config.password = Some(password.clone());
+        }
+        if let Some(ca_file) = &self.ca_file {
+            config.tls = Some(MqttTls::CaFile(ca_file.clone()));
+        }
+        Ok(config)
     }
 }
 
@@ -164,9 +210,19 @@ pub(crate) struct ServeArgs {
     /// Node Wi-Fi signal quality below this raises a `/ws` threshold event.
     #[arg(long, env = "HOMEPOT_ALERT_SIGNAL_QUALITY_PERCENT", default_value_t = 30.0)]
     pub(crate) alert_signal_quality_percent: f64,
-    /// Run the container metrics MQTT bridge against this broker (`mqtt://host[:port]`).
-    #[arg(long, env = "HOMEPOT_MQTT_URL")]
+    /// Run the container metrics MQTT bridge against this broker: `mqtt://host[:port]`, or
+    /// `mqtts://host[:port]` for TLS (port 8883 by default).
+    #[arg(long, env = "HOMEPOT_MQTT_URL", hide_env_values = true)]
     pub(crate) mqtt_url: Option<String>,
+    #[command(flatten)]
+    pub(crate) mqtt_auth: MqttAuthArgs,
+    /// Also ask every registered device that has sent container data for metrics, whenever
+    /// the bridge (re)connects.
+    #[arg(long, env = "HOMEPOT_MQTT_REQUEST_ALL", default_value_t = false)]
+    pub(crate) mqtt_request_all: bool,
+    /// Seconds `POST /api/v1/containers/requests` waits for a device's answer (504 beyond).
+    #[arg(long, env = "HOMEPOT_MQTT_REQUEST_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub(crate) mqtt_request_timeout_seconds: u64,
     /// MQTT client id; keep it stable so the broker keeps the session across restarts.
     #[arg(long, env = "HOMEPOT_MQTT_CLIENT_ID", default_value = "homepot")]
     pub(crate) mqtt_client_id: String,
@@ -234,7 +290,10 @@ impl fmt::Debug for ServeArgs {
             .field("alert_memory_percent", &self.alert_memory_percent)
             .field("alert_flash_percent", &self.alert_flash_percent)
             .field("alert_signal_quality_percent", &self.alert_signal_quality_percent)
-            .field("mqtt_url", &self.mqtt_url)
+            .field("mqtt_url", &self.mqtt_url.as_deref().map(homepot_http::redact_mqtt_url))
+            .field("mqtt_auth", &self.mqtt_auth)
+            .field("mqtt_request_all", &self.mqtt_request_all)
+            .field("mqtt_request_timeout_seconds", &self.mqtt_request_timeout_seconds)
             .field("mqtt_things", &self.mqtt_things)
             .field("mqtt_frequency", &self.mqtt_frequency)
             .field("analytics_enabled", &self.analytics_enabled)
@@ -254,8 +313,10 @@ impl ServeArgs {
         let mqtt = match &self.mqtt_url {
             None => None,
             Some(url) => {
-                let mut config = MqttConfig::from_url(url).map_err(anyhow::Error::msg)?;
+                let mut config = self.mqtt_auth.config(url)?;
                 config.client_id = self.mqtt_client_id.clone();
+                config.request_all = self.mqtt_request_all;
+                config.request_timeout = Duration::from_secs(self.mqtt_request_timeout_seconds.max(1));
                 config.things = self.mqtt_things.clone();
                 config.frequency_ms = parse_frequency(&serde_json::Value::String(self.mqtt_frequency.clone()))
                     .map_err(anyhow::Error::msg)?;

@@ -159,10 +159,10 @@ fn containers_request_reports_the_devices_answer() {
         eprintln!("SKIPPED containers_request_reports_the_devices_answer: no MQTT broker at 127.0.0.1:1883");
         return;
     }
-    let thing = format!("cli{}:device:edge:containers", std::process::id());
-    // A device that answers every request with the status it was told to give.
-    let responder = |status: &'static str| {
-        let thing = thing.clone();
+    // A device that answers every request with the status it was told to give: on
+    // `res/<requestId>/<status>`, or as the documentation shows it, on `res//request` with the
+    // status and correlation id in the payload.
+    let responder = |thing: String, status: &'static str, documented: bool| {
         let (client, mut connection) =
             Client::new(MqttOptions::new(format!("device-{thing}-{status}"), "127.0.0.1", 1883), 16);
         client.subscribe(format!("command//{thing}/req/+/request"), QoS::AtLeastOnce).unwrap();
@@ -175,12 +175,18 @@ fn containers_request_reports_the_devices_answer() {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let request_id = p.topic.split('/').nth(4).unwrap_or_default().to_owned();
-                        let _ = client.publish(
-                            format!("command//{thing}/res/{request_id}/{status}"),
-                            QoS::AtLeastOnce,
-                            false,
-                            "{}",
-                        );
+                        let (topic, payload) = if documented {
+                            let answer = serde_json::json!({
+                                "topic": homepot_core::container::ditto_topic(&thing, "request"),
+                                "headers": {"content-type": "application/json", "correlation-id": request_id},
+                                "path": "/features/Metrics/outbox/messages/request",
+                                "status": status.parse::<u16>().unwrap(),
+                            });
+                            (format!("command//{thing}/res//request"), answer.to_string())
+                        } else {
+                            (format!("command//{thing}/res/{request_id}/{status}"), "{}".to_owned())
+                        };
+                        let _ = client.publish(topic, QoS::AtLeastOnce, false, payload);
                     }
                     Err(_) => return,
                     _ => {}
@@ -189,24 +195,25 @@ fn containers_request_reports_the_devices_answer() {
         });
         ready.recv_timeout(Duration::from_secs(10)).expect("responder subscribed");
     };
-    responder("204");
-    let out = Command::new(BIN)
-        .args([
-            "containers",
-            "request",
-            "--thing",
-            &thing,
-            "--frequency",
-            "2s",
-            "--id",
-            "cpu.utilization",
-            "--timeout",
-            "10",
-        ])
-        .output()
-        .expect("run containers request");
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("Accepted (204)."), "{}", text(&out.stdout));
+    let request = |thing: &str| {
+        Command::new(BIN)
+            .args(["containers", "request", "--thing", thing, "--frequency", "2s", "--id", "cpu.utilization"])
+            .args(["--timeout", "10"])
+            .output()
+            .expect("run containers request")
+    };
+    for (form, documented) in [("topic", false), ("documented", true)] {
+        let thing = format!("cli{}{form}:device:edge:containers", std::process::id());
+        responder(thing.clone(), "204", documented);
+        let out = request(&thing);
+        assert!(out.status.success(), "{form}: {}{}", text(&out.stdout), text(&out.stderr));
+        assert!(text(&out.stdout).contains("Accepted (204)."), "{form}: {}", text(&out.stdout));
+    }
+    let thing = format!("cli{}refused:device:edge:containers", std::process::id());
+    responder(thing.clone(), "400", true);
+    let out = request(&thing);
+    assert!(!out.status.success(), "a refusal is a failure");
+    assert!(text(&out.stderr).contains("refused with 400"), "{}", text(&out.stderr));
 }
 
 /// `homepot retention run` deletes analytics older than the retention period and keeps the

@@ -11,6 +11,10 @@ use crate::validation::{ErrorKind, ErrorSink, FieldError, LocSegment, Validation
 
 /// The suffix that makes a device id a container-metrics thing id.
 pub const THING_SUFFIX: &str = ":edge:containers";
+/// The `path` of a data message.
+pub const DATA_PATH: &str = "/features/Metrics/outbox/messages/data";
+/// The `path` of a request message.
+pub const REQUEST_PATH: &str = "/features/Metrics/inbox/messages/request";
 /// The measurement ids an edge device documents; others are kept as custom metrics.
 pub const KNOWN_IDS: [&str; 9] = [
     "cpu.utilization",
@@ -136,7 +140,7 @@ impl MetricsRequest {
         json!({
             "topic": ditto_topic(&self.thing_id, "request"),
             "headers": {"response-required": true, "content-type": "application/json", "correlation-id": self.correlation_id},
-            "path": "/features/Metrics/inbox/messages/request",
+            "path": REQUEST_PATH,
             "value": {"filter": filter, "frequency": format_frequency(self.frequency_ms)},
         })
     }
@@ -179,7 +183,7 @@ impl MetricsRequest {
                     },
                 }
                 if let Some(raw) = value.get("filter").filter(|v| !v.is_null()) {
-                    filters = parse_filters(raw, &mut sink);
+                    filters = parse_filters(raw, &[LocSegment::from("value"), LocSegment::from("filter")], &mut sink);
                 }
             }
         }
@@ -188,8 +192,7 @@ impl MetricsRequest {
     }
 }
 
-fn parse_filters(raw: &Value, sink: &mut ErrorSink) -> Vec<MetricsFilter> {
-    let loc = [LocSegment::from("value"), LocSegment::from("filter")];
+fn parse_filters(raw: &Value, loc: &[LocSegment], sink: &mut ErrorSink) -> Vec<MetricsFilter> {
     let Value::Array(items) = raw else {
         sink.push(FieldError::new(loc.to_vec(), ErrorKind::NotObject, "value is not a valid list"));
         return Vec::new();
@@ -256,6 +259,119 @@ impl MetricsResponse {
     }
 }
 
+impl MetricsResponse {
+    /// The answer a response message carries: the payload's `status` and `correlation-id`
+    /// first (as the documentation shows them, on `command//<thing>/res//request`), else what
+    /// the topic says (`command//<thing>/res/<requestId>/<status>`). `None` when neither
+    /// gives a status.
+    pub fn from_message(payload: &[u8], topic_request_id: &str, topic_status: &str) -> Option<Self> {
+        let parsed = Self::parse(payload).ok();
+        let status = parsed.as_ref().map(|r| r.status).or_else(|| topic_status.parse().ok())?;
+        let correlation_id =
+            parsed.map(|r| r.correlation_id).filter(|id| !id.is_empty()).unwrap_or_else(|| topic_request_id.to_owned());
+        Some(Self { correlation_id, status })
+    }
+}
+
+/// What a message on a container-metrics MQTT topic carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerTopic<'a> {
+    /// A data message from `thing`: `e/<tenant>/<thing>`, or `command//<thing>/res/[<id>]/data`
+    /// as the documentation shows.
+    Data {
+        /// The reporting thing.
+        thing: &'a str,
+    },
+    /// A device's answer to a request: `command//<thing>/res/<requestId>/<status>`, or
+    /// `command//<thing>/res//request` with the status in the payload.
+    Response {
+        /// The answering thing.
+        thing: &'a str,
+        /// The topic's request id (empty in the documented form).
+        request_id: &'a str,
+        /// The topic's last segment: a status, or `request`.
+        last: &'a str,
+    },
+    /// Anything else (requests homepot itself sent, unrelated topics).
+    Other,
+}
+
+/// Classifies an MQTT topic of the container metrics messages.
+pub fn classify_topic(topic: &str) -> ContainerTopic<'_> {
+    let parts: Vec<&str> = topic.split('/').collect();
+    match parts.as_slice() {
+        ["e", _tenant, thing] if !thing.is_empty() => ContainerTopic::Data { thing },
+        ["command", "", thing, "res", _, "data"] if !thing.is_empty() => ContainerTopic::Data { thing },
+        ["command", "", thing, "res", request_id, last] if !thing.is_empty() => {
+            ContainerTopic::Response { thing, request_id, last }
+        }
+        _ => ContainerTopic::Other,
+    }
+}
+
+/// A metrics request as an operator asks for it over HTTP: the device, the frequency and
+/// the filter (`{"device_id": "edge:device", "frequency": "2s", "filter": [{"id": null,
+/// "originator": "SYSTEM"}]}`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestCommand {
+    /// The device to ask; its thing is `<device_id>:edge:containers`.
+    pub device_id: DeviceId,
+    /// How often to report, in ms; 0 stops.
+    pub frequency_ms: u64,
+    /// What to report (none: everything).
+    pub filters: Vec<MetricsFilter>,
+}
+
+impl RequestCommand {
+    /// The thing id of the device.
+    pub fn thing_id(&self) -> String {
+        format!("{}{THING_SUFFIX}", self.device_id)
+    }
+
+    /// Parses `{device_id, frequency, filter}`.
+    ///
+    /// # Errors
+    /// Every missing or invalid field.
+    pub fn parse(bytes: &[u8]) -> Result<Self, ValidationErrors> {
+        let map = parse_object(bytes)?;
+        let root = ObjectReader::new(&map, &[]);
+        let mut sink = ErrorSink::default();
+        let device_id = root.required_str(&mut sink, "device_id").and_then(|raw| match DeviceId::parse(raw) {
+            Ok(id) => Some(id),
+            Err(errors) => {
+                for e in errors.errors() {
+                    sink.at(&[], "device_id", e.kind, e.msg.clone());
+                }
+                None
+            }
+        });
+        let frequency_ms = match map.get("frequency") {
+            None | Some(Value::Null) => {
+                sink.at(&[], "frequency", ErrorKind::Missing, "field required");
+                0
+            }
+            Some(raw) => parse_frequency(raw).unwrap_or_else(|msg| {
+                sink.at(&[], "frequency", ErrorKind::BadFormat, msg);
+                0
+            }),
+        };
+        // The filter sits at the top level here, not inside a Ditto `value`.
+        let filters = match map.get("filter").filter(|v| !v.is_null()) {
+            Some(raw) => parse_filters(raw, &[LocSegment::from("filter")], &mut sink),
+            None => Vec::new(),
+        };
+        sink.finish()?;
+        match device_id {
+            Some(device_id) => Ok(Self { device_id, frequency_ms, filters }),
+            None => Err(ValidationErrors::single(FieldError::new(
+                vec![LocSegment::from("device_id")],
+                ErrorKind::Missing,
+                "field required",
+            ))),
+        }
+    }
+}
+
 /// One originator's measurements in a data message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OriginatorSnapshot {
@@ -288,6 +404,12 @@ impl MetricsData {
         let mut sink = ErrorSink::default();
         let topic_thing = root.optional_str(&mut sink, "topic").and_then(thing_from_topic);
         let thing_id = thing_id.map(str::to_owned).or(topic_thing);
+        // Only data messages carry measurements; a request or response here is a mistake.
+        if let Some(path) = root.optional_str(&mut sink, "path")
+            && path != DATA_PATH
+        {
+            sink.at(&[], "path", ErrorKind::BadFormat, format!("a data message's path is {DATA_PATH}, got {path}"));
+        }
         if thing_id.is_none() {
             sink.at(&[], "topic", ErrorKind::Missing, "a topic naming the thing is required");
         }
@@ -322,7 +444,7 @@ impl MetricsData {
         json!({
             "topic": ditto_topic(&self.thing_id, "data"),
             "headers": {"content-type": "application/json"},
-            "path": "/features/Metrics/outbox/messages/data",
+            "path": DATA_PATH,
             "value": {"snapshot": snapshot, "timestamp": self.timestamp_ms},
         })
     }
@@ -478,12 +600,83 @@ mod tests {
         assert_eq!(locs, ["value.snapshot.0.measurements.0.value", "value.snapshot.1.originator"]);
     }
 
+    #[test]
+    fn only_data_messages_are_data() {
+        let mut request: Value = serde_json::from_str(DOCUMENTED_DATA).unwrap();
+        request["path"] = json!(REQUEST_PATH);
+        let err = MetricsData::parse(request.to_string().as_bytes(), None, 0).unwrap_err();
+        assert_eq!(err.errors()[0].loc, [LocSegment::from("path")]);
+        let mut pathless: Value = serde_json::from_str(DOCUMENTED_DATA).unwrap();
+        pathless.as_object_mut().unwrap().remove("path");
+        assert!(MetricsData::parse(pathless.to_string().as_bytes(), None, 0).is_ok(), "the topic says it is data");
+    }
+
+    #[test]
+    fn topics_are_told_apart() {
+        use ContainerTopic::{Data, Other, Response};
+        for (topic, expected) in [
+            ("e/tenant/edge:device:edge:containers", Data { thing: "edge:device:edge:containers" }),
+            ("command//edge:device:edge:containers/res//data", Data { thing: "edge:device:edge:containers" }),
+            ("command//t/res/abc/data", Data { thing: "t" }),
+            ("command//t/res/abc/204", Response { thing: "t", request_id: "abc", last: "204" }),
+            ("command//t/res//request", Response { thing: "t", request_id: "", last: "request" }),
+            ("command//t/req/abc/request", Other),
+            ("e/tenant", Other),
+            ("command///res//data", Other),
+        ] {
+            assert_eq!(classify_topic(topic), expected, "{topic}");
+        }
+    }
+
+    #[test]
+    fn responses_read_the_payload_first() {
+        let documented = br#"{"topic":"edge/device:edge:containers/things/live/messages/request",
+            "headers":{"content-type":"application/json","correlation-id":"abc"},
+            "path":"/features/Metrics/outbox/messages/request","status":204}"#;
+        for (payload, request_id, last, expected) in [
+            (&documented[..], "", "request", Some(("abc", 204))),
+            (&documented[..], "xyz", "500", Some(("abc", 204))),
+            (&b"{}"[..], "xyz", "204", Some(("xyz", 204))),
+            (&br#"{"value":{"status":400,"error":"bad filter"}}"#[..], "xyz", "request", Some(("xyz", 400))),
+            (&b"not json"[..], "xyz", "404", Some(("xyz", 404))),
+            (&b"{}"[..], "", "request", None),
+        ] {
+            let got = MetricsResponse::from_message(payload, request_id, last);
+            assert_eq!(
+                got.map(|r| (r.correlation_id, r.status)),
+                expected.map(|(id, status)| (id.to_owned(), status)),
+                "{request_id} {last}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_commands() {
+        let command = RequestCommand::parse(
+            br#"{"device_id":"edge:device","frequency":"2s","filter":[{"id":["cpu.*"],"originator":"SYSTEM"}]}"#,
+        )
+        .unwrap();
+        assert_eq!((command.thing_id().as_str(), command.frequency_ms), ("edge:device:edge:containers", 2_000));
+        assert_eq!(command.filters, [MetricsFilter { ids: vec!["cpu.*".into()], originator: "SYSTEM".into() }]);
+        let err = RequestCommand::parse(br#"{"device_id":"not valid","frequency":"soon","filter":[1]}"#).unwrap_err();
+        let locs: Vec<String> =
+            err.errors().iter().map(|e| e.loc.iter().map(ToString::to_string).collect::<Vec<_>>().join(".")).collect();
+        assert_eq!(locs, ["device_id", "frequency", "filter.0"]);
+    }
+
     proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
             let _ = MetricsData::parse(&bytes, None, 0);
             let _ = MetricsRequest::parse(&bytes);
             let _ = MetricsResponse::parse(&bytes);
+            let _ = MetricsResponse::from_message(&bytes, "id", "request");
+            let _ = RequestCommand::parse(&bytes);
+        }
+
+        #[test]
+        fn arbitrary_topics_never_panic(topic in "[a-z/:]{0,40}") {
+            let _ = classify_topic(&topic);
         }
 
         #[test]

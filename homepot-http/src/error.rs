@@ -82,6 +82,9 @@ pub(crate) enum ApiError {
     /// Storage is unavailable or the write queue is full: retry after the given seconds.
     #[oai(status = 503)]
     Unavailable(Json<ErrorDetail>, #[oai(header = "Retry-After")] u32),
+    /// A device did not answer in time.
+    #[oai(status = 504)]
+    GatewayTimeout(Json<ErrorDetail>),
 }
 
 impl ErrorDetail {
@@ -125,6 +128,9 @@ impl ApiError {
             0,
             reset_unix,
         )
+    }
+    pub(crate) fn gateway_timeout(message: impl Into<String>) -> Self {
+        Self::GatewayTimeout(detail(message))
     }
     pub(crate) fn internal() -> Self {
         Self::Internal(detail("Internal Server Error"))

@@ -24,6 +24,6 @@ mod stats;
 
 pub use analytics::{AnalyticsConfig, DEFAULT_SKIP};
 pub use auth::{AdminKeyOutcome, ensure_admin_key, generate_key};
-pub use mqtt::{MqttConfig, request_for};
+pub use mqtt::{MqttConfig, MqttTls, redact_url as redact_mqtt_url, request_for};
 pub use rate_limit::RateLimitConfig;
 pub use server::{RunningServer, ServerConfig, openapi_json, start};

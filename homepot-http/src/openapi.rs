@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 /// The statuses `ApiError` can answer with: the only ones narrowed here.
-const ERROR_STATUSES: [u16; 11] = [401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 503];
+const ERROR_STATUSES: [u16; 12] = [401, 403, 404, 408, 409, 413, 415, 422, 429, 500, 503, 504];
 
 /// Paths the rate limiter never refuses (`rate_limit::EXEMPT`).
 const NOT_RATE_LIMITED: [&str; 3] = ["/health", "/api/v1/stats", "/metrics/stream"];
@@ -22,8 +22,9 @@ const ANY_KEY: [(&str, &str); 1] = [("post", "/api/v1/analytics/user-activity")]
 
 /// Operations that answer 404 without a path parameter: a device named in the body, the
 /// analytics collection switched off, or the simulator switched off.
-const NOT_FOUND_WITHOUT_PATH: [(&str, &str); 7] = [
+const NOT_FOUND_WITHOUT_PATH: [(&str, &str); 8] = [
     ("post", "/api/v1/containers/metrics"),
+    ("post", "/api/v1/containers/requests"),
     ("post", "/api/v1/keys"),
     ("post", "/api/v1/analytics/user-activity"),
     ("post", "/api/v1/analytics/error"),
@@ -34,6 +35,9 @@ const NOT_FOUND_WITHOUT_PATH: [(&str, &str); 7] = [
 
 /// Operations that can conflict: a device id taken, or the last admin key.
 const CONFLICTS: [(&str, &str); 2] = [("post", "/api/v1/devices"), ("delete", "/api/v1/keys/{key_id}")];
+
+/// Operations that wait for a device over MQTT.
+const WAITS_FOR_DEVICE: [(&str, &str); 1] = [("post", "/api/v1/containers/requests")];
 
 /// Unauthenticated operations that still read or write storage.
 const STORAGE_WITHOUT_KEY: [(&str, &str); 3] =
@@ -81,6 +85,9 @@ fn error_statuses(method: &str, path: &str, operation: &Value) -> BTreeSet<u16> 
     if listed(&CONFLICTS) {
         statuses.insert(409);
     }
+    if listed(&WAITS_FOR_DEVICE) {
+        statuses.insert(504);
+    }
     statuses
 }
 
@@ -92,8 +99,9 @@ fn narrow(document: &mut Value) {
         for (method, operation) in operations.iter_mut() {
             let allowed = error_statuses(method, path, operation);
             if let Some(responses) = operation["responses"].as_object_mut() {
+                // Ranges (`4XX`) and `default` are an operation's own: kept.
                 responses.retain(|status, _| {
-                    status.parse::<u16>().is_ok_and(|s| !ERROR_STATUSES.contains(&s) || allowed.contains(&s))
+                    status.parse::<u16>().map_or(true, |s| !ERROR_STATUSES.contains(&s) || allowed.contains(&s))
                 });
             }
         }

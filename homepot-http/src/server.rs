@@ -27,7 +27,7 @@ use crate::body::{BodyLimit, BodyTimeout};
 use crate::device_state::DeviceStates;
 use crate::error::catch_all;
 use crate::listener::HeadDeadlineAcceptor;
-use crate::mqtt::{MqttConfig, run_bridge};
+use crate::mqtt::{MqttBridge, MqttConfig, run_bridge};
 use crate::pipeline::{Pipeline, WriterHandle};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
 use crate::restore::{RestoreWindows, restore_views};
@@ -257,7 +257,13 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             Arc::clone(&stats),
         )
     });
+    let mqtt_events = match &config.mqtt {
+        Some(mqtt) => Some(MqttBridge::new(mqtt).map_err(|e| io::Error::other(format!("MQTT bridge: {e}")))?),
+        None => None,
+    };
     let state = Arc::new(AppState {
+        mqtt: mqtt_events.as_ref().map(|(handle, _)| Arc::clone(handle)),
+        container_reporters: std::sync::Mutex::default(),
         live,
         stats,
         stream_interval: config.stream_interval.max(Duration::from_millis(10)),
@@ -298,7 +304,12 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
         )));
     }
     let request_logger = logger.as_ref().map(|(logger, _)| Arc::clone(logger));
-    let bridge = config.mqtt.clone().map(|mqtt| tokio::spawn(run_bridge(mqtt, Arc::clone(&state))));
+    let bridge = match (config.mqtt.clone(), mqtt_events) {
+        (Some(mqtt), Some((handle, events))) => {
+            Some(tokio::spawn(run_bridge(mqtt, handle, events, Arc::clone(&state))))
+        }
+        _ => None,
+    };
     let service = api_service();
     let (spec_endpoint, docs_endpoint) = documentation(&service);
     let app = Route::new()

@@ -26,6 +26,7 @@ use crate::{NewHealthCheck, NewKey, StorageError, Store};
 pub async fn run_all<S: Store + ?Sized>(store: &S) {
     registers_and_reads_devices(store).await;
     refuses_duplicate_devices(store).await;
+    remembers_container_reporters(store).await;
     finds_keys_by_hash(store).await;
     lists_and_revokes_keys(store).await;
     stores_health_checks_in_order(store).await;
@@ -352,6 +353,26 @@ pub async fn finds_the_newest_point_of_each_series<S: Store + ?Sized>(store: &S)
     assert_eq!(only_b, vec![batch[4].clone()]);
     assert!(store.latest_points(&[&a], 10_000).await.expect("read").is_empty());
     assert!(store.latest_points(&[], 0).await.expect("read").is_empty());
+}
+
+/// Devices marked as container reporters are listed, once each, ordered by id; unknown
+/// devices are ignored and removed ones forgotten.
+pub async fn remembers_container_reporters<S: Store + ?Sized>(store: &S) {
+    let (a, b) = (unique_device("reporter-b"), unique_device("reporter-a"));
+    for id in [&a, &b] {
+        register(store, id).await;
+    }
+    let ours = |all: Vec<DeviceId>| all.into_iter().filter(|d| *d == a || *d == b).collect::<Vec<_>>();
+    assert!(ours(store.container_reporters().await.expect("list")).is_empty());
+    for id in [&a, &b, &a] {
+        store.mark_container_reporter(id, now()).await.expect("mark");
+    }
+    store.mark_container_reporter(&unique_device("reporter-ghost"), now()).await.expect("an unknown device is ignored");
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(ours(store.container_reporters().await.expect("list")), expected);
+    store.remove_device(&a).await.expect("remove");
+    assert_eq!(ours(store.container_reporters().await.expect("list")), vec![b]);
 }
 
 /// A reachable store answers `ping`.

@@ -46,6 +46,19 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StorageError::NotFound`] when no such device is registered.
     async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError>;
+
+    /// Records that `id` sends container metrics, keeping the first time (`at`) it did. An
+    /// unregistered device is ignored.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn mark_container_reporter(&self, id: &DeviceId, at: DateTime<Utc>) -> Result<(), StorageError>;
+
+    /// The registered devices that have sent container metrics, ordered by id.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError>;
 }
 
 /// API keys, stored as hashes.

@@ -58,6 +58,20 @@ async fn container_messages_are_validated_and_authorised(s: &TestServer) {
     let (status, answer) = s.call(Method::POST, "/api/v1/containers/metrics", Some(&key), Some(&bad)).await;
     assert_eq!(status, 422);
     assert_eq!(answer["detail"][0]["loc"], json!(["body", "value", "snapshot", 0, "measurements", 1, "value"]));
+    // A request message is no data: nothing of it is stored.
+    let mut request = data_message(&namespace, "device");
+    request["path"] = json!("/features/Metrics/inbox/messages/request");
+    let (status, answer) = s.call(Method::POST, "/api/v1/containers/metrics", Some(&key), Some(&request)).await;
+    assert_eq!((status, answer["detail"][0]["loc"].clone()), (422, json!(["body", "path"])), "{answer}");
+    let (_, history) = s
+        .call(
+            Method::GET,
+            &format!("/api/v1/metrics/history?name=container&tag=device_id:{device}"),
+            Some(&s.admin_key),
+            None,
+        )
+        .await;
+    assert_eq!(history["count"], 0, "{history}");
     let other = data_message(&unique("other"), "device");
     assert_eq!(s.call(Method::POST, "/api/v1/containers/metrics", Some(&key), Some(&other)).await.0, 403);
     let (status, _) = s.call(Method::POST, "/api/v1/containers/metrics", Some(&s.admin_key), Some(&other)).await;

@@ -1,16 +1,21 @@
+//! Container metrics of edge devices (Ditto/Hono messages): data messages in, the latest
+//! snapshot per originator out, and metrics requests sent to a device over the MQTT bridge.
+
 use std::sync::Arc;
 
-use homepot_core::container::{MetricsData, device_of_thing};
+use homepot_core::container::{MetricsData, RequestCommand, device_of_thing};
+use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
 use super::{ApiTags, AppState, now};
-use crate::auth::MetricsAuth;
+use crate::auth::{ApiKeyAuth, MetricsAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::mqtt::RequestError;
 
 /// Container metrics (Ditto/Hono edge devices).
 #[derive(Debug, Default)]
@@ -50,6 +55,54 @@ struct OriginatorView {
     measurements: Vec<Measurement>,
 }
 
+/// Which measurements to report, as the request message's `filter` entries.
+#[derive(Debug, Object)]
+struct RequestFilter {
+    /// Measurement ids or `prefix*` patterns; null or absent: all.
+    #[oai(skip_serializing_if_is_none)]
+    id: Option<Vec<String>>,
+    /// Only this originator (`SYSTEM`, `Container:<name>`); empty or absent: all.
+    #[oai(skip_serializing_if_is_none)]
+    originator: Option<String>,
+}
+
+/// A metrics request for one device.
+#[derive(Debug, Object)]
+struct ContainerRequestBody {
+    /// A registered device; its thing is `<device_id>:edge:containers`.
+    device_id: String,
+    /// Reporting interval: seconds, or a duration such as `2s`, `500ms`, `1m`; `0s` stops.
+    frequency: String,
+    /// What to report; absent: everything.
+    #[oai(skip_serializing_if_is_none)]
+    filter: Option<Vec<RequestFilter>>,
+}
+
+/// A device's refusal of a metrics request.
+#[derive(Debug, Object)]
+struct DeviceRefusal {
+    /// What happened.
+    detail: String,
+    /// The status the device answered with.
+    device_status: u16,
+    /// The device's answer, as it sent it.
+    device_response: Value,
+}
+
+/// What became of a metrics request.
+#[derive(Debug, ApiResponse)]
+enum RequestAnswer {
+    /// The device accepted the request (it answered 204).
+    #[oai(status = 204)]
+    Accepted,
+    /// The device refused: its own status (4XX) and answer.
+    #[oai(status_range = "4XX")]
+    RefusedByRequest(StatusCode, Json<DeviceRefusal>),
+    /// The device failed: its own status (5XX, or 502 for a status that is no error) and answer.
+    #[oai(status_range = "5XX")]
+    FailedOnDevice(StatusCode, Json<DeviceRefusal>),
+}
+
 /// `{"snapshots": [...]}`.
 #[derive(Debug, Object)]
 struct ContainerSnapshots {
@@ -82,11 +135,59 @@ impl ContainersApi {
         }
         let accepted = data.snapshot.iter().map(|s| s.measurements.len()).sum();
         state.pipeline.write_points(&auth.owner(), data.points()).await?;
+        state.note_container_reporter(&device).await;
         Ok(Json(ContainerMetricsAccepted {
             accepted,
             message: format!("Accepted {accepted} measurement{}", if accepted == 1 { "" } else { "s" }),
             device_id: device.to_string(),
         }))
+    }
+
+    /// Ask a device to report container metrics: the MQTT bridge publishes a request message
+    /// to `command//<device_id>:edge:containers/req/<id>/request` and waits for the device's
+    /// answer. 204 when the device accepts; the device's own status and answer when it
+    /// refuses; 504 when it does not answer within the request timeout; 503 when no bridge
+    /// runs. Admin keys only.
+    #[oai(path = "/api/v1/containers/requests", method = "post", tag = "ApiTags::Containers")]
+    async fn request(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: ApiKeyAuth,
+        body: JsonBody<ContainerRequestBody>,
+    ) -> Result<RequestAnswer, ApiError> {
+        state.auth.authenticate(&auth).await?.require_admin()?;
+        let command = RequestCommand::parse(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
+        state.registered_device(command.device_id.as_str()).await?;
+        let Some(bridge) = &state.mqtt else {
+            return Err(ApiError::unavailable("No MQTT bridge runs on this server: start it with --mqtt-url"));
+        };
+        let thing = command.thing_id();
+        let answer = match bridge.request(&thing, command.frequency_ms, &command.filters).await {
+            Ok(answer) => answer,
+            Err(RequestError::Timeout) => {
+                return Err(ApiError::gateway_timeout(format!(
+                    "Device '{}' did not answer in time",
+                    command.device_id
+                )));
+            }
+            Err(RequestError::NotSent(error)) => {
+                tracing::warn!(%error, thing, "metrics request not sent");
+                return Err(ApiError::unavailable("The MQTT bridge could not send the request, retry later"));
+            }
+        };
+        if (200..300).contains(&answer.status) {
+            return Ok(RequestAnswer::Accepted);
+        }
+        let refusal = DeviceRefusal {
+            detail: format!("Device '{}' refused the request with {}", command.device_id, answer.status),
+            device_status: answer.status,
+            device_response: answer.payload,
+        };
+        Ok(match StatusCode::from_u16(answer.status) {
+            Ok(status) if status.is_client_error() => RequestAnswer::RefusedByRequest(status, Json(refusal)),
+            Ok(status) if status.is_server_error() => RequestAnswer::FailedOnDevice(status, Json(refusal)),
+            _ => RequestAnswer::FailedOnDevice(StatusCode::BAD_GATEWAY, Json(refusal)),
+        })
     }
 
     /// The latest snapshot per originator, optionally of one originator. Needs an admin or

@@ -88,6 +88,10 @@ pub(crate) struct AppState {
     pub(crate) analytics_enabled: bool,
     /// Each reporting device's state.
     pub(crate) states: Arc<crate::device_state::DeviceStates>,
+    /// The MQTT bridge, when one runs.
+    pub(crate) mqtt: Option<Arc<crate::mqtt::MqttBridge>>,
+    /// Devices known to send container data, so that each is recorded once per run.
+    pub(crate) container_reporters: std::sync::Mutex<std::collections::HashSet<homepot_core::DeviceId>>,
 }
 
 impl AppState {
@@ -97,6 +101,21 @@ impl AppState {
         match self.store.device(&id).await? {
             Some(_) => Ok(id),
             None => Err(ApiError::device_not_found(device_id)),
+        }
+    }
+}
+
+impl AppState {
+    /// Records, once per run, that `device` sends container data: the bridge asks such
+    /// devices again after every reconnect (`--mqtt-request-all`).
+    pub(crate) async fn note_container_reporter(&self, device: &homepot_core::DeviceId) {
+        let reporters = || self.container_reporters.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !reporters().insert(device.clone()) {
+            return;
+        }
+        if let Err(error) = self.store.mark_container_reporter(device, now()).await {
+            tracing::warn!(%error, %device, "could not record a device as sending container data");
+            reporters().remove(device);
         }
     }
 }

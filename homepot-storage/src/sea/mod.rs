@@ -329,6 +329,7 @@ impl DeviceStore for SeaOrmStore {
             device_type: Set(new.device_type().map(str::to_owned)),
             labels: Set(labels),
             created_at: Set(now),
+            container_metrics_since: Set(None),
             ..Default::default()
         }
         .insert(&txn)
@@ -377,6 +378,27 @@ impl DeviceStore for SeaOrmStore {
             return Err(StorageError::not_found(format!("device '{id}'")));
         }
         Ok(())
+    }
+
+    async fn mark_container_reporter(&self, id: &DeviceId, at: DateTime<Utc>) -> Result<(), StorageError> {
+        device::Entity::update_many()
+            .col_expr(device::Column::ContainerMetricsSince, sea_orm::sea_query::Expr::value(at))
+            .filter(device::Column::DeviceId.eq(id.as_str()))
+            .filter(device::Column::ContainerMetricsSince.is_null())
+            .exec(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError> {
+        let rows = device::Entity::find()
+            .filter(device::Column::ContainerMetricsSince.is_not_null())
+            .order_by_asc(device::Column::DeviceId)
+            .all(&self.db)
+            .await
+            .map_err(db_error)?;
+        Ok(rows.into_iter().map(|d| to_device(d).id).collect())
     }
 }
 

@@ -12,6 +12,8 @@ pub struct Model {
     #[sea_orm(column_type = "JsonBinary")]
     pub labels: Json,
     pub created_at: DateTimeUtc,
+    /// When the device first sent container metrics.
+    pub container_metrics_since: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -9,6 +9,7 @@ mod m20261122_000003_create_metric_points;
 mod m20261122_000004_create_analytics;
 mod m20261122_000005_create_request_rollups;
 mod m20261201_000006_add_recorded_by;
+mod m20261201_000007_add_container_reporters;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_create_analytics::Migration),
             Box::new(m20261122_000005_create_request_rollups::Migration),
             Box::new(m20261201_000006_add_recorded_by::Migration),
+            Box::new(m20261201_000007_add_container_reporters::Migration),
         ]
     }
 }
