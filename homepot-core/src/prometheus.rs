@@ -1,9 +1,11 @@
 //! The Prometheus text exposition format (version 0.0.4) of the live store, for `GET /metrics`.
 //!
 //! A field named `value` is exposed under the metric's own name (`fps{source="camera1"}`), any
-//! other field as `<name>_<field>` (`cpu_usage{host="server1"}`), as the metrics service shows. Names and
-//! label names are sanitised to Prometheus' alphabet, label values escaped, each family gets one
-//! `# TYPE` line, and string fields are left out (Prometheus has no strings).
+//! other field as `<name>_<field>` (`cpu_usage{host="server1"}`), as the metrics service shows.
+//! Names and label names are sanitised to Prometheus' alphabet, family names are written in
+//! snake_case with `_total` kept for counters (what `promtool check metrics` wants), label values
+//! are escaped, each family gets one `# TYPE` line, and string fields are left out (Prometheus
+//! has no strings).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,6 +29,34 @@ fn sanitize(raw: &str, allow_colon: bool) -> String {
 /// Metric name for a series' field.
 pub fn metric_name(name: &str, field: &str) -> String {
     if field == "value" { sanitize(name, true) } else { sanitize(&format!("{name}_{field}"), true) }
+}
+
+/// `raw` in snake_case: an underscore before each capital that follows a lower-case letter or
+/// a digit, then lower case (`io_writeBytes` becomes `io_write_bytes`).
+fn snake_case(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + 4);
+    let mut previous: Option<char> = None;
+    for c in raw.chars() {
+        if c.is_ascii_uppercase() && previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit()) {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+        previous = Some(c);
+    }
+    out
+}
+
+/// A family's name in the exposition: [`metric_name`] in snake_case. Counters end in `_total`;
+/// no other family does, since Prometheus reserves that suffix for counters, so a gauge named
+/// `memory.total` becomes `..._memory_total_value`.
+fn family_name(name: &str, field: &str, kind: MetricType) -> String {
+    let name = snake_case(&metric_name(name, field));
+    match (kind, name.ends_with("_total")) {
+        (MetricType::Counter, false) => format!("{name}_total"),
+        (MetricType::Counter, true) => name,
+        (_, true) => format!("{name}_value"),
+        (_, false) => name,
+    }
 }
 
 /// Label name; names starting with `__` are reserved by Prometheus, so they get a prefix.
@@ -100,7 +130,7 @@ pub fn write_exposition<'a>(series: impl IntoIterator<Item = (&'a SeriesKey, &'a
         }
         for (field, value) in &series.fields {
             let Some(sample) = sample_value(value) else { continue };
-            let family = families.entry(metric_name(&key.name, field)).or_insert_with(|| Family {
+            let family = families.entry(family_name(&key.name, field, series.metric_type)).or_insert_with(|| Family {
                 kind: series.metric_type,
                 help: help_text(&key.name, field),
                 samples: BTreeMap::new(),
@@ -156,6 +186,20 @@ mod tests {
     }
 
     #[test]
+    fn family_names_follow_prometheus_conventions() {
+        for (name, field, kind, expected) in [
+            ("container", "io.writeBytes", MetricType::Gauge, "container_io_write_bytes"),
+            ("container", "memory.total", MetricType::Gauge, "container_memory_total_value"),
+            ("requests", "value", MetricType::Counter, "requests_total"),
+            ("requests_total", "value", MetricType::Counter, "requests_total"),
+            ("httpRequests", "p99", MetricType::Histogram, "http_requests_p99"),
+            ("cpu", "usage_user", MetricType::Gauge, "cpu_usage_user"),
+        ] {
+            assert_eq!(family_name(name, field, kind), expected, "{name} {field}");
+        }
+    }
+
+    #[test]
     fn names_labels_and_values_are_made_valid() {
         let out = store(&[
             point(
@@ -172,8 +216,8 @@ mod tests {
         ]);
         assert_eq!(
             out,
-            "# HELP _9_req_s homepot metric '9 req/s' field 'value'\n# TYPE _9_req_s counter\n_9_req_s{tag__name=\"x\",a_b=\"quote\\\" back\\\\\"} -3\n\
-             # HELP _9_req_s_ok homepot metric '9 req/s' field 'ok'\n# TYPE _9_req_s_ok counter\n_9_req_s_ok{tag__name=\"x\",a_b=\"quote\\\" back\\\\\"} 1\n\
+            "# HELP _9_req_s_ok_total homepot metric '9 req/s' field 'ok'\n# TYPE _9_req_s_ok_total counter\n_9_req_s_ok_total{tag__name=\"x\",a_b=\"quote\\\" back\\\\\"} 1\n\
+             # HELP _9_req_s_total homepot metric '9 req/s' field 'value'\n# TYPE _9_req_s_total counter\n_9_req_s_total{tag__name=\"x\",a_b=\"quote\\\" back\\\\\"} -3\n\
              # HELP h homepot metric 'h' field 'value'\n# TYPE h untyped\nh 18446744073709551615\n"
         );
     }
