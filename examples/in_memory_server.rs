@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use homepot_examples::InMemoryStore;
 use homepot_http::{AdminKeyOutcome, ServerConfig, ensure_admin_key};
+use homepot_storage::InMemoryStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -11,7 +11,8 @@ pub mod gated;
 
 use homepot_core::ApiKey;
 use homepot_http::{RunningServer, ServerConfig};
-use homepot_storage::{SeaOrmStore, Store, StoreOptions};
+use homepot_storage::Store;
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Mutex;

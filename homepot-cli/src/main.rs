@@ -66,8 +66,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Connects to the configured database (used by commands that work on it directly).
-async fn connect(database: &DatabaseArgs) -> anyhow::Result<homepot_storage::SeaOrmStore> {
-    homepot_storage::SeaOrmStore::connect(&database.database_url, &database.store_options())
+async fn connect(database: &DatabaseArgs) -> anyhow::Result<homepot_storage_sea::SeaOrmStore> {
+    homepot_storage_sea::SeaOrmStore::connect(&database.database_url, &database.store_options())
         .await
         .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", database.redacted_url()))
 }

@@ -11,7 +11,7 @@ use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
 use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, MqttConfig, MqttTls, RateLimitConfig, ServerConfig};
-use homepot_storage::{SqliteSync, StoreOptions};
+use homepot_storage_sea::{SqliteSync, StoreOptions};
 
 /// Where data lives.
 #[derive(Clone, Args)]

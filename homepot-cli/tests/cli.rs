@@ -221,7 +221,8 @@ fn containers_request_reports_the_devices_answer() {
 #[test]
 fn retention_run_deletes_old_analytics() {
     use homepot_core::analytics::StateChange;
-    use homepot_storage::{AnalyticsStore, SeaOrmStore, StoreOptions};
+    use homepot_storage::AnalyticsStore;
+    use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}", dir.path().join("retention.db").display());

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use homepot_core::DeviceId;
-use homepot_storage::{HealthStore, MetricStore, SeaOrmStore, StoreOptions};
+use homepot_storage::{HealthStore, MetricStore};
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_homepot");
 const ADMIN_KEY: &str = "crash-test-admin-key";

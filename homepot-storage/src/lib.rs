@@ -1,24 +1,28 @@
-//! Storage of homepot: the storage traits (the **API boundary** for backends), the sea-orm
-//! backend for SQLite and PostgreSQL, and a conformance kit (feature `conformance`) that
-//! checks any backend against the traits' contracts.
+//! homepot's storage API: the traits every backend implements (the **API boundary**), the
+//! records they exchange, `StorageError`, the rules shared by every backend (key revocation,
+//! bounded retention), a conformance kit that checks any backend against the traits'
+//! contracts (feature `conformance`), an in-memory backend (feature `memory`) and a layer
+//! that observes or delays any backend's operations.
 //!
-//! Trait signatures use `homepot-core` types only; sea-orm entities, migrations and row
-//! mappings stay private to [`sea`]. Must not depend on poem or know about HTTP.
+//! Trait signatures use `homepot-core` types only. Must not depend on sea-orm, sqlx or any
+//! database driver, on the engine, or on a transport: a third-party backend compiles this
+//! crate and `homepot-core`, nothing more.
 #![forbid(unsafe_code)]
 
 mod error;
 pub mod keys;
-mod point_codec;
+pub mod layer;
 mod record;
 pub mod retention;
-pub mod sea;
 mod traits;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "memory")]
+mod memory;
 
 pub use error::StorageError;
-pub use point_codec::{fields_from_json, fields_to_json, fields_to_json_text, tags_to_json_text};
+#[cfg(feature = "memory")]
+pub use memory::InMemoryStore;
 pub use record::{HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StoredHealthCheck, StoredKey};
-pub use sea::{SeaOrmStore, SqliteSync, StoreOptions};
 pub use traits::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, MetricStore, Store};

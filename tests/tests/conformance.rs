@@ -1,7 +1,8 @@
 //! The storage conformance kit against every backend homepot ships or documents.
 
-use homepot_examples::InMemoryStore;
-use homepot_storage::{SeaOrmStore, StoreOptions, conformance};
+use homepot_storage::InMemoryStore;
+use homepot_storage::conformance;
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use homepot_tests::{Backend, init, open_store};
 
 #[tokio::test]

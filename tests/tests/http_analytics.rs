@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use homepot_http::ServerConfig;
-use homepot_tests::gated::GatedStore;
+use homepot_tests::gated::Gate;
 use homepot_tests::{Backend, TestServer, on_every_backend, open_store, unique};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -319,11 +319,11 @@ async fn device_state_follows_health_checks_and_silence(s: &TestServer) {
 #[tokio::test]
 async fn a_stalled_analytics_store_blocks_no_request() {
     let (store, dir) = open_store(Backend::Sqlite, "stalled_analytics").await.expect("SQLite");
-    let gated = Arc::new(GatedStore::new(Arc::new(store)));
+    let (gated, gate) = Gate::around(Arc::new(store));
     let mut config = ServerConfig::default();
     config.analytics.queue_capacity = 4;
     config.analytics.skip = Vec::new();
-    let s = TestServer::start_on(gated.clone(), dir, config).await;
+    let s = TestServer::start_on(gated, dir, config).await;
     let device = unique("pos-");
     let key = s.register(&device).await;
     let health = json!({"is_healthy": true, "response_time_ms": 3});
@@ -339,7 +339,7 @@ async fn a_stalled_analytics_store_blocks_no_request() {
     assert!(dropped >= 90, "most logs were dropped, not waited for: {stats}");
     assert_eq!(stats["analytics_requests_logged"], 0);
 
-    gated.open();
+    gate.open();
     let _ = eventually(&s, "/api/v1/stats", |b| b["analytics_requests_logged"].as_u64() > Some(0)).await;
     s.shutdown().await;
 }

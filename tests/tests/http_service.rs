@@ -189,11 +189,11 @@ async fn locked_storage_answers_503_and_recovers() {
     homepot_tests::init();
     let dir = tempfile::tempdir().expect("dir");
     let url = format!("sqlite://{}", dir.path().join("locked.db").display());
-    let options = homepot_storage::StoreOptions {
+    let options = homepot_storage_sea::StoreOptions {
         sqlite_busy_timeout: std::time::Duration::from_millis(100),
         ..Default::default()
     };
-    let store = homepot_storage::SeaOrmStore::connect(&url, &options).await.expect("open");
+    let store = homepot_storage_sea::SeaOrmStore::connect(&url, &options).await.expect("open");
     let s = TestServer::start_on(Arc::new(store) as Arc<dyn Store>, Some(dir), ServerConfig::default()).await;
     let device = unique("pos-");
     let key = s.register(&device).await;

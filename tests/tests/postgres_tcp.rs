@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use homepot_core::{DeviceId, HealthCheck, HealthReport, NewDevice};
-use homepot_storage::{DeviceStore, HealthStore, NewHealthCheck, SeaOrmStore, Store, StoreOptions};
+use homepot_storage::{DeviceStore, HealthStore, NewHealthCheck, Store};
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use homepot_tests::{init, postgres_url, unique};
 
 /// The delayed-ACK stall a round trip must stay clear of.

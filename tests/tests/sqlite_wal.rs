@@ -5,9 +5,8 @@ use std::path::Path;
 
 use homepot_core::analytics::{JobOutcome, JobStatus, StateChange};
 use homepot_core::{ApiKey, DeviceId, HealthCheck, HealthReport, NewDevice};
-use homepot_storage::{
-    AnalyticsStore, DeviceStore, HealthStore, KeyStore, NewHealthCheck, NewKey, SeaOrmStore, StoreOptions,
-};
+use homepot_storage::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, NewHealthCheck, NewKey};
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 
 /// Commits that each write about one page: with a recycled WAL it stays near a 1,000-page
 /// checkpoint threshold (4 MiB); without, it grows by several pages per commit.

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use homepot_core::DeviceId;
-use homepot_storage::{SeaOrmStore, Store, StoreOptions};
+use homepot_storage::Store;
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use homepot_tests::{TestServer, postgres_url};
 use reqwest::Method;
 use sea_orm::ConnectionTrait;

@@ -15,7 +15,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use homepot_core::analytics::{
     ErrorLog, JobOutcome, JobStatus, RequestLog, Severity, StateChange, summarize_jobs, summarize_performance,
 };
-use homepot_storage::{AnalyticsStore, SeaOrmStore, StoreOptions};
+use homepot_storage::AnalyticsStore;
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Map;
@@ -131,7 +132,7 @@ fn queries(c: &mut Criterion) {
     let store = runtime
         .block_on(SeaOrmStore::connect(
             &url,
-            &StoreOptions { sqlite_sync: homepot_storage::SqliteSync::Normal, ..Default::default() },
+            &StoreOptions { sqlite_sync: homepot_storage_sea::SqliteSync::Normal, ..Default::default() },
         ))
         .expect("open");
     let now = Utc::now();

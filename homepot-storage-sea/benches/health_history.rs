@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use homepot_core::{DeviceId, KeyHash, NewDevice};
-use homepot_storage::{DeviceStore, HealthStore, SeaOrmStore, StoreOptions};
+use homepot_storage::{DeviceStore, HealthStore};
+use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use sea_orm::{ConnectionTrait, Database};

@@ -23,9 +23,11 @@ use sea_orm::{
 use sea_orm::{Condition, DatabaseTransaction};
 use serde_json::{Map, Value};
 
-use super::entity::{api_request_log, api_request_rollup, device_state_change, error_log, job_outcome, user_activity};
-use super::{INSERT_CHUNK, SeaOrmStore, db_error, row_limit};
-use crate::{AnalyticsStore, RecordId, StorageError};
+use crate::SeaOrmStore;
+use crate::entity::{api_request_log, api_request_rollup, device_state_change, error_log, job_outcome, user_activity};
+use crate::error::db_error;
+use crate::sql::{INSERT_CHUNK, row_limit};
+use homepot_storage::{AnalyticsStore, RecordId, StorageError};
 
 fn object(map: &Map<String, Value>) -> Value {
     Value::Object(map.clone())

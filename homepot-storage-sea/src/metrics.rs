@@ -1,0 +1,169 @@
+//! Metric history: a row per point (name, tags and typed fields as JSON text, `time_ns`),
+//! written by multi-row SQL and read in keyset pages.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use homepot_core::{MetricType, Point};
+use homepot_storage::{MetricStore, StorageError};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    TransactionTrait,
+};
+
+use crate::SeaOrmStore;
+use crate::entity::metric_point;
+use crate::error::db_error;
+use crate::point_codec::{fields_from_json, fields_to_json_text, tags_to_json_text};
+use crate::sql::{Bind, INSERT_CHUNK, insert_sql};
+
+/// Columns bound per metric point, in order.
+const POINT_COLUMNS: &[(&str, Bind)] = &[
+    ("name", Bind::Plain),
+    ("tags", Bind::Json),
+    ("fields", Bind::Json),
+    ("metric_type", Bind::Plain),
+    ("time_ns", Bind::Plain),
+];
+
+/// Rows read per query while filtering history by tags.
+const HISTORY_PAGE: u64 = 1_000;
+
+fn to_point(model: metric_point::Model) -> Result<Point, StorageError> {
+    let corrupt = || StorageError::backend(format!("metric point {} is corrupt", model.id));
+    let tags: Vec<(String, String)> = serde_json::from_value::<BTreeMap<String, String>>(model.tags.clone())
+        .map_err(|_| corrupt())?
+        .into_iter()
+        .collect();
+    let fields = fields_from_json(&model.fields).ok_or_else(corrupt)?;
+    let metric_type = MetricType::parse(&model.metric_type).ok_or_else(corrupt)?;
+    Point::new(model.name.clone(), tags, fields, model.time_ns, metric_type).map_err(|_| corrupt())
+}
+
+#[async_trait]
+impl MetricStore for SeaOrmStore {
+    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Plain SQL with the JSON columns bound as text: an ActiveModel per point built and
+        // cloned `serde_json::Value` trees, which cost more than SQLite's own work.
+        let backend = self.db.get_database_backend();
+        let txn = self.db.begin().await.map_err(db_error)?;
+        for chunk in batch.chunks(INSERT_CHUNK) {
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
+            for p in chunk {
+                values.push(p.name().into());
+                values.push(tags_to_json_text(p.tags()).into());
+                values.push(fields_to_json_text(p.fields()).into());
+                values.push(p.metric_type().as_str().into());
+                values.push(p.timestamp_ns().into());
+            }
+            let sql = insert_sql(backend, "metric_points", POINT_COLUMNS, chunk.len(), "");
+            txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+        }
+        txn.commit().await.map_err(db_error)
+    }
+
+    async fn points_since(
+        &self,
+        name: &str,
+        since_ns: i64,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Point>, StorageError> {
+        let mut found = Vec::new();
+        // Keyset pagination on (time_ns, id), the order rows are read in.
+        let mut after: Option<(i64, i64)> = None;
+        // Tag filters run here rather than in SQL, where JSON operators differ per backend;
+        // pages keep the memory bounded however selective the filter is.
+        while found.len() < limit {
+            let page = metric_point::Entity::find()
+                .filter(metric_point::Column::Name.eq(name))
+                .filter(metric_point::Column::TimeNs.gte(since_ns))
+                .filter(match after {
+                    Some((time_ns, id)) => Condition::any().add(metric_point::Column::TimeNs.lt(time_ns)).add(
+                        Condition::all()
+                            .add(metric_point::Column::TimeNs.eq(time_ns))
+                            .add(metric_point::Column::Id.lt(id)),
+                    ),
+                    None => Condition::all(),
+                })
+                .order_by_desc(metric_point::Column::TimeNs)
+                .order_by_desc(metric_point::Column::Id)
+                .limit(HISTORY_PAGE)
+                .all(&self.db)
+                .await
+                .map_err(db_error)?;
+            let exhausted = (page.len() as u64) < HISTORY_PAGE;
+            for row in page {
+                after = Some((row.time_ns, row.id));
+                let point = to_point(row)?;
+                if tags.iter().all(|pair| point.tags().contains(pair)) {
+                    found.push(point);
+                    if found.len() == limit {
+                        break;
+                    }
+                }
+            }
+            if exhausted {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Oldest first, so each series keeps its last row; memory follows the series count.
+        let mut latest: HashMap<(String, serde_json::Value), metric_point::Model> = HashMap::new();
+        self.scan_points(names, since_ns, |row| {
+            latest.insert((row.name.clone(), row.tags.clone()), row);
+            Ok(())
+        })
+        .await?;
+        latest.into_values().map(to_point).collect()
+    }
+}
+
+impl SeaOrmStore {
+    /// Rows named one of `names` at or after `since_ns`, oldest first, in keyset pages;
+    /// `visit` sees each.
+    async fn scan_points(
+        &self,
+        names: &[&str],
+        since_ns: i64,
+        mut visit: impl FnMut(metric_point::Model) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut after: Option<(i64, i64)> = None;
+        loop {
+            let page = metric_point::Entity::find()
+                .filter(metric_point::Column::Name.is_in(names.iter().copied()))
+                .filter(metric_point::Column::TimeNs.gte(since_ns))
+                .filter(match after {
+                    Some((time_ns, id)) => Condition::any().add(metric_point::Column::TimeNs.gt(time_ns)).add(
+                        Condition::all()
+                            .add(metric_point::Column::TimeNs.eq(time_ns))
+                            .add(metric_point::Column::Id.gt(id)),
+                    ),
+                    None => Condition::all(),
+                })
+                .order_by_asc(metric_point::Column::TimeNs)
+                .order_by_asc(metric_point::Column::Id)
+                .limit(HISTORY_PAGE)
+                .all(&self.db)
+                .await
+                .map_err(db_error)?;
+            let exhausted = (page.len() as u64) < HISTORY_PAGE;
+            for row in page {
+                after = Some((row.time_ns, row.id));
+                visit(row)?;
+            }
+            if exhausted {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! [`Layered`]: any store with a [`StoreLayer`] in front of every operation, to observe,
+//! delay or fail them without touching the backend: fault injection in tests (a stalled
+//! request-log write, a refused insert), counting, or tracing.
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use homepot_core::analytics::{
+    EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
+};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
+
+use crate::{
+    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
+    NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+};
+
+/// A storage operation, named after its trait method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[allow(missing_docs)]
+pub enum Operation {
+    RegisterDevice,
+    Device,
+    Devices,
+    RemoveDevice,
+    MarkContainerReporter,
+    ContainerReporters,
+    InsertKey,
+    KeyByHash,
+    HasKeyWithRole,
+    Keys,
+    RevokeKey,
+    InsertHealth,
+    HealthSince,
+    LatestHealth,
+    InsertPoints,
+    PointsSince,
+    LatestPoints,
+    InsertRequestLogs,
+    InsertStateChange,
+    InsertJobOutcome,
+    InsertErrorLog,
+    InsertUserActivity,
+    RequestLatencies,
+    JobStatusCounts,
+    ErrorTrends,
+    StateHistory,
+    LatestStates,
+    PurgeAnalytics,
+    Ping,
+}
+
+/// Runs before each operation of a [`Layered`] store.
+#[async_trait]
+pub trait StoreLayer: Send + Sync + fmt::Debug {
+    /// Called before `operation` runs; an error is answered instead of running it.
+    ///
+    /// # Errors
+    /// Whatever the layer decides the operation should fail with.
+    async fn before(&self, operation: Operation) -> Result<(), StorageError>;
+}
+
+/// `inner` with `layer` consulted before every operation.
+#[derive(Debug, Clone)]
+pub struct Layered {
+    inner: Arc<dyn Store>,
+    layer: Arc<dyn StoreLayer>,
+}
+
+impl Layered {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>, layer: Arc<dyn StoreLayer>) -> Self {
+        Self { inner, layer }
+    }
+}
+
+/// One trait's impl for [`Layered`]: each method asks the layer, then forwards.
+macro_rules! layered {
+    ($trait:ident { $( $op:ident => fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )* }) => {
+        #[async_trait]
+        impl $trait for Layered {
+            $(
+                async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StorageError> {
+                    self.layer.before(Operation::$op).await?;
+                    self.inner.$name($($arg),*).await
+                }
+            )*
+        }
+    };
+}
+
+layered!(DeviceStore {
+    RegisterDevice => fn register_device(device: &NewDevice, key: &KeyHash, now: DateTime<Utc>) -> Device;
+    Device => fn device(id: &DeviceId) -> Option<Device>;
+    Devices => fn devices() -> Vec<Device>;
+    RemoveDevice => fn remove_device(id: &DeviceId) -> ();
+    MarkContainerReporter => fn mark_container_reporter(id: &DeviceId, at: DateTime<Utc>) -> ();
+    ContainerReporters => fn container_reporters() -> Vec<DeviceId>;
+});
+
+layered!(KeyStore {
+    InsertKey => fn insert_key(key: &NewKey) -> KeyId;
+    KeyByHash => fn key_by_hash(hash: &KeyHash) -> Option<StoredKey>;
+    HasKeyWithRole => fn has_key_with_role(role: Role) -> bool;
+    Keys => fn keys(device: Option<&DeviceId>) -> Vec<KeyInfo>;
+    RevokeKey => fn revoke_key(id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> ();
+});
+
+layered!(HealthStore {
+    InsertHealth => fn insert_health(batch: &[NewHealthCheck]) -> Vec<HealthCheckId>;
+    HealthSince => fn health_since(device: &DeviceId, since: DateTime<Utc>, limit: usize) -> Vec<StoredHealthCheck>;
+    LatestHealth => fn latest_health(device: &DeviceId) -> Option<StoredHealthCheck>;
+});
+
+layered!(MetricStore {
+    InsertPoints => fn insert_points(batch: &[Point]) -> ();
+    PointsSince => fn points_since(name: &str, since_ns: i64, tags: &[(String, String)], limit: usize) -> Vec<Point>;
+    LatestPoints => fn latest_points(names: &[&str], since_ns: i64) -> Vec<Point>;
+});
+
+layered!(AnalyticsStore {
+    InsertRequestLogs => fn insert_request_logs(batch: &[RequestLog]) -> ();
+    InsertStateChange => fn insert_state_change(change: &StateChange) -> RecordId;
+    InsertJobOutcome => fn insert_job_outcome(outcome: &JobOutcome) -> RecordId;
+    InsertErrorLog => fn insert_error_log(error: &ErrorLog) -> RecordId;
+    InsertUserActivity => fn insert_user_activity(activity: &UserActivity) -> RecordId;
+    RequestLatencies => fn request_latencies(since: DateTime<Utc>, endpoint: Option<&str>) -> Vec<EndpointLatency>;
+    JobStatusCounts => fn job_status_counts(since: DateTime<Utc>, job_type: Option<&str>) -> Vec<JobStatusCount>;
+    ErrorTrends => fn error_trends(since: DateTime<Utc>, category: Option<&str>) -> Vec<ErrorTrend>;
+    StateHistory => fn state_history(device_id: &str, since: DateTime<Utc>, limit: usize) -> Vec<StateChange>;
+    LatestStates => fn latest_states() -> Vec<StateChange>;
+    PurgeAnalytics => fn purge_analytics(before: DateTime<Utc>, max_rows: u64) -> u64;
+});
+
+layered!(Store {
+    Ping => fn ping() -> ();
+});

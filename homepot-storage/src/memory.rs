@@ -1,0 +1,405 @@
+//! [`InMemoryStore`]: every storage trait over plain maps, proven by the same conformance kit
+//! as the SQLite and PostgreSQL backends. It keeps nothing across restarts, so it suits
+//! tests, demos and embedding services that keep their own data elsewhere; not production.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use crate::{
+    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
+    NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use homepot_core::analytics::{
+    EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
+};
+use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
+
+#[derive(Debug, Default)]
+struct Tables {
+    devices: BTreeMap<DeviceId, Device>,
+    keys: Vec<KeyRow>,
+    health: Vec<StoredHealthCheck>,
+    points: Vec<Point>,
+    requests: Vec<RequestLog>,
+    states: Vec<StateChange>,
+    jobs: Vec<JobOutcome>,
+    errors: Vec<ErrorLog>,
+    activities: Vec<UserActivity>,
+    container_reporters: BTreeSet<DeviceId>,
+    next_id: i64,
+}
+
+#[derive(Debug)]
+struct KeyRow {
+    key: StoredKey,
+    created_at: DateTime<Utc>,
+    revoked: bool,
+}
+
+impl Tables {
+    fn next_id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+/// All storage traits over in-process maps behind one mutex.
+#[derive(Debug, Default)]
+pub struct InMemoryStore {
+    tables: Mutex<Tables>,
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        // A panic while holding the lock cannot leave the maps half-updated: every method
+        // checks first and mutates last.
+        self.tables.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl DeviceStore for InMemoryStore {
+    async fn register_device(
+        &self,
+        new: &NewDevice,
+        key: &KeyHash,
+        now: DateTime<Utc>,
+    ) -> Result<Device, StorageError> {
+        let mut t = self.tables();
+        if t.devices.contains_key(new.id()) {
+            return Err(StorageError::conflict(format!("device '{}'", new.id())));
+        }
+        let device = new.clone().into_device(now);
+        let id = KeyId(t.next_id());
+        let key = StoredKey { id, hash: *key, role: Role::Device, device_id: Some(device.id.clone()) };
+        t.keys.push(KeyRow { key, created_at: now, revoked: false });
+        t.devices.insert(device.id.clone(), device.clone());
+        Ok(device)
+    }
+
+    async fn device(&self, id: &DeviceId) -> Result<Option<Device>, StorageError> {
+        Ok(self.tables().devices.get(id).cloned())
+    }
+
+    async fn devices(&self) -> Result<Vec<Device>, StorageError> {
+        Ok(self.tables().devices.values().cloned().collect())
+    }
+
+    async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        if t.devices.remove(id).is_none() {
+            return Err(StorageError::not_found(format!("device '{id}'")));
+        }
+        t.keys.retain(|k| k.key.device_id.as_ref() != Some(id));
+        t.health.retain(|h| &h.device_id != id);
+        t.container_reporters.remove(id);
+        Ok(())
+    }
+
+    async fn mark_container_reporter(&self, id: &DeviceId, _at: DateTime<Utc>) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        if t.devices.contains_key(id) {
+            t.container_reporters.insert(id.clone());
+        }
+        Ok(())
+    }
+
+    async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError> {
+        Ok(self.tables().container_reporters.iter().cloned().collect())
+    }
+}
+
+#[async_trait]
+impl KeyStore for InMemoryStore {
+    async fn insert_key(&self, key: &NewKey) -> Result<KeyId, StorageError> {
+        let mut t = self.tables();
+        if let Some(device) = &key.device_id
+            && !t.devices.contains_key(device)
+        {
+            return Err(StorageError::not_found(format!("device '{device}'")));
+        }
+        if t.keys.iter().any(|k| k.key.hash == key.hash) {
+            return Err(StorageError::conflict("api key"));
+        }
+        let id = KeyId(t.next_id());
+        let stored = StoredKey { id, hash: key.hash, role: key.role, device_id: key.device_id.clone() };
+        t.keys.push(KeyRow { key: stored, created_at: key.created_at, revoked: false });
+        Ok(id)
+    }
+
+    async fn key_by_hash(&self, hash: &KeyHash) -> Result<Option<StoredKey>, StorageError> {
+        Ok(self.tables().keys.iter().find(|k| !k.revoked && k.key.hash.matches(hash)).map(|k| k.key.clone()))
+    }
+
+    async fn has_key_with_role(&self, role: Role) -> Result<bool, StorageError> {
+        Ok(self.tables().keys.iter().any(|k| !k.revoked && k.key.role == role))
+    }
+
+    async fn keys(&self, device: Option<&DeviceId>) -> Result<Vec<KeyInfo>, StorageError> {
+        Ok(self
+            .tables()
+            .keys
+            .iter()
+            .filter(|k| !k.revoked && k.key.device_id.as_ref() == device)
+            .map(|k| KeyInfo {
+                id: k.key.id,
+                role: k.key.role,
+                device_id: k.key.device_id.clone(),
+                created_at: k.created_at,
+            })
+            .collect())
+    }
+
+    async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, _now: DateTime<Utc>) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        let row = t.keys.iter_mut().find(|k| !k.revoked && k.key.id == id && k.key.device_id.as_ref() == device);
+        match row {
+            Some(row) => {
+                row.revoked = true;
+                Ok(())
+            }
+            None => Err(StorageError::not_found(format!("key {}", id.0))),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthStore for InMemoryStore {
+    async fn insert_health(&self, batch: &[NewHealthCheck]) -> Result<Vec<HealthCheckId>, StorageError> {
+        let mut t = self.tables();
+        if let Some(missing) = batch.iter().find(|c| !t.devices.contains_key(&c.device_id)) {
+            return Err(StorageError::not_found(format!("device '{}'", missing.device_id)));
+        }
+        let mut ids = Vec::with_capacity(batch.len());
+        for item in batch {
+            let id = HealthCheckId(t.next_id());
+            let report = item.check.report();
+            t.health.push(StoredHealthCheck {
+                id,
+                device_id: item.device_id.clone(),
+                is_healthy: report.is_healthy,
+                response_time_ms: report.response_time_ms,
+                status_code: report.status_code,
+                endpoint: report.endpoint.clone(),
+                response_data: item.check.document(),
+                error_message: report.error_message.clone(),
+                checked_at: item.checked_at,
+            });
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    async fn health_since(
+        &self,
+        device: &DeviceId,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StoredHealthCheck>, StorageError> {
+        let t = self.tables();
+        let mut found: Vec<StoredHealthCheck> =
+            t.health.iter().filter(|h| &h.device_id == device && h.checked_at >= since).cloned().collect();
+        found.sort_by_key(|h| std::cmp::Reverse((h.checked_at, h.id)));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError> {
+        let t = self.tables();
+        Ok(t.health.iter().filter(|h| &h.device_id == device).max_by_key(|h| (h.checked_at, h.id)).cloned())
+    }
+}
+
+#[async_trait]
+impl MetricStore for InMemoryStore {
+    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
+        self.tables().points.extend_from_slice(batch);
+        Ok(())
+    }
+
+    async fn points_since(
+        &self,
+        name: &str,
+        since_ns: i64,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<Point>, StorageError> {
+        let t = self.tables();
+        // Index order breaks ties between equal times: later inserts count as newer.
+        let mut found: Vec<(usize, &Point)> = t
+            .points
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| {
+                p.name() == name && p.timestamp_ns() >= since_ns && tags.iter().all(|pair| p.tags().contains(pair))
+            })
+            .collect();
+        found.sort_by_key(|(i, p)| std::cmp::Reverse((p.timestamp_ns(), *i)));
+        Ok(found.into_iter().take(limit).map(|(_, p)| p.clone()).collect())
+    }
+
+    async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError> {
+        let t = self.tables();
+        let mut latest: HashMap<(&str, &[(String, String)]), &Point> = HashMap::new();
+        // In insertion order, so a later-stored point of equal time replaces an earlier one.
+        for p in t.points.iter().filter(|p| names.contains(&p.name()) && p.timestamp_ns() >= since_ns) {
+            let newest = latest.entry((p.name(), p.tags())).or_insert(p);
+            if p.timestamp_ns() >= newest.timestamp_ns() {
+                *newest = p;
+            }
+        }
+        Ok(latest.into_values().cloned().collect())
+    }
+}
+
+/// Removes at most `max` items for which `old` holds, oldest first (they were pushed in order).
+fn purge<T>(items: &mut Vec<T>, old: impl Fn(&T) -> bool, max: u64) -> u64 {
+    let mut removed = 0;
+    items.retain(|item| {
+        let drop = removed < max && old(item);
+        removed += u64::from(drop);
+        !drop
+    });
+    removed
+}
+
+#[async_trait]
+impl AnalyticsStore for InMemoryStore {
+    async fn insert_request_logs(&self, batch: &[RequestLog]) -> Result<(), StorageError> {
+        self.tables().requests.extend_from_slice(batch);
+        Ok(())
+    }
+
+    async fn insert_state_change(&self, change: &StateChange) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.states.push(change.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn insert_job_outcome(&self, outcome: &JobOutcome) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.jobs.push(outcome.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn insert_error_log(&self, error: &ErrorLog) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.errors.push(error.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn insert_user_activity(&self, activity: &UserActivity) -> Result<RecordId, StorageError> {
+        let mut t = self.tables();
+        t.activities.push(activity.clone());
+        Ok(RecordId(t.next_id()))
+    }
+
+    async fn request_latencies(
+        &self,
+        since: DateTime<Utc>,
+        endpoint: Option<&str>,
+    ) -> Result<Vec<EndpointLatency>, StorageError> {
+        let mut parts: BTreeMap<(String, String), EndpointLatency> = BTreeMap::new();
+        for log in self.tables().requests.iter().filter(|l| l.timestamp >= since) {
+            if endpoint.is_some_and(|e| e != log.endpoint) {
+                continue;
+            }
+            parts
+                .entry((log.endpoint.clone(), log.method.clone()))
+                .or_insert_with(|| EndpointLatency::new(&log.endpoint, &log.method))
+                .record(log.response_time_ms, log.status_code);
+        }
+        Ok(parts.into_values().collect())
+    }
+
+    async fn job_status_counts(
+        &self,
+        since: DateTime<Utc>,
+        job_type: Option<&str>,
+    ) -> Result<Vec<JobStatusCount>, StorageError> {
+        // (count, sum of durations, how many had one) per (type, status)
+        let mut groups: BTreeMap<(String, String), (u64, f64, u64)> = BTreeMap::new();
+        for job in self.tables().jobs.iter().filter(|j| j.timestamp >= since) {
+            if job_type.is_some_and(|t| t != job.job_type) {
+                continue;
+            }
+            let g = groups.entry((job.job_type.clone(), job.status.as_str().to_owned())).or_default();
+            g.0 += 1;
+            if let Some(ms) = job.duration_ms {
+                g.1 += ms as f64;
+                g.2 += 1;
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((job_type, status), (count, sum, timed))| JobStatusCount {
+                job_type,
+                status,
+                count,
+                avg_duration_ms: (timed > 0).then(|| sum / timed as f64),
+            })
+            .collect())
+    }
+
+    async fn error_trends(
+        &self,
+        since: DateTime<Utc>,
+        category: Option<&str>,
+    ) -> Result<Vec<ErrorTrend>, StorageError> {
+        let mut groups: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for error in self.tables().errors.iter().filter(|e| e.timestamp >= since) {
+            if category.is_some_and(|c| c != error.category) {
+                continue;
+            }
+            *groups.entry((error.category.clone(), error.severity.as_str().to_owned())).or_default() += 1;
+        }
+        Ok(groups.into_iter().map(|((category, severity), count)| ErrorTrend { category, severity, count }).collect())
+    }
+
+    async fn state_history(
+        &self,
+        device_id: &str,
+        since: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<StateChange>, StorageError> {
+        let t = self.tables();
+        let mut found: Vec<StateChange> =
+            t.states.iter().filter(|c| c.device_id == device_id && c.timestamp >= since).cloned().collect();
+        // Insertion order breaks timestamp ties, as ids do in SQL.
+        found.reverse();
+        found.sort_by_key(|c| std::cmp::Reverse(c.timestamp));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError> {
+        let mut latest: BTreeMap<String, StateChange> = BTreeMap::new();
+        for change in &self.tables().states {
+            latest.insert(change.device_id.clone(), change.clone());
+        }
+        Ok(latest.into_values().collect())
+    }
+
+    async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        let mut t = self.tables();
+        Ok(purge(&mut t.requests, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.states, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.jobs, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.errors, |r| r.timestamp < before, max_rows)
+            + purge(&mut t.activities, |r| r.timestamp < before, max_rows))
+    }
+}
+
+#[async_trait]
+impl Store for InMemoryStore {
+    async fn ping(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
