@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use homepot_core::container::{ContainerTopic, MetricsFilter, MetricsResponse, classify_topic, parse_frequency};
+use homepot_core::container::{ContainerTopic, MetricsFilter, classify_topic};
+use homepot_core::ingest::container_json::{parse_frequency, response_from_message};
 use homepot_http::request_for;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 
@@ -72,7 +73,7 @@ pub(crate) async fn run(command: ContainersCommand) -> anyhow::Result<()> {
                 }
                 Event::Incoming(Packet::Publish(p)) => {
                     let ContainerTopic::Response { request_id, last, .. } = classify_topic(&p.topic) else { continue };
-                    match MetricsResponse::from_message(&p.payload, request_id, last) {
+                    match response_from_message(&p.payload, request_id, last) {
                         Some(response) if response.correlation_id == request.correlation_id => {
                             let payload = String::from_utf8_lossy(&p.payload).into_owned();
                             return anyhow::Ok((response.status.to_string(), payload));

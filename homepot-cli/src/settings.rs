@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use homepot_core::ApiKey;
-use homepot_core::container::{MetricsFilter, parse_frequency};
+use homepot_core::container::MetricsFilter;
 use homepot_core::filter::FilterConfig;
+use homepot_core::ingest::container_json::parse_frequency;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
 use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, MqttConfig, MqttTls, RateLimitConfig, ServerConfig};

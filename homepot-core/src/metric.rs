@@ -1,8 +1,6 @@
 //! Metric points (metrics service): a measurement name, sorted tags, typed fields and a time. Every
 //! ingest format (simple JSON, JSON batch, line protocol, OTLP, health checks) produces these.
 
-use std::fmt;
-
 /// Longest metric name accepted.
 pub const MAX_NAME_LEN: usize = 256;
 /// Most tags on one point.
@@ -239,14 +237,6 @@ impl Point {
                 (k.clone(), value)
             })
             .collect()
-    }
-}
-
-impl fmt::Display for Point {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut line = String::new();
-        crate::ingest::line_protocol::write_point(self, &mut line);
-        f.write_str(&line)
     }
 }
 

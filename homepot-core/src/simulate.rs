@@ -141,7 +141,7 @@ mod tests {
             let mut rng = SmallRng::seed_from_u64(seed);
             let report = simulated_node_report(&mut rng, index, uptime, 1_700_000_000);
             let json = serde_json::to_vec(&report).unwrap();
-            prop_assert_eq!(crate::node::parse_node_report(&json, 0).unwrap(), report.clone());
+            prop_assert_eq!(crate::ingest::node_json::parse_node_report(&json, 0).unwrap(), report.clone());
             // What is stored rebuilds the report, but for the node's own clock reading.
             let node = crate::DeviceId::parse(&format!("spore-node-{index}")).unwrap();
             let time_ns = 1_700_000_123_000_000_000;

@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use homepot_core::container::{
-    ContainerTopic, MetricsData, MetricsFilter, MetricsRequest, MetricsResponse, THING_SUFFIX, classify_topic,
-    device_of_thing,
+    ContainerTopic, MetricsFilter, MetricsRequest, THING_SUFFIX, classify_topic, device_of_thing,
 };
+use homepot_core::ingest::container_json::{parse_data_message, response_from_message};
 use rand::RngCore;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use serde_json::Value;
@@ -358,7 +358,7 @@ async fn handle(bridge: &MqttBridge, state: &AppState, publish: Publish) {
             }
         }
         ContainerTopic::Response { thing, request_id, last } => {
-            match MetricsResponse::from_message(&publish.payload, request_id, last) {
+            match response_from_message(&publish.payload, request_id, last) {
                 Some(response) => {
                     if response.status == 204 {
                         tracing::info!(thing, request_id = %response.correlation_id, "container metrics request accepted");
@@ -385,7 +385,7 @@ async fn ack(client: &AsyncClient, publish: &Publish) {
 
 /// Stores one data message; `true` when it may be acknowledged (stored, or hopeless).
 async fn store_data(state: &AppState, thing: &str, payload: &[u8]) -> bool {
-    let data = match MetricsData::parse(payload, Some(thing), now().timestamp_millis()) {
+    let data = match parse_data_message(payload, Some(thing), now().timestamp_millis()) {
         Ok(data) => data,
         Err(error) => {
             state.stats.mqtt_rejected();

@@ -125,7 +125,7 @@ async fn the_bridge_requests_metrics_when_it_connects() {
         tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await.expect("a request within 20 s").unwrap();
     assert!(topic.starts_with(&format!("command//{thing}/req/")) && topic.ends_with("/request"), "{topic}");
     let request =
-        homepot_core::container::MetricsRequest::parse(&payload).expect("a container metrics request message");
+        homepot_core::ingest::container_json::parse_request_message(&payload).expect("a container metrics request message");
     assert_eq!((request.thing_id.as_str(), request.frequency_ms), (thing.as_str(), 2_000));
     assert_eq!(request.filters[0].ids, ["cpu.*"]);
     let message: Value = serde_json::from_slice(&payload).unwrap();
@@ -261,7 +261,7 @@ async fn answering_device(
     let thing = thing.to_owned();
     tokio::spawn(async move {
         while let Some((_, payload)) = incoming.recv().await {
-            let Ok(request) = homepot_core::container::MetricsRequest::parse(&payload) else { continue };
+            let Ok(request) = homepot_core::ingest::container_json::parse_request_message(&payload) else { continue };
             let mut answer = json!({
                 "topic": homepot_core::container::ditto_topic(&thing, "request"),
                 "headers": {"content-type": "application/json", "correlation-id": request.correlation_id},
@@ -366,7 +366,7 @@ async fn request_all_asks_every_device_that_sent_data_at_connect() {
     let (topic, payload) =
         tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await.expect("a request within 20 s").unwrap();
     assert!(topic.starts_with(&format!("command//{thing}/req/")), "only the device that sent data: {topic}");
-    let request = homepot_core::container::MetricsRequest::parse(&payload).unwrap();
+    let request = homepot_core::ingest::container_json::parse_request_message(&payload).unwrap();
     assert_eq!(request.frequency_ms, 3_000);
     s.shutdown().await;
 }

@@ -1,18 +1,17 @@
 //! Analytics: the five records — request logs, device state changes, job outcomes,
-//! error logs and user activity — with their validation, the JSON adapters of the collection
-//! endpoints, the aggregations behind the query endpoints, and the device state machine.
+//! error logs and user activity — the aggregations behind the query endpoints, and the
+//! device state machine. The collection endpoints' JSON adapters are in
+//! [`crate::ingest::analytics_json`].
 //!
 //! Records carry the time and the caller's identity as given by the server; nothing here
 //! reads the clock.
 
-mod parse;
 mod state;
 mod summary;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-pub use parse::{parse_error_log, parse_job_outcome, parse_state_change, parse_user_activity};
 pub use state::{DeviceState, Transition, on_health, on_silence};
 pub use summary::{
     EndpointLatency, EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, LATENCY_BUCKETS_PER_DOUBLING,

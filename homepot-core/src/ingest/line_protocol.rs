@@ -9,7 +9,9 @@
 //! Bad lines do not spoil good ones: [`parse_lines`] returns every good point and an error
 //! with its 1-based line number for each bad line, as InfluxDB does.
 
-use crate::metric::{FieldValue, MetricType, Point};
+use std::fmt;
+
+use crate::metric::{FieldValue, MetricType, Point, PointError};
 
 /// Most line errors described in one outcome; the rest are only counted.
 pub const MAX_LINE_ERRORS: usize = 100;
@@ -58,13 +60,89 @@ impl Precision {
     }
 }
 
+/// What is wrong with a line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineProtocolError {
+    /// A required character is missing.
+    #[error("expected {expected} at byte {at}")]
+    Expected {
+        /// What was expected, e.g. `'=' after tag key`.
+        expected: &'static str,
+        /// Byte offset in the batch.
+        at: usize,
+    },
+    /// The line starts with no measurement name.
+    #[error("missing measurement")]
+    MissingMeasurement,
+    /// A tag with an empty key or value.
+    #[error("tag keys and values must not be empty")]
+    EmptyTag,
+    /// No field set after the measurement and tags.
+    #[error("missing fields")]
+    MissingFields,
+    /// A field with an empty key.
+    #[error("missing field key")]
+    MissingFieldKey,
+    /// A field's value does not parse.
+    #[error("field '{key}': {problem}")]
+    BadField {
+        /// The field key.
+        key: String,
+        /// Why its value does not parse.
+        problem: FieldValueError,
+    },
+    /// Something follows the timestamp.
+    #[error("unexpected text after the timestamp at byte {at}")]
+    TrailingText {
+        /// Byte offset in the batch.
+        at: usize,
+    },
+    /// The timestamp is not an integer.
+    #[error("invalid timestamp '{raw}'")]
+    InvalidTimestamp {
+        /// The timestamp as written.
+        raw: String,
+    },
+    /// The timestamp overflows nanoseconds at the batch's precision.
+    #[error("timestamp '{raw}' out of range")]
+    TimestampOutOfRange {
+        /// The timestamp as written.
+        raw: String,
+    },
+    /// The parsed point breaks a point limit (name, tag or field counts and lengths).
+    #[error("{0}")]
+    Point(#[from] PointError),
+}
+
+/// Why a field value does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FieldValueError {
+    /// A string field's closing quote is missing.
+    #[error("unterminated string")]
+    UnterminatedString,
+    /// Nothing after `=`.
+    #[error("missing value")]
+    Missing,
+    /// An `i`-suffixed value that is no signed 64-bit integer.
+    #[error("invalid integer '{0}'")]
+    Integer(String),
+    /// A `u`-suffixed value that is no unsigned 64-bit integer.
+    #[error("invalid unsigned '{0}'")]
+    Unsigned(String),
+    /// Neither a number, a boolean nor a string.
+    #[error("invalid value '{0}'")]
+    Invalid(String),
+}
+
 /// A line that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineError {
     /// 1-based line number.
     pub line: usize,
     /// What is wrong.
-    pub message: String,
+    pub error: LineProtocolError,
 }
 
 /// What a batch yielded.
@@ -99,10 +177,10 @@ pub fn parse_lines(input: &str, precision: Precision, default_time_ns: i64) -> P
         }
         match cursor.point(precision, default_time_ns) {
             Ok(point) => outcome.points.push(point),
-            Err(message) => {
+            Err(error) => {
                 outcome.error_count += 1;
                 if outcome.errors.len() < MAX_LINE_ERRORS {
-                    outcome.errors.push(LineError { line, message });
+                    outcome.errors.push(LineError { line, error });
                 }
                 cursor.skip_line();
             }
@@ -201,19 +279,19 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, b: u8, what: &str) -> Result<(), String> {
+    fn expect(&mut self, b: u8, expected: &'static str) -> Result<(), LineProtocolError> {
         if self.peek() == Some(b) {
             self.pos += 1;
             Ok(())
         } else {
-            Err(format!("expected {what} at byte {}", self.pos))
+            Err(LineProtocolError::Expected { expected, at: self.pos })
         }
     }
 
-    fn point(&mut self, precision: Precision, default_time_ns: i64) -> Result<Point, String> {
+    fn point(&mut self, precision: Precision, default_time_ns: i64) -> Result<Point, LineProtocolError> {
         let name = self.token(Token::Measurement);
         if name.is_empty() {
-            return Err("missing measurement".to_owned());
+            return Err(LineProtocolError::MissingMeasurement);
         }
         let mut tags = Vec::new();
         while self.peek() == Some(b',') {
@@ -222,12 +300,12 @@ impl<'a> Cursor<'a> {
             self.expect(b'=', "'=' after tag key")?;
             let value = self.token(Token::TagValue);
             if key.is_empty() || value.is_empty() {
-                return Err("tag keys and values must not be empty".to_owned());
+                return Err(LineProtocolError::EmptyTag);
             }
             tags.push((key, value));
         }
         if self.peek() != Some(b' ') {
-            return Err("missing fields".to_owned());
+            return Err(LineProtocolError::MissingFields);
         }
         while self.peek() == Some(b' ') {
             self.pos += 1;
@@ -236,10 +314,11 @@ impl<'a> Cursor<'a> {
         loop {
             let key = self.token(Token::Key);
             if key.is_empty() {
-                return Err("missing field key".to_owned());
+                return Err(LineProtocolError::MissingFieldKey);
             }
             self.expect(b'=', "'=' after field key")?;
-            let value = self.field_value().map_err(|e| format!("field '{key}': {e}"))?;
+            let value =
+                self.field_value().map_err(|problem| LineProtocolError::BadField { key: key.clone(), problem })?;
             fields.push((key, value));
             if self.peek() == Some(b',') {
                 self.pos += 1;
@@ -250,20 +329,20 @@ impl<'a> Cursor<'a> {
         let timestamp = self.timestamp(precision)?.unwrap_or(default_time_ns);
         self.skip_blanks();
         if !matches!(self.peek(), None | Some(b'\n')) {
-            return Err(format!("unexpected text after the timestamp at byte {}", self.pos));
+            return Err(LineProtocolError::TrailingText { at: self.pos });
         }
         // The line feed is left for the caller, so a rejected point skips only its own line.
-        Point::new(name, tags, fields, timestamp, MetricType::Gauge).map_err(|e| e.to_string())
+        Ok(Point::new(name, tags, fields, timestamp, MetricType::Gauge)?)
     }
 
-    fn field_value(&mut self) -> Result<FieldValue, String> {
+    fn field_value(&mut self) -> Result<FieldValue, FieldValueError> {
         if self.peek() == Some(b'"') {
             self.pos += 1;
             let mut value = String::new();
             let mut copied = self.pos;
             loop {
                 match self.peek() {
-                    None => return Err("unterminated string".to_owned()),
+                    None => return Err(FieldValueError::UnterminatedString),
                     Some(b'\\') if matches!(self.bytes.get(self.pos + 1), Some(b'"' | b'\\')) => {
                         value.push_str(&self.text[copied..self.pos]);
                         copied = self.pos + 1;
@@ -291,26 +370,28 @@ impl<'a> Cursor<'a> {
         }
         let raw = &self.text[start..self.pos];
         match raw {
-            "" => Err("missing value".to_owned()),
+            "" => Err(FieldValueError::Missing),
             "t" | "T" | "true" | "True" | "TRUE" => Ok(FieldValue::Boolean(true)),
             "f" | "F" | "false" | "False" | "FALSE" => Ok(FieldValue::Boolean(false)),
-            _ if raw.ends_with('i') => {
-                raw[..raw.len() - 1].parse().map(FieldValue::Integer).map_err(|_| format!("invalid integer '{raw}'"))
-            }
-            _ if raw.ends_with('u') => {
-                raw[..raw.len() - 1].parse().map(FieldValue::UInteger).map_err(|_| format!("invalid unsigned '{raw}'"))
-            }
+            _ if raw.ends_with('i') => raw[..raw.len() - 1]
+                .parse()
+                .map(FieldValue::Integer)
+                .map_err(|_| FieldValueError::Integer(raw.to_owned())),
+            _ if raw.ends_with('u') => raw[..raw.len() - 1]
+                .parse()
+                .map(FieldValue::UInteger)
+                .map_err(|_| FieldValueError::Unsigned(raw.to_owned())),
             _ => match raw.parse::<f64>() {
                 // Rust also reads "inf" and "NaN"; line protocol has no such floats.
                 Ok(v) if v.is_finite() && raw.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => {
                     Ok(FieldValue::Float(v))
                 }
-                _ => Err(format!("invalid value '{raw}'")),
+                _ => Err(FieldValueError::Invalid(raw.to_owned())),
             },
         }
     }
 
-    fn timestamp(&mut self, precision: Precision) -> Result<Option<i64>, String> {
+    fn timestamp(&mut self, precision: Precision) -> Result<Option<i64>, LineProtocolError> {
         if self.peek() != Some(b' ') {
             return Ok(None);
         }
@@ -326,8 +407,9 @@ impl<'a> Cursor<'a> {
         if raw.is_empty() {
             return Ok(None);
         }
-        let value: i64 = raw.parse().map_err(|_| format!("invalid timestamp '{raw}'"))?;
-        value.checked_mul(precision.nanos()).map(Some).ok_or_else(|| format!("timestamp '{raw}' out of range"))
+        let value: i64 = raw.parse().map_err(|_| LineProtocolError::InvalidTimestamp { raw: raw.to_owned() })?;
+        let nanos = value.checked_mul(precision.nanos());
+        nanos.map(Some).ok_or_else(|| LineProtocolError::TimestampOutOfRange { raw: raw.to_owned() })
     }
 }
 
@@ -337,6 +419,15 @@ fn push_escaped(out: &mut String, text: &str, special: &[char]) {
             out.push('\\');
         }
         out.push(c);
+    }
+}
+
+/// A point as one line of line protocol, in canonical form.
+impl fmt::Display for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = String::new();
+        write_point(self, &mut line);
+        f.write_str(&line)
     }
 }
 
@@ -380,7 +471,7 @@ mod tests {
     fn one(line: &str) -> Result<Point, String> {
         let mut outcome = parse_lines(line, Precision::Nanoseconds, 42);
         match outcome.errors.pop() {
-            Some(e) => Err(e.message),
+            Some(e) => Err(e.error.to_string()),
             None => Ok(outcome.points.remove(0)),
         }
     }
@@ -444,7 +535,7 @@ mod tests {
         let outcome = parse_lines("a s=\"x\ny\" 1\nbad\nb v=1 2", Precision::Nanoseconds, 0);
         assert_eq!(outcome.points.len(), 2);
         assert_eq!(fields(&outcome.points[0]), [("s", FieldValue::String("x\ny".into()))]);
-        assert_eq!(outcome.errors, [LineError { line: 3, message: "missing fields".into() }]);
+        assert_eq!(outcome.errors, [LineError { line: 3, error: LineProtocolError::MissingFields }]);
     }
 
     #[test]

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use chrono::TimeDelta;
 use homepot_core::analytics::{
-    self, EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, StateChange, summarize_jobs,
-    summarize_performance,
+    EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, StateChange, summarize_jobs, summarize_performance,
 };
+use homepot_core::ingest::analytics_json;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -405,7 +405,7 @@ impl AnalyticsApi {
     ) -> Result<LoggedResponse, ApiError> {
         state.require_analytics()?;
         state.auth.authenticate(&auth).await?;
-        let activity = analytics::parse_user_activity(&body.bytes, &auth.fingerprint(), now())
+        let activity = analytics_json::parse_user_activity(&body.bytes, &auth.fingerprint(), now())
             .map_err(|e| ApiError::invalid("body", e))?;
         let id = state.store.insert_user_activity(&activity).await?;
         Ok(logged("Activity logged", id))
@@ -422,7 +422,8 @@ impl AnalyticsApi {
     ) -> Result<LoggedResponse, ApiError> {
         state.require_analytics()?;
         let principal = state.auth.authenticate(&auth).await?;
-        let mut error = analytics::parse_error_log(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
+        let mut error =
+            analytics_json::parse_error_log(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
         error.device_id = own_device(&principal, error.device_id.take())?;
         let id = state.store.insert_error_log(&error).await?;
         Ok(logged("Error logged", id))
@@ -438,7 +439,7 @@ impl AnalyticsApi {
     ) -> Result<LoggedResponse, ApiError> {
         state.require_analytics()?;
         let principal = state.auth.authenticate(&auth).await?;
-        let change = analytics::parse_state_change(&body.bytes, &auth.fingerprint(), now())
+        let change = analytics_json::parse_state_change(&body.bytes, &auth.fingerprint(), now())
             .map_err(|e| ApiError::invalid("body", e))?;
         principal.require_writer_for(&change.device_id)?;
         state.registered_device(&change.device_id).await?;
@@ -458,7 +459,8 @@ impl AnalyticsApi {
         state.require_analytics()?;
         let principal = state.auth.authenticate(&auth).await?;
         principal.require_some_writer()?;
-        let mut outcome = analytics::parse_job_outcome(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
+        let mut outcome =
+            analytics_json::parse_job_outcome(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
         outcome.device_id = own_device(&principal, outcome.device_id.take())?;
         let id = state.store.insert_job_outcome(&outcome).await?;
         Ok(logged("Job outcome logged", id))

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use homepot_core::container::{MetricsData, RequestCommand, device_of_thing};
+use homepot_core::container::device_of_thing;
+use homepot_core::ingest::container_json::{parse_data_message, parse_request_command};
 use poem::http::StatusCode;
 use poem::web::Data;
 use poem_openapi::param::Query;
@@ -124,7 +125,7 @@ impl ContainersApi {
         body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<ContainerMetricsAccepted>, ApiError> {
         let principal = state.auth.authenticate_metrics(&auth).await?;
-        let data = MetricsData::parse(&body.bytes, None, now().timestamp_millis())
+        let data = parse_data_message(&body.bytes, None, now().timestamp_millis())
             .map_err(|e| ApiError::invalid("body", e))?;
         let Some(device) = device_of_thing(&data.thing_id) else {
             return Err(ApiError::device_not_found(&data.thing_id));
@@ -156,7 +157,7 @@ impl ContainersApi {
         body: JsonBody<ContainerRequestBody>,
     ) -> Result<RequestAnswer, ApiError> {
         state.auth.authenticate(&auth).await?.require_admin()?;
-        let command = RequestCommand::parse(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
+        let command = parse_request_command(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
         state.registered_device(command.device_id.as_str()).await?;
         let Some(bridge) = &state.mqtt else {
             return Err(ApiError::unavailable("No MQTT bridge runs on this server: start it with --mqtt-url"));

@@ -264,7 +264,7 @@ fn parse_precision(raw: Option<&str>) -> Result<Precision, ApiError> {
 }
 
 fn line_errors(errors: &[LineError]) -> Vec<LineErrorBody> {
-    errors.iter().map(|e| LineErrorBody { line: e.line, message: e.message.clone() }).collect()
+    errors.iter().map(|e| LineErrorBody { line: e.line, message: e.error.to_string() }).collect()
 }
 
 #[OpenApi]
@@ -324,7 +324,7 @@ impl MetricsApi {
             let errors = outcome
                 .errors
                 .iter()
-                .map(|e| FieldError::new(vec![LocSegment::Index(e.line)], ErrorKind::BadFormat, e.message.clone()))
+                .map(|e| FieldError::new(vec![LocSegment::Index(e.line)], ErrorKind::BadFormat, e.error.to_string()))
                 .collect();
             if let Err(errors) = ValidationErrors::check(errors) {
                 return Err(ApiError::invalid("body", errors));
@@ -366,7 +366,7 @@ impl MetricsApi {
         if outcome.error_count == 0 {
             return Ok(WriteResponse::NoContent);
         }
-        let first = outcome.errors.first().map(|e| format!("line {}: {}", e.line, e.message)).unwrap_or_default();
+        let first = outcome.errors.first().map(|e| format!("line {}: {}", e.line, e.error)).unwrap_or_default();
         Ok(WriteResponse::PartialWrite(Json(InfluxError {
             error: format!("partial write: {first} dropped={}", outcome.error_count),
         })))

@@ -3,7 +3,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use homepot_core::DeviceId;
-use homepot_core::node::{NodeEvent, NodeReport, Thresholds, parse_node_report, report_events, summarize};
+use homepot_core::ingest::node_json::parse_node_report;
+use homepot_core::node::{NodeEvent, NodeReport, Thresholds, report_events, summarize};
 use poem::web::Data;
 use poem::web::websocket::{BoxWebSocketUpgraded, Message, WebSocket};
 use poem_openapi::param::Path;

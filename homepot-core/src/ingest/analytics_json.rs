@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::{ErrorLog, JobOutcome, JobStatus, Severity, StateChange, UserActivity};
+use crate::analytics::{ErrorLog, JobOutcome, JobStatus, Severity, StateChange, UserActivity};
 use crate::ingest::json_reader::{ObjectReader, parse_object};
 use crate::validation::{ErrorKind, ErrorSink, ValidationErrors, check_int_range, check_len};
 
