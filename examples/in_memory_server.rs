@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use homepot_http::{AdminKeyOutcome, ServerConfig, ensure_admin_key};
+use homepot_engine::{AdminKeyOutcome, ensure_admin_key};
+use homepot_http::ServerConfig;
 use homepot_storage::InMemoryStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = Arc::new(InMemoryStore::new());
-    if let AdminKeyOutcome::Generated(key) = ensure_admin_key(store.as_ref(), None).await? {
+    if let AdminKeyOutcome::Generated(key) = ensure_admin_key(store.as_ref(), None, chrono::Utc::now()).await? {
         println!("Admin API key: {}", key.expose());
     }
     let config = ServerConfig { simulator: true, ..ServerConfig::default() };

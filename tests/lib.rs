@@ -11,6 +11,7 @@ pub mod gated;
 
 use homepot_core::ApiKey;
 use homepot_http::{RunningServer, ServerConfig};
+use homepot_mqtt::MqttConfig;
 use homepot_storage::Store;
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use rand::Rng;
@@ -80,6 +81,8 @@ pub struct TestServer {
     /// The store behind the server.
     pub store: Arc<dyn Store>,
     server: Option<RunningServer>,
+    /// The MQTT adapter and the engine it shares with the server, when one runs.
+    bridge: Option<(homepot_mqtt::RunningBridge, homepot_engine::Engine)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -93,18 +96,56 @@ impl TestServer {
     }
 
     /// Starts a server over an existing store.
-    pub async fn start_on(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, mut config: ServerConfig) -> Self {
+    pub async fn start_on(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>, config: ServerConfig) -> Self {
+        Self::start_with(store, dir, config, None).await
+    }
+
+    /// Starts a server on `backend` with the MQTT adapter beside it, on one engine.
+    pub async fn start_with_mqtt(backend: Backend, test: &str, config: ServerConfig, mqtt: MqttConfig) -> Option<Self> {
+        let (store, dir) = open_store(backend, test).await?;
+        Some(Self::start_with(Arc::new(store), dir, config, Some(mqtt)).await)
+    }
+
+    async fn start_with(
+        store: Arc<dyn Store>,
+        dir: Option<tempfile::TempDir>,
+        mut config: ServerConfig,
+        mqtt: Option<MqttConfig>,
+    ) -> Self {
         init();
         let admin_key = format!("test-admin-{}", unique(""));
         config.admin_key = Some(ApiKey::from_configured(admin_key.clone()));
-        let server = homepot_http::start("127.0.0.1:0", Arc::clone(&store), config).await.expect("start server");
+        let (server, bridge) = match mqtt {
+            None => (homepot_http::start("127.0.0.1:0", Arc::clone(&store), config).await.expect("start server"), None),
+            Some(mqtt) => {
+                let clock = Arc::new(homepot_engine::SystemClock);
+                let (homepot, engine) =
+                    homepot_engine::Homepot::start(Arc::clone(&store), config.engine_settings(), clock)
+                        .await
+                        .expect("start the engine");
+                let bridge = homepot_mqtt::spawn(homepot.clone(), mqtt).expect("start the MQTT bridge");
+                let server = homepot_http::serve("127.0.0.1:0", homepot, &config).await.expect("start server");
+                (server, Some((bridge, engine)))
+            }
+        };
         Self {
             base: format!("http://{}", server.local_addr()),
             admin_key,
             client: reqwest::Client::new(),
             store,
             server: Some(server),
+            bridge,
             _dir: dir,
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.expect("clean shutdown");
+        }
+        if let Some((bridge, engine)) = self.bridge.take() {
+            bridge.stop();
+            engine.shutdown().await;
         }
     }
 
@@ -167,17 +208,19 @@ impl TestServer {
     /// Shuts the server down gracefully and starts a new one over the same store with
     /// `config`: a restart, as far as anything stored is concerned.
     pub async fn restart(mut self, config: ServerConfig) -> Self {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await.expect("clean shutdown");
-        }
+        self.stop().await;
         Self::start_on(Arc::clone(&self.store), self._dir.take(), config).await
+    }
+
+    /// [`TestServer::restart`] with the MQTT adapter beside the server.
+    pub async fn restart_with_mqtt(mut self, config: ServerConfig, mqtt: MqttConfig) -> Self {
+        self.stop().await;
+        Self::start_with(Arc::clone(&self.store), self._dir.take(), config, Some(mqtt)).await
     }
 
     /// Graceful shutdown: in-flight requests finish and queued writes are drained.
     pub async fn shutdown(mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown().await.expect("clean shutdown");
-        }
+        self.stop().await;
     }
 }
 

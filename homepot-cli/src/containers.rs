@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use homepot_core::container::{ContainerTopic, MetricsFilter, classify_topic};
 use homepot_core::ingest::container_json::{parse_frequency, response_from_message};
-use homepot_http::request_for;
+use homepot_mqtt::request_for;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 
 use crate::settings::MqttAuthArgs;

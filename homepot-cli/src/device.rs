@@ -54,7 +54,7 @@ pub(crate) async fn run(command: DeviceCommand) -> anyhow::Result<()> {
             let labels: BTreeMap<String, String> = labels.into_iter().collect();
             let new = NewDevice::parse(&device_id, name, device_type, labels).context("invalid device")?;
             let store = crate::connect(&database).await?;
-            let key = homepot_http::generate_key();
+            let key = homepot_engine::generate_key();
             match store.register_device(&new, &key.hash(), Utc::now()).await {
                 Ok(device) => {
                     println!("Registered device '{}'.", device.id);

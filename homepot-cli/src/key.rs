@@ -66,7 +66,7 @@ pub(crate) async fn run(command: KeyCommand) -> anyhow::Result<()> {
                 (None, FleetRole::Admin) => Role::Admin,
             };
             let store = crate::connect(&database).await?;
-            let key = homepot_http::generate_key();
+            let key = homepot_engine::generate_key();
             let new = NewKey { hash: key.hash(), role, device_id: device.clone(), created_at: Utc::now() };
             let id = match store.insert_key(&new).await {
                 Ok(id) => id,

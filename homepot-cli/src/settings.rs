@@ -11,7 +11,8 @@ use homepot_core::filter::FilterConfig;
 use homepot_core::ingest::container_json::parse_frequency;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, MqttConfig, MqttTls, RateLimitConfig, ServerConfig};
+use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, RateLimitConfig, ServerConfig};
+use homepot_mqtt::{MqttConfig, MqttTls};
 use homepot_storage_sea::{SqliteSync, StoreOptions};
 
 /// Where data lives.
@@ -291,7 +292,7 @@ impl fmt::Debug for ServeArgs {
             .field("alert_memory_percent", &self.alert_memory_percent)
             .field("alert_flash_percent", &self.alert_flash_percent)
             .field("alert_signal_quality_percent", &self.alert_signal_quality_percent)
-            .field("mqtt_url", &self.mqtt_url.as_deref().map(homepot_http::redact_mqtt_url))
+            .field("mqtt_url", &self.mqtt_url.as_deref().map(homepot_mqtt::redact_url))
             .field("mqtt_auth", &self.mqtt_auth)
             .field("mqtt_request_all", &self.mqtt_request_all)
             .field("mqtt_request_timeout_seconds", &self.mqtt_request_timeout_seconds)
@@ -308,10 +309,12 @@ impl fmt::Debug for ServeArgs {
 }
 
 impl ServeArgs {
+    /// The MQTT bridge's settings, when it should run.
+    ///
     /// # Errors
     /// When the MQTT settings are malformed.
-    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        let mqtt = match &self.mqtt_url {
+    pub(crate) fn mqtt_config(&self) -> anyhow::Result<Option<MqttConfig>> {
+        Ok(match &self.mqtt_url {
             None => None,
             Some(url) => {
                 let mut config = self.mqtt_auth.config(url)?;
@@ -327,9 +330,11 @@ impl ServeArgs {
                 }
                 Some(config)
             }
-        };
-        Ok(ServerConfig {
-            mqtt,
+        })
+    }
+
+    pub(crate) fn server_config(&self) -> ServerConfig {
+        ServerConfig {
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
             simulator: self.simulator,
             max_body_bytes: self.max_body_bytes,
@@ -383,7 +388,7 @@ impl ServeArgs {
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_seconds.max(1)),
             missed_heartbeats: self.missed_heartbeats.max(1),
             ..ServerConfig::default()
-        })
+        }
     }
 }
 

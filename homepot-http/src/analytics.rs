@@ -1,29 +1,20 @@
-//! The request log (the original AnalyticsMiddleware) and analytics retention.
-//!
-//! The middleware never makes a request wait for analytics: it builds a [`RequestLog`]
-//! after the response head is ready and `try_send`s it to a bounded queue. A background
-//! writer drains the queue in batches of up to `max_batch` logs per transaction. When the
-//! queue is full, or storage fails, logs are dropped and counted in `/api/v1/stats`; the
-//! request itself is never affected.
+//! The request log's HTTP side (the original AnalyticsMiddleware): a middleware that builds a
+//! [`RequestLog`] for each request once its response head is ready, named by the documented
+//! route template, and hands it to the engine, which never makes the request wait (a full
+//! queue drops and counts the log).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use homepot_core::KeyHash;
 use homepot_core::analytics::{MAX_ENDPOINT_LEN, MAX_LOGGED_ERROR_LEN, RequestLog};
-use homepot_storage::Store;
-use homepot_storage::retention::purge_before;
+use homepot_engine::Homepot;
 use poem::PathPattern;
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-
-use homepot_core::KeyHash;
 
 use crate::auth::presented_key;
 use crate::rate_limit::client_ip;
-use crate::stats::Stats;
 
 /// Settings of analytics collection.
 #[derive(Debug, Clone)]
@@ -74,16 +65,15 @@ impl Default for AnalyticsConfig {
     }
 }
 
-/// Builds request logs and queues them for the writer.
+/// Builds request logs and hands them to the engine.
 #[derive(Debug)]
 pub(crate) struct RequestLogger {
-    queue: mpsc::Sender<RequestLog>,
+    homepot: Homepot,
     /// poem-openapi routes name path parameters by position (`/devices/:param0`): this maps
     /// each route to its documented template (`/devices/{device_id}`).
     templates: HashMap<String, String>,
     skip: HashSet<String>,
     trust_forwarded_headers: bool,
-    stats: Arc<Stats>,
 }
 
 /// The route poem-openapi registers for a documented template: each `{name}` segment
@@ -135,21 +125,16 @@ fn error_detail(body: &[u8]) -> String {
 }
 
 impl RequestLogger {
-    /// The logger and the writer task that stores what it queues.
     /// `documented` lists the API's route templates, as in its OpenAPI document.
-    pub(crate) fn start<'a>(
-        store: Arc<dyn Store>,
-        config: &AnalyticsConfig,
+    pub(crate) fn new<'a>(
+        homepot: Homepot,
+        skip: &[String],
         documented: impl IntoIterator<Item = &'a str>,
         trust_forwarded_headers: bool,
-        stats: Arc<Stats>,
-    ) -> (Arc<Self>, JoinHandle<()>) {
-        let (queue, logs) = mpsc::channel(config.queue_capacity.max(1));
-        let writer = tokio::spawn(write_logs(store, logs, config.max_batch.max(1), Arc::clone(&stats)));
+    ) -> Self {
         let templates = documented.into_iter().map(|t| (registered_route(t), t.to_owned())).collect();
-        let skip = config.skip.iter().cloned().collect();
-        let logger = Self { queue, templates, skip, trust_forwarded_headers, stats };
-        (Arc::new(logger), writer)
+        let skip = skip.iter().cloned().collect();
+        Self { homepot, templates, skip, trust_forwarded_headers }
     }
 
     fn template(&self, pattern: &str) -> String {
@@ -166,7 +151,7 @@ impl RequestLogger {
     /// Serves `request` with `next` and logs it.
     pub(crate) async fn around<E: Endpoint>(&self, next: &E, request: Request) -> poem::Result<Response> {
         let started = Instant::now();
-        let timestamp = crate::api::now();
+        let timestamp = self.homepot.now();
         let method = request.method().as_str().to_owned();
         // Hashed only if the route is logged: skipped ingest routes pay for a copy at most.
         let key = presented_key(&request);
@@ -211,9 +196,7 @@ impl RequestLogger {
             request_size_bytes,
             response_size_bytes,
         };
-        if self.queue.try_send(log).is_err() {
-            self.stats.analytics_dropped(1);
-        }
+        self.homepot.log_request(log);
         Ok(response)
     }
 }
@@ -224,50 +207,6 @@ fn exact_size(response: &mut Response) -> Option<i64> {
     let size = http_body::Body::size_hint(&body).exact();
     response.set_body(Body::from(body));
     size.and_then(|n| i64::try_from(n).ok())
-}
-
-/// How long the writer lets logs accumulate before a write that would not fill a batch.
-const LINGER: Duration = Duration::from_millis(100);
-
-/// Stores queued logs until every sender is gone, then returns.
-async fn write_logs(store: Arc<dyn Store>, mut logs: mpsc::Receiver<RequestLog>, max_batch: usize, stats: Arc<Stats>) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while logs.recv_many(&mut batch, max_batch).await > 0 {
-        // Logs are not waited for: letting a few accumulate makes fewer, larger transactions,
-        // which leaves the database's write lock to the ingest path most of the time.
-        if batch.len() < max_batch {
-            tokio::time::sleep(LINGER).await;
-            while batch.len() < max_batch {
-                match logs.try_recv() {
-                    Ok(log) => batch.push(log),
-                    Err(_) => break,
-                }
-            }
-        }
-        match store.insert_request_logs(&batch).await {
-            Ok(()) => stats.analytics_logged(batch.len()),
-            Err(error) => {
-                tracing::warn!(%error, dropped = batch.len(), "request logs not stored");
-                stats.analytics_dropped(batch.len());
-            }
-        }
-        batch.clear();
-    }
-}
-
-/// Deletes analytics older than `retention` now and every `interval`.
-pub(crate) async fn run_retention(store: Arc<dyn Store>, retention: Duration, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
-    loop {
-        ticks.tick().await;
-        let Ok(age) = chrono::TimeDelta::from_std(retention) else { return };
-        let cutoff = chrono::Utc::now() - age;
-        match purge_before(&*store, cutoff).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, %cutoff, "analytics retention"),
-            Err(error) => tracing::warn!(%error, "analytics retention failed; next run retries"),
-        }
-    }
 }
 
 #[cfg(test)]

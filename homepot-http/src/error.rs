@@ -5,7 +5,7 @@
 use homepot_core::{ErrorKind, FieldError, LocSegment, ValidationErrors};
 use homepot_storage::StorageError;
 
-use crate::pipeline::WriteError;
+use homepot_engine::EngineError;
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
 use poem_openapi::error::{
@@ -182,34 +182,28 @@ impl From<&StorageError> for ApiError {
     }
 }
 
-impl From<StorageError> for ApiError {
-    fn from(error: StorageError) -> Self {
-        Self::from(&error)
-    }
-}
-
-impl From<WriteError> for ApiError {
-    fn from(error: WriteError) -> Self {
+/// The one place engine errors become HTTP statuses.
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> Self {
         match error {
-            WriteError::Overloaded => Self::unavailable("Write queue is full, retry later"),
-            WriteError::Stopped => Self::unavailable("Server is shutting down"),
-            WriteError::Storage(error) => Self::from(error.as_ref()),
-            WriteError::SeriesLimit(error) => {
+            EngineError::Unauthorized(message) => Self::unauthorized(message),
+            EngineError::Forbidden(message) => Self::forbidden(message),
+            EngineError::DeviceNotFound(device) => Self::device_not_found(&device),
+            EngineError::NotFound(message) => Self::not_found(message),
+            EngineError::Conflict(message) => Self::conflict(message),
+            EngineError::Invalid { part, errors } => Self::invalid(part, errors),
+            EngineError::SeriesLimit(error) => {
                 Self::invalid_field("body", "tags", ErrorKind::TooLarge, error.to_string())
             }
-        }
-    }
-}
-
-impl ApiError {
-    /// The answer to a write for `device_id` that the pipeline did not store: an unknown
-    /// device is the original API's `Device '...' not found`.
-    pub(crate) fn from_device_write(error: WriteError, device_id: &str) -> Self {
-        match error {
-            WriteError::Storage(error) if matches!(error.as_ref(), StorageError::NotFound { .. }) => {
-                Self::device_not_found(device_id)
+            EngineError::Overloaded => Self::unavailable("Write queue is full, retry later"),
+            EngineError::Stopped => Self::unavailable("Server is shutting down"),
+            EngineError::NoTransport(message) => Self::unavailable(message),
+            EngineError::Timeout(message) => Self::gateway_timeout(message),
+            EngineError::Storage(error) => Self::from(error.as_ref()),
+            error => {
+                tracing::error!(%error, "request failed");
+                Self::internal()
             }
-            other => other.into(),
         }
     }
 }

@@ -1,9 +1,11 @@
-//! The homepot server: the poem-openapi HTTP API, API-key authentication, and the ingest
-//! pipeline that turns accepted data into durable writes (group commit).
+//! The HTTP adapter of homepot: the poem-openapi API over the engine, its OpenAPI document,
+//! how keys are presented over HTTP, rate limits, the access log and the request log's
+//! middleware. [`routes`] is the whole API as one endpoint, to serve or to nest in another
+//! poem application; [`start`] builds the engine and serves it.
 //!
-//! Depends on `homepot-core` for every rule and on the `homepot-storage` traits for every
-//! byte it keeps; it never names a database. It takes its settings as a [`ServerConfig`]
-//! and must not read the environment or the command line (the CLI does).
+//! Handlers authenticate, hand the body to a `homepot-core` adapter, call the engine and shape
+//! the answer; every rule lives below them. Depends on the engine, not on storage backends or
+//! other transports, and must not read the environment: it takes a [`ServerConfig`].
 #![forbid(unsafe_code)]
 
 mod access_log;
@@ -11,19 +13,12 @@ mod analytics;
 mod api;
 mod auth;
 mod body;
-mod device_state;
 mod error;
 mod listener;
-mod mqtt;
 mod openapi;
-mod pipeline;
 mod rate_limit;
-mod restore;
 mod server;
-mod stats;
 
 pub use analytics::{AnalyticsConfig, DEFAULT_SKIP};
-pub use auth::{AdminKeyOutcome, ensure_admin_key, generate_key};
-pub use mqtt::{MqttConfig, MqttTls, redact_url as redact_mqtt_url, request_for};
 pub use rate_limit::RateLimitConfig;
-pub use server::{RunningServer, ServerConfig, openapi_json, start};
+pub use server::{RunningServer, ServerConfig, openapi_json, routes, serve, start};

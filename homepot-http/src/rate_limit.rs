@@ -20,7 +20,9 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use homepot_core::KeyHash;
 use poem::Request;
 
-use crate::auth::{Authenticator, Principal, presented_key};
+use homepot_engine::{Authenticator, Principal};
+
+use crate::auth::presented_key;
 use crate::error::ApiError;
 
 /// Paths never limited.

@@ -1,14 +1,16 @@
-//! Assembles the API, the pipeline and the framework middleware into a running server.
+//! Assembles the API and the framework middleware into an endpoint ([`routes`]), serves it
+//! ([`serve`]), and, for the common case, builds the engine first ([`start`]).
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use homepot_core::ApiKey;
 use homepot_core::filter::FilterConfig;
-use homepot_core::live::{LiveLimits, LiveStore};
+use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
+use homepot_engine::{AnalyticsSettings, Engine, Homepot, Settings, SystemClock};
 use homepot_storage::Store;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
@@ -17,21 +19,15 @@ use poem_openapi::{OpenApi, OpenApiService};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::analytics::{AnalyticsConfig, RequestLogger, run_retention};
+use crate::analytics::{AnalyticsConfig, RequestLogger};
 use crate::api::{
     AnalyticsApi, AppState, ContainersApi, DevicesApi, HealthApi, KeysApi, LiveApi, MetricsApi, MonitoringApi,
-    NodeSnapshots, ServiceApi, SimulatorApi, StreamApi,
+    ServiceApi, SimulatorApi, StreamApi,
 };
-use crate::auth::Authenticator;
 use crate::body::{BodyLimit, BodyTimeout};
-use crate::device_state::DeviceStates;
 use crate::error::catch_all;
 use crate::listener::HeadDeadlineAcceptor;
-use crate::mqtt::{MqttBridge, MqttConfig, run_bridge};
-use crate::pipeline::{Pipeline, WriterHandle};
 use crate::rate_limit::{RateLimitConfig, RateLimiter};
-use crate::restore::{RestoreWindows, restore_views};
-use crate::stats::Stats;
 
 /// Everything the server can be told.
 #[derive(Debug, Clone)]
@@ -74,8 +70,6 @@ pub struct ServerConfig {
     pub node_stale_after: Duration,
     /// Alert thresholds for the `/ws` node events.
     pub thresholds: Thresholds,
-    /// The MQTT bridge for container metrics; `None` runs none.
-    pub mqtt: Option<MqttConfig>,
     /// Request logging, the analytics collection endpoints and retention.
     pub analytics: AnalyticsConfig,
     /// How often devices are expected to send a health check.
@@ -104,7 +98,6 @@ impl Default for ServerConfig {
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
             thresholds: Thresholds::default(),
-            mqtt: None,
             analytics: AnalyticsConfig::default(),
             heartbeat_interval: Duration::from_secs(60),
             missed_heartbeats: 3,
@@ -149,17 +142,40 @@ fn documentation(service: &OpenApiService<Apis, ()>) -> (impl Endpoint + use<>, 
     (spec_endpoint, docs_endpoint)
 }
 
+impl ServerConfig {
+    /// The engine's part of these settings.
+    pub fn engine_settings(&self) -> Settings {
+        Settings {
+            admin_key: self.admin_key.clone(),
+            write_queue_capacity: self.write_queue_capacity,
+            max_write_batch: self.max_write_batch,
+            live: self.live,
+            key_cache_ttl: self.key_cache_ttl,
+            filter: self.filter,
+            node_stale_after: self.node_stale_after,
+            thresholds: self.thresholds,
+            analytics: AnalyticsSettings {
+                enabled: self.analytics.enabled,
+                queue_capacity: self.analytics.queue_capacity,
+                max_batch: self.analytics.max_batch,
+                retention: self.analytics.retention,
+                retention_interval: self.analytics.retention_interval,
+            },
+            heartbeat_interval: self.heartbeat_interval,
+            missed_heartbeats: self.missed_heartbeats,
+        }
+    }
+}
+
 /// A server accepting connections.
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
     stop: oneshot::Sender<()>,
     server: JoinHandle<io::Result<()>>,
-    writer: WriterHandle,
-    /// Background loops that hold no unwritten data: aborted at shutdown.
-    tasks: Vec<JoinHandle<()>>,
-    bridge: Option<JoinHandle<()>>,
-    logger: Option<(Arc<RequestLogger>, JoinHandle<()>)>,
+    homepot: Homepot,
+    /// The engine [`start`] built, drained at shutdown; `None` when the caller owns it.
+    engine: Option<Engine>,
 }
 
 impl RunningServer {
@@ -168,151 +184,69 @@ impl RunningServer {
         self.addr
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), then
-    /// drains queued writes to storage.
+    /// The engine it serves.
+    pub fn homepot(&self) -> &Homepot {
+        &self.homepot
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the shutdown timeout), then,
+    /// when the server built its engine, commits every queued write.
     ///
     /// # Errors
     /// The server's I/O error, if it failed.
     pub async fn shutdown(self) -> io::Result<()> {
         let _ = self.stop.send(());
-        for task in &self.tasks {
-            task.abort();
-        }
-        // A message the bridge was storing stays unacknowledged: the broker delivers it again.
-        if let Some(bridge) = &self.bridge {
-            bridge.abort();
-        }
         let served = match self.server.await {
             Ok(result) => result,
             Err(join) => Err(io::Error::other(join)),
         };
-        self.writer.drain().await;
-        // The server (and with it every clone of the logger) is gone once it has stopped:
-        // dropping the last sender lets the log writer store what is queued, then end.
-        if let Some((logger, log_writer)) = self.logger {
-            drop(logger);
-            let _ = log_writer.await;
+        if let Some(engine) = self.engine {
+            engine.shutdown().await;
         }
         served
     }
 }
 
-/// How often to look for silence that lasts `window`: four times per window, so it is
-/// noticed within a quarter of it, but no more than every 10 ms and at least every 5 s.
-pub(crate) fn sweep_period(window: chrono::TimeDelta) -> Duration {
-    (window / 4).to_std().unwrap_or(Duration::from_secs(1)).clamp(Duration::from_millis(10), Duration::from_secs(5))
-}
-
-/// Announces nodes that went silent, a few times per stale interval.
-async fn sweep_stale_nodes(state: Arc<AppState>) {
-    let mut ticks = tokio::time::interval(sweep_period(state.node_stale_after));
-    loop {
-        ticks.tick().await;
-        for event in state.nodes.sweep(crate::api::now() - state.node_stale_after) {
-            let _ = state.node_events.send(event);
-        }
-    }
-}
-
-/// Marks silent devices offline, a few times per allowed silence.
-async fn sweep_device_states(states: Arc<DeviceStates>) {
-    let mut ticks = tokio::time::interval(sweep_period(states.allowed_silence()));
-    loop {
-        ticks.tick().await;
-        states.sweep(crate::api::now()).await;
-    }
-}
-
-/// Binds `bind` and serves the API on it in the background.
+/// Builds the engine over `store` with the system clock, then serves it on `bind` in the
+/// background. Shutting the server down also shuts the engine down.
 ///
 /// # Errors
-/// When the address cannot be bound, or the device states cannot be read from storage.
+/// When storage cannot be read or the address cannot be bound.
 pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> io::Result<RunningServer> {
-    let allowed_silence = config.heartbeat_interval.saturating_mul(config.missed_heartbeats.max(1));
-    let states = Arc::new(
-        DeviceStates::load(Arc::clone(&store), allowed_silence, crate::api::now())
-            .await
-            .map_err(|e| io::Error::other(format!("reading device states: {e}")))?,
-    );
-    let live = Arc::new(RwLock::new(LiveStore::new(config.live)));
-    let stats = Arc::new(Stats::default());
-    let (pipeline, writer) = Pipeline::start(
-        Arc::clone(&store),
-        Arc::clone(&live),
-        Arc::clone(&stats),
-        config.filter,
-        config.write_queue_capacity,
-        config.max_write_batch,
-    );
-    let counted = Arc::clone(&stats);
+    let (homepot, engine) = Homepot::start(store, config.engine_settings(), Arc::new(SystemClock))
+        .await
+        .map_err(|e| io::Error::other(format!("starting the engine: {e}")))?;
+    let mut server = serve(bind, homepot, &config).await?;
+    server.engine = Some(engine);
+    Ok(server)
+}
+
+/// The whole HTTP API over `homepot` as one endpoint, with its middleware (panics caught,
+/// rate limits, the access log, error shapes, the request log, counters): to serve, or to
+/// nest in another poem application.
+pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<> {
     let trust_forwarded = config.rate_limit.is_some_and(|r| r.trust_forwarded_headers);
-    let logger = config.analytics.enabled.then(|| {
+    let request_logger = config.analytics.enabled.then(|| {
         let documented: Vec<String> =
             <Apis as OpenApi>::meta().into_iter().flat_map(|api| api.paths).map(|path| path.path).collect();
-        RequestLogger::start(
-            Arc::clone(&store),
-            &config.analytics,
+        Arc::new(RequestLogger::new(
+            homepot.clone(),
+            &config.analytics.skip,
             documented.iter().map(String::as_str),
             trust_forwarded,
-            Arc::clone(&stats),
-        )
+        ))
     });
-    let mqtt_events = match &config.mqtt {
-        Some(mqtt) => Some(MqttBridge::new(mqtt).map_err(|e| io::Error::other(format!("MQTT bridge: {e}")))?),
-        None => None,
-    };
+    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, homepot.authenticator().clone())));
     let state = Arc::new(AppState {
-        mqtt: mqtt_events.as_ref().map(|(handle, _)| Arc::clone(handle)),
-        container_reporters: std::sync::Mutex::default(),
-        live,
-        stats,
-        stream_interval: config.stream_interval.max(Duration::from_millis(10)),
-        nodes: NodeSnapshots::default(),
-        thresholds: config.thresholds,
-        node_events: tokio::sync::broadcast::channel(1_024).0,
-        node_stale_after: chrono::TimeDelta::from_std(config.node_stale_after).unwrap_or(chrono::TimeDelta::MAX),
-        auth: Authenticator::new(
-            config.admin_key.as_ref(),
-            Arc::clone(&store),
-            config.open_metrics,
-            config.key_cache_ttl,
-        ),
-        store,
-        pipeline,
-        started: Instant::now(),
+        homepot: homepot.clone(),
         simulator: config.simulator,
-        analytics_enabled: config.analytics.enabled,
-        states: Arc::clone(&states),
+        open_metrics: config.open_metrics,
+        stream_interval: config.stream_interval.max(Duration::from_millis(10)),
     });
-    let windows = RestoreWindows {
-        node_stale_after: state.node_stale_after,
-        live_retention: chrono::TimeDelta::nanoseconds(config.live.retention_ns),
-        stored_every: chrono::TimeDelta::nanoseconds(if config.filter.enabled { config.filter.interval_ns } else { 0 }),
-    };
-    let (nodes, series) = restore_views(state.store.as_ref(), &state.live, &state.nodes, windows, crate::api::now())
-        .await
-        .map_err(|e| io::Error::other(format!("rebuilding the live views: {e}")))?;
-    tracing::info!(nodes, container_series = series, "live views rebuilt from stored history");
-    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, state.auth.clone())));
-    let mut tasks =
-        vec![tokio::spawn(sweep_stale_nodes(Arc::clone(&state))), tokio::spawn(sweep_device_states(states))];
-    if let Some(retention) = config.analytics.retention {
-        tasks.push(tokio::spawn(run_retention(
-            Arc::clone(&state.store),
-            retention,
-            config.analytics.retention_interval,
-        )));
-    }
-    let request_logger = logger.as_ref().map(|(logger, _)| Arc::clone(logger));
-    let bridge = match (config.mqtt.clone(), mqtt_events) {
-        (Some(mqtt), Some((handle, events))) => {
-            Some(tokio::spawn(run_bridge(mqtt, handle, events, Arc::clone(&state))))
-        }
-        _ => None,
-    };
+    let counted = Arc::clone(homepot.stats());
     let service = api_service();
     let (spec_endpoint, docs_endpoint) = documentation(&service);
-    let app = Route::new()
+    Route::new()
         .at("/openapi.json", spec_endpoint)
         .at("/docs", docs_endpoint)
         .nest("/", service)
@@ -349,8 +283,16 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
                 stats.request(response.status().as_u16());
                 Ok(response)
             }
-        });
+        })
+}
 
+/// Serves the API over `homepot` on `bind` in the background. The caller keeps the engine
+/// and shuts it down after the server.
+///
+/// # Errors
+/// When the address cannot be bound.
+pub async fn serve(bind: &str, homepot: Homepot, config: &ServerConfig) -> io::Result<RunningServer> {
+    let app = routes(&homepot, config);
     let acceptor = TcpListener::bind(bind.to_owned()).into_acceptor().await?;
     let acceptor = HeadDeadlineAcceptor::new(acceptor, config.header_read_timeout);
     let addr = acceptor
@@ -373,5 +315,5 @@ pub async fn start(bind: &str, store: Arc<dyn Store>, config: ServerConfig) -> i
             )
             .await
     });
-    Ok(RunningServer { addr, stop, server, writer, tasks, bridge, logger })
+    Ok(RunningServer { addr, stop, server, homepot, engine: None })
 }

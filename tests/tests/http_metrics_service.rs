@@ -158,7 +158,7 @@ async fn clients_over_their_rate_get_429_with_reset_headers() {
 
 /// A read key stored directly, so issuing it spends no request quota.
 async fn read_key(s: &TestServer) -> String {
-    let key = homepot_http::generate_key();
+    let key = homepot_engine::generate_key();
     let new = homepot_storage::NewKey {
         hash: key.hash(),
         role: homepot_core::Role::Read,

@@ -3,7 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use homepot_http::{MqttConfig, ServerConfig};
+use homepot_http::ServerConfig;
+use homepot_mqtt::MqttConfig;
 use homepot_tests::{Backend, TestServer, container_data_message, unique};
 use reqwest::Method;
 use rumqttc::{AsyncClient, Event, Packet, QoS};
@@ -66,13 +67,9 @@ async fn publish_until_seen(
 #[tokio::test]
 async fn data_messages_on_the_broker_reach_the_http_api() {
     let Some(mqtt) = broker("data_messages_on_the_broker_reach_the_http_api") else { return };
-    let s = TestServer::start(
-        Backend::Sqlite,
-        "mqtt",
-        ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt", ServerConfig::default(), mqtt.clone())
+        .await
+        .expect("SQLite");
     let device = format!("{}:device", unique("edge"));
     s.register(&device).await;
     let thing = format!("{device}:edge:containers");
@@ -114,18 +111,14 @@ async fn the_bridge_requests_metrics_when_it_connects() {
     mqtt.frequency_ms = 2_000;
     mqtt.filters =
         vec![homepot_core::container::MetricsFilter { ids: vec!["cpu.*".into()], originator: String::new() }];
-    let s = TestServer::start(
-        Backend::Sqlite,
-        "mqtt-request",
-        ServerConfig { mqtt: Some(mqtt), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-request", ServerConfig::default(), mqtt)
+        .await
+        .expect("SQLite");
     let (topic, payload) =
         tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await.expect("a request within 20 s").unwrap();
     assert!(topic.starts_with(&format!("command//{thing}/req/")) && topic.ends_with("/request"), "{topic}");
-    let request =
-        homepot_core::ingest::container_json::parse_request_message(&payload).expect("a container metrics request message");
+    let request = homepot_core::ingest::container_json::parse_request_message(&payload)
+        .expect("a container metrics request message");
     assert_eq!((request.thing_id.as_str(), request.frequency_ms), (thing.as_str(), 2_000));
     assert_eq!(request.filters[0].ids, ["cpu.*"]);
     let message: Value = serde_json::from_slice(&payload).unwrap();
@@ -185,13 +178,9 @@ async fn the_bridge_reconnects_and_resubscribes_after_a_broker_restart() {
         client_id: unique("homepot-restart-"),
         ..MqttConfig::from_url(&format!("mqtt://127.0.0.1:{port}")).unwrap()
     };
-    let s = TestServer::start(
-        Backend::Sqlite,
-        "mqtt-restart",
-        ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-restart", ServerConfig::default(), mqtt.clone())
+        .await
+        .expect("SQLite");
     let device = format!("{}:device", unique("edge"));
     s.register(&device).await;
     let thing = format!("{device}:edge:containers");
@@ -214,13 +203,9 @@ async fn the_bridge_reconnects_and_resubscribes_after_a_broker_restart() {
 #[tokio::test]
 async fn data_on_the_documented_topic_is_stored_and_counted() {
     let Some(mqtt) = broker("data_on_the_documented_topic_is_stored_and_counted") else { return };
-    let s = TestServer::start(
-        Backend::Sqlite,
-        "mqtt-doc-data",
-        ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-doc-data", ServerConfig::default(), mqtt.clone())
+        .await
+        .expect("SQLite");
     let device = format!("{}:device", unique("edge"));
     s.register(&device).await;
     let thing = format!("{device}:edge:containers");
@@ -286,13 +271,9 @@ async fn answering_device(
 async fn requests_over_http_answer_with_the_devices_status() {
     let Some(mqtt) = broker("requests_over_http_answer_with_the_devices_status") else { return };
     let mqtt = MqttConfig { request_timeout: Duration::from_secs(2), ..mqtt };
-    let s = TestServer::start(
-        Backend::Sqlite,
-        "mqtt-requests",
-        ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-requests", ServerConfig::default(), mqtt.clone())
+        .await
+        .expect("SQLite");
     let admin = Some(s.admin_key.as_str());
     let request = |device: &str| json!({"device_id": device, "frequency": "5s", "filter": [{"id": ["cpu.*"], "originator": "SYSTEM"}]});
 
@@ -348,8 +329,9 @@ async fn requests_over_http_answer_with_the_devices_status() {
 async fn request_all_asks_every_device_that_sent_data_at_connect() {
     let Some(mqtt) = broker("request_all_asks_every_device_that_sent_data_at_connect") else { return };
     let mqtt = MqttConfig { request_all: true, frequency_ms: 3_000, ..mqtt };
-    let config = || ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() };
-    let s = TestServer::start(Backend::Sqlite, "mqtt-request-all", config()).await.expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-request-all", ServerConfig::default(), mqtt.clone())
+        .await
+        .expect("SQLite");
     let device = format!("{}:device", unique("edge"));
     let key = s.register(&device).await;
     let thing = format!("{device}:edge:containers");
@@ -362,7 +344,7 @@ async fn request_all_asks_every_device_that_sent_data_at_connect() {
     client.subscribe(format!("command//{thing}/req/#"), QoS::AtLeastOnce).await.unwrap();
     client.subscribe(format!("command//{quiet}:edge:containers/req/#"), QoS::AtLeastOnce).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let s = s.restart(config()).await;
+    let s = s.restart_with_mqtt(ServerConfig::default(), mqtt.clone()).await;
     let (topic, payload) =
         tokio::time::timeout(Duration::from_secs(20), incoming.recv()).await.expect("a request within 20 s").unwrap();
     assert!(topic.starts_with(&format!("command//{thing}/req/")), "only the device that sent data: {topic}");
@@ -469,7 +451,7 @@ impl TlsBroker {
     fn config(&self) -> MqttConfig {
         MqttConfig {
             client_id: unique("homepot-tls-"),
-            tls: Some(homepot_http::MqttTls::CaFile(self.ca.clone())),
+            tls: Some(homepot_mqtt::MqttTls::CaFile(self.ca.clone())),
             username: Some("homepot".to_owned()),
             password: Some("s3cret-broker-password".to_owned()),
             ..MqttConfig::from_url(&format!("mqtts://localhost:{}", self.port)).unwrap()
@@ -484,13 +466,9 @@ async fn the_bridge_speaks_tls_with_credentials() {
     homepot_tests::init();
     let Some(broker) = TlsBroker::start("the_bridge_speaks_tls_with_credentials") else { return };
     let mqtt = broker.config();
-    let s = TestServer::start(
-        Backend::Sqlite,
-        "mqtt-tls",
-        ServerConfig { mqtt: Some(mqtt.clone()), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let s = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-tls", ServerConfig::default(), mqtt.clone())
+        .await
+        .expect("SQLite");
     let device = format!("{}:device", unique("edge"));
     s.register(&device).await;
     let thing = format!("{device}:edge:containers");
@@ -499,13 +477,9 @@ async fn the_bridge_speaks_tls_with_credentials() {
 
     // Without the password the broker refuses the bridge: nothing reaches the API.
     let refused = MqttConfig { password: Some("wrong".to_owned()), client_id: unique("homepot-tls-bad-"), ..mqtt };
-    let other = TestServer::start(
-        Backend::Sqlite,
-        "mqtt-tls-bad",
-        ServerConfig { mqtt: Some(refused), ..ServerConfig::default() },
-    )
-    .await
-    .expect("SQLite");
+    let other = TestServer::start_with_mqtt(Backend::Sqlite, "mqtt-tls-bad", ServerConfig::default(), refused)
+        .await
+        .expect("SQLite");
     other.register(&device).await;
     let _ = client
         .publish(format!("e/tenant/{thing}"), QoS::AtLeastOnce, false, container_data_message(&thing).to_string())

@@ -40,7 +40,7 @@ async fn round_trips_over_tcp_do_not_stall() {
     let options = StoreOptions { max_connections: 1, ..StoreOptions::default() };
     let store = SeaOrmStore::connect(&url, &options).await.expect("open PostgreSQL");
     let device = DeviceId::parse(&unique("tcp-")).unwrap();
-    let key = homepot_http::generate_key();
+    let key = homepot_engine::generate_key();
     store.register_device(&NewDevice::with_id(device.clone()), &key.hash(), Utc::now()).await.unwrap();
 
     let mut pings = Vec::new();

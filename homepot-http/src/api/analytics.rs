@@ -10,9 +10,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::TimeDelta;
 use homepot_core::analytics::{
-    EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, StateChange, summarize_jobs, summarize_performance,
+    EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, StateChange, summarize_jobs,
 };
 use homepot_core::ingest::analytics_json;
 use poem::web::Data;
@@ -21,8 +20,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
-use super::{ApiTags, AppState, now, rfc3339};
-use crate::auth::{ApiKeyAuth, Principal};
+use super::{ApiTags, AppState, rfc3339};
+use homepot_engine::Principal;
+
+use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
@@ -367,16 +368,6 @@ struct StateHistory {
     history: Vec<StateChangeView>,
 }
 
-impl AppState {
-    fn require_analytics(&self) -> Result<(), ApiError> {
-        if self.analytics_enabled {
-            Ok(())
-        } else {
-            Err(ApiError::not_found("Analytics collection is disabled on this server (ANALYTICS_ENABLED=false)"))
-        }
-    }
-}
-
 /// The device a device key reports about: the named one must be its own; none means itself.
 fn own_device(principal: &Principal, named: Option<String>) -> Result<Option<String>, ApiError> {
     match (principal, named) {
@@ -389,10 +380,6 @@ fn own_device(principal: &Principal, named: Option<String>) -> Result<Option<Str
     }
 }
 
-fn since(hours: u32) -> chrono::DateTime<chrono::Utc> {
-    now() - TimeDelta::hours(i64::from(hours))
-}
-
 #[OpenApi]
 impl AnalyticsApi {
     /// Log a frontend user's activity. Any valid key; the user is the key's fingerprint.
@@ -403,11 +390,11 @@ impl AnalyticsApi {
         auth: ApiKeyAuth,
         body: JsonBody<UserActivityRequest>,
     ) -> Result<LoggedResponse, ApiError> {
-        state.require_analytics()?;
-        state.auth.authenticate(&auth).await?;
-        let activity = analytics_json::parse_user_activity(&body.bytes, &auth.fingerprint(), now())
+        state.homepot.require_analytics()?;
+        state.authenticate(&auth).await?;
+        let activity = analytics_json::parse_user_activity(&body.bytes, &auth.fingerprint(), state.homepot.now())
             .map_err(|e| ApiError::invalid("body", e))?;
-        let id = state.store.insert_user_activity(&activity).await?;
+        let id = state.homepot.record_user_activity(activity).await?;
         Ok(logged("Activity logged", id))
     }
 
@@ -420,12 +407,12 @@ impl AnalyticsApi {
         auth: ApiKeyAuth,
         body: JsonBody<ErrorLogRequest>,
     ) -> Result<LoggedResponse, ApiError> {
-        state.require_analytics()?;
-        let principal = state.auth.authenticate(&auth).await?;
-        let mut error =
-            analytics_json::parse_error_log(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
+        state.homepot.require_analytics()?;
+        let principal = state.authenticate(&auth).await?;
+        let mut error = analytics_json::parse_error_log(&body.bytes, state.homepot.now())
+            .map_err(|e| ApiError::invalid("body", e))?;
         error.device_id = own_device(&principal, error.device_id.take())?;
-        let id = state.store.insert_error_log(&error).await?;
+        let id = state.homepot.record_error_log(error).await?;
         Ok(logged("Error logged", id))
     }
 
@@ -437,14 +424,12 @@ impl AnalyticsApi {
         auth: ApiKeyAuth,
         body: JsonBody<StateChangeRequest>,
     ) -> Result<LoggedResponse, ApiError> {
-        state.require_analytics()?;
-        let principal = state.auth.authenticate(&auth).await?;
-        let change = analytics_json::parse_state_change(&body.bytes, &auth.fingerprint(), now())
+        state.homepot.require_analytics()?;
+        let principal = state.authenticate(&auth).await?;
+        let change = analytics_json::parse_state_change(&body.bytes, &auth.fingerprint(), state.homepot.now())
             .map_err(|e| ApiError::invalid("body", e))?;
         principal.require_writer_for(&change.device_id)?;
-        state.registered_device(&change.device_id).await?;
-        let id = state.store.insert_state_change(&change).await?;
-        state.states.observe_posted(&change.device_id, &change.new_state);
+        let id = state.homepot.record_state_change(change).await?;
         Ok(logged("State change logged", id))
     }
 
@@ -456,13 +441,13 @@ impl AnalyticsApi {
         auth: ApiKeyAuth,
         body: JsonBody<JobOutcomeRequest>,
     ) -> Result<LoggedResponse, ApiError> {
-        state.require_analytics()?;
-        let principal = state.auth.authenticate(&auth).await?;
+        state.homepot.require_analytics()?;
+        let principal = state.authenticate(&auth).await?;
         principal.require_some_writer()?;
-        let mut outcome =
-            analytics_json::parse_job_outcome(&body.bytes, now()).map_err(|e| ApiError::invalid("body", e))?;
+        let mut outcome = analytics_json::parse_job_outcome(&body.bytes, state.homepot.now())
+            .map_err(|e| ApiError::invalid("body", e))?;
         outcome.device_id = own_device(&principal, outcome.device_id.take())?;
-        let id = state.store.insert_job_outcome(&outcome).await?;
+        let id = state.homepot.record_job_outcome(outcome).await?;
         Ok(logged("Job outcome logged", id))
     }
 
@@ -479,10 +464,10 @@ impl AnalyticsApi {
         /// Only this route template, e.g. `/api/v1/devices/{device_id}`.
         endpoint: Query<Option<String>>,
     ) -> Result<Json<ApiPerformance>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.authenticate(&auth).await?.require_admin()?;
         let hours = hours.0.unwrap_or(24);
-        let parts = state.store.request_latencies(since(hours), endpoint.0.as_deref()).await?;
-        let metrics = summarize_performance(&parts).into_iter().map(EndpointMetrics::from).collect();
+        let performance = state.homepot.api_performance(hours, endpoint.0.as_deref()).await?;
+        let metrics = performance.into_iter().map(EndpointMetrics::from).collect();
         Ok(Json(ApiPerformance { success: true, time_range_hours: hours, metrics }))
     }
 
@@ -499,9 +484,9 @@ impl AnalyticsApi {
         /// Only this job type.
         job_type: Query<Option<String>>,
     ) -> Result<Json<JobOutcomes>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.authenticate(&auth).await?.require_admin()?;
         let hours = hours.0.unwrap_or(24);
-        let counts = state.store.job_status_counts(since(hours), job_type.0.as_deref()).await?;
+        let counts = state.homepot.job_outcomes(hours, job_type.0.as_deref()).await?;
         let success_rates = summarize_jobs(&counts).into_iter().map(JobSuccess::from).collect();
         let outcomes = counts.into_iter().map(JobOutcomeCount::from).collect();
         Ok(Json(JobOutcomes { success: true, time_range_hours: hours, outcomes, success_rates }))
@@ -519,9 +504,9 @@ impl AnalyticsApi {
         /// Only this category.
         category: Query<Option<String>>,
     ) -> Result<Json<ErrorTrends>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.authenticate(&auth).await?.require_admin()?;
         let hours = hours.0.unwrap_or(24);
-        let trends = state.store.error_trends(since(hours), category.0.as_deref()).await?;
+        let trends = state.homepot.error_trends(hours, category.0.as_deref()).await?;
         Ok(Json(ErrorTrends {
             success: true,
             time_range_hours: hours,
@@ -541,10 +526,9 @@ impl AnalyticsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "720")))]
         hours: Query<Option<u32>>,
     ) -> Result<Json<StateHistory>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        state.registered_device(&device_id).await?;
+        state.authenticate(&auth).await?.require_admin()?;
         let hours = hours.0.unwrap_or(24);
-        let history = state.store.state_history(&device_id, since(hours), HISTORY_LIMIT).await?;
+        let history = state.homepot.state_history(&device_id, hours, HISTORY_LIMIT).await?;
         Ok(Json(StateHistory {
             success: true,
             device_id: device_id.0,

@@ -12,11 +12,10 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
-use super::{ApiTags, AppState, now};
+use super::{ApiTags, AppState};
 use crate::auth::{ApiKeyAuth, MetricsAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
-use crate::mqtt::RequestError;
 
 /// Container metrics (Ditto/Hono edge devices).
 #[derive(Debug, Default)]
@@ -124,19 +123,15 @@ impl ContainersApi {
         auth: MetricsAuth,
         body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<ContainerMetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate_metrics(&auth).await?;
-        let data = parse_data_message(&body.bytes, None, now().timestamp_millis())
+        let principal = state.authenticate_metrics(&auth).await?;
+        let data = parse_data_message(&body.bytes, None, state.homepot.now().timestamp_millis())
             .map_err(|e| ApiError::invalid("body", e))?;
         let Some(device) = device_of_thing(&data.thing_id) else {
             return Err(ApiError::device_not_found(&data.thing_id));
         };
         principal.require_writer_for(device.as_str())?;
-        if state.store.device(&device).await?.is_none() {
-            return Err(ApiError::device_not_found(device.as_str()));
-        }
-        let accepted = data.snapshot.iter().map(|s| s.measurements.len()).sum();
-        state.pipeline.write_points(&auth.owner(), data.points()).await?;
-        state.note_container_reporter(&device).await;
+        let device = state.homepot.registered_device(device.as_str()).await?;
+        let accepted = state.homepot.record_container_data(&auth.owner(), &device, &data).await?;
         Ok(Json(ContainerMetricsAccepted {
             accepted,
             message: format!("Accepted {accepted} measurement{}", if accepted == 1 { "" } else { "s" }),
@@ -156,26 +151,9 @@ impl ContainersApi {
         auth: ApiKeyAuth,
         body: JsonBody<ContainerRequestBody>,
     ) -> Result<RequestAnswer, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.authenticate(&auth).await?.require_admin()?;
         let command = parse_request_command(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
-        state.registered_device(command.device_id.as_str()).await?;
-        let Some(bridge) = &state.mqtt else {
-            return Err(ApiError::unavailable("No MQTT bridge runs on this server: start it with --mqtt-url"));
-        };
-        let thing = command.thing_id();
-        let answer = match bridge.request(&thing, command.frequency_ms, &command.filters).await {
-            Ok(answer) => answer,
-            Err(RequestError::Timeout) => {
-                return Err(ApiError::gateway_timeout(format!(
-                    "Device '{}' did not answer in time",
-                    command.device_id
-                )));
-            }
-            Err(RequestError::NotSent(error)) => {
-                tracing::warn!(%error, thing, "metrics request not sent");
-                return Err(ApiError::unavailable("The MQTT bridge could not send the request, retry later"));
-            }
-        };
+        let answer = state.homepot.request_container_metrics(&command).await?;
         if (200..300).contains(&answer.status) {
             return Ok(RequestAnswer::Accepted);
         }
@@ -201,8 +179,8 @@ impl ContainersApi {
         /// Only this originator, e.g. `Container:test`.
         originator: Query<Option<String>>,
     ) -> Result<Json<ContainerSnapshots>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
-        let live = state.live_now();
+        state.authenticate_metrics(&auth).await?.require_reader()?;
+        let live = state.homepot.live();
         let tag = |tags: &[(Arc<str>, Arc<str>)], key: &str| {
             tags.iter().find(|(k, _)| **k == *key).map(|(_, v)| v.to_string())
         };

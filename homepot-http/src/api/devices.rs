@@ -1,18 +1,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-
+use homepot_core::Device;
 use homepot_core::ingest::device_json::parse_new_device;
-use homepot_core::{Device, DeviceId};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::health::HealthCheckView;
-use super::{ApiTags, AppState, now, rfc3339};
-use crate::auth::{ApiKeyAuth, generate_key};
+use super::{ApiTags, AppState, rfc3339};
+use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
@@ -123,11 +121,9 @@ impl DevicesApi {
         auth: ApiKeyAuth,
         body: JsonBody<RegisterDeviceRequest>,
     ) -> Result<RegisterResponse, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.authenticate(&auth).await?.require_admin()?;
         let new = parse_new_device(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
-        let key = generate_key();
-        let device = state.store.register_device(&new, &key.hash(), now()).await?;
-        tracing::info!(device_id = %device.id, "device registered");
+        let (device, key) = state.homepot.register_device(&new).await?;
         Ok(RegisterResponse::Created(Json(RegisteredDevice {
             device: device.into(),
             api_key: key.expose().to_owned(),
@@ -137,8 +133,8 @@ impl DevicesApi {
     /// Every registered device. Needs an admin or read key.
     #[oai(path = "/api/v1/devices", method = "get", tag = "ApiTags::Devices")]
     async fn list(&self, state: Data<&Arc<AppState>>, auth: ApiKeyAuth) -> Result<Json<DeviceList>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
-        let devices: Vec<DeviceView> = state.store.devices().await?.into_iter().map(DeviceView::from).collect();
+        state.authenticate(&auth).await?.require_reader()?;
+        let devices: Vec<DeviceView> = state.homepot.devices().await?.into_iter().map(DeviceView::from).collect();
         Ok(Json(DeviceList { count: devices.len(), devices }))
     }
 
@@ -151,14 +147,13 @@ impl DevicesApi {
         /// Device identifier.
         device_id: Path<String>,
     ) -> Result<Json<DeviceView>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
-        let id = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        let device = state.store.device(&id).await?.ok_or_else(|| ApiError::device_not_found(&device_id))?;
-        let mut view = DeviceView::from(device);
-        view.latest_health = state.store.latest_health(&id).await?.map(HealthCheckView::from);
-        if let Some(change) = state.store.state_history(id.as_str(), DateTime::<Utc>::UNIX_EPOCH, 1).await?.pop() {
-            view.state = Some(change.new_state);
-            view.state_since = Some(rfc3339(change.timestamp));
+        state.authenticate(&auth).await?.require_reader()?;
+        let detail = state.homepot.device_detail(&device_id).await?;
+        let mut view = DeviceView::from(detail.device);
+        view.latest_health = detail.latest_health.map(HealthCheckView::from);
+        if let Some((current, since)) = detail.state {
+            view.state = Some(current);
+            view.state_since = Some(rfc3339(since));
         }
         Ok(Json(view))
     }
@@ -172,14 +167,8 @@ impl DevicesApi {
         /// Device identifier.
         device_id: Path<String>,
     ) -> Result<RemoveResponse, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        let id = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        state.store.remove_device(&id).await.map_err(|e| match e {
-            homepot_storage::StorageError::NotFound { .. } => ApiError::device_not_found(&device_id),
-            other => other.into(),
-        })?;
-        state.auth.keys_changed();
-        tracing::info!(device_id = %id, "device removed");
+        state.authenticate(&auth).await?.require_admin()?;
+        state.homepot.remove_device(&device_id).await?;
         Ok(RemoveResponse::Removed)
     }
 }

@@ -1,24 +1,22 @@
+//! Device health checks (the device health API): submit one, read a device's history.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::TimeDelta;
-use chrono::{DateTime, Utc};
 use homepot_core::ingest::health_json::parse_health_check;
-use homepot_core::{AppMetrics, DeviceId, HealthCheck, HealthReport, NetworkMetrics, SystemMetrics};
-use homepot_storage::{NewHealthCheck, StoredHealthCheck};
+use homepot_core::{AppMetrics, DeviceId, HealthReport, NetworkMetrics, SystemMetrics};
+use homepot_storage::StoredHealthCheck;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
-use super::{ApiTags, AppState, now, rfc3339};
+use super::{ApiTags, AppState, rfc3339};
 use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
-use crate::pipeline::HealthWrite;
 
-/// Device health operations (device health API).
 #[derive(Debug, Default)]
 pub(crate) struct HealthApi;
 
@@ -169,16 +167,6 @@ pub(crate) struct HealthCheckAccepted {
     pub(crate) stored: bool,
 }
 
-impl HealthWrite {
-    /// The id to answer with, and whether this check was stored.
-    pub(crate) fn answer(self) -> (i64, bool) {
-        match self {
-            HealthWrite::Stored(id) => (id.0, true),
-            HealthWrite::Filtered(id) => (id.0, false),
-        }
-    }
-}
-
 /// A stored health check (the original API's `health_checks` row).
 #[derive(Debug, Object)]
 pub(crate) struct HealthCheckView {
@@ -233,28 +221,6 @@ struct HealthHistory {
     health_checks: Vec<HealthCheckView>,
 }
 
-impl AppState {
-    /// Passes a validated check through the pipeline: returns what became of it (stored, or
-    /// filtered as nothing new) and its acceptance time, once a stored check is durable.
-    pub(super) async fn record_health(
-        &self,
-        device: DeviceId,
-        check: HealthCheck,
-    ) -> Result<(HealthWrite, DateTime<Utc>), ApiError> {
-        let accepted_at = now();
-        let device_text = device.to_string();
-        let is_healthy = check.report().is_healthy;
-        let error = check.report().error_message.clone();
-        let id = self
-            .pipeline
-            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
-            .await
-            .map_err(|e| ApiError::from_device_write(e, &device_text))?;
-        self.states.observe_health(&device_text, is_healthy, error.as_deref(), accepted_at).await;
-        Ok((id, accepted_at))
-    }
-}
-
 #[OpenApi]
 impl HealthApi {
     /// Submit a health check with optional system, application and network metrics. Answered
@@ -268,11 +234,10 @@ impl HealthApi {
         device_id: Path<String>,
         body: JsonBody<HealthCheckRequest>,
     ) -> Result<Json<HealthCheckAccepted>, ApiError> {
-        let principal = state.auth.authenticate(&auth).await?;
-        principal.require_writer_for(&device_id)?;
+        state.authenticate(&auth).await?.require_writer_for(&device_id)?;
         let check = parse_health_check(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
         let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        let (write, accepted_at) = state.record_health(device, check).await?;
+        let (write, accepted_at) = state.homepot.record_health(device, check).await?;
         let (health_check_id, stored) = write.answer();
         Ok(Json(HealthCheckAccepted {
             message: "Health check recorded successfully".to_owned(),
@@ -298,12 +263,10 @@ impl HealthApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
         limit: Query<Option<u32>>,
     ) -> Result<Json<HealthHistory>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_reader()?;
-        let device = state.registered_device(&device_id).await?;
+        state.authenticate(&auth).await?.require_reader()?;
+        let device = state.homepot.registered_device(&device_id).await?;
         let hours = hours.0.unwrap_or(24);
-        let limit = limit.0.unwrap_or(100) as usize;
-        let since = now() - TimeDelta::hours(i64::from(hours));
-        let checks = state.store.health_since(&device, since, limit).await?;
+        let checks = state.homepot.health_history(&device, hours, limit.0.unwrap_or(100) as usize).await?;
         Ok(Json(HealthHistory {
             device_id: device_id.0,
             time_range_hours: hours,

@@ -6,15 +6,14 @@ use std::sync::Arc;
 
 use homepot_core::ingest::device_json::parse_fleet_key_request;
 use homepot_core::{DeviceId, Role};
-use homepot_storage::keys::revoke_key;
-use homepot_storage::{KeyId, KeyInfo, NewKey, StorageError};
+use homepot_storage::{KeyId, KeyInfo};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{ApiTags, AppState, now, rfc3339};
-use crate::auth::{ApiKeyAuth, generate_key};
+use super::{ApiTags, AppState, rfc3339};
+use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
 
@@ -90,30 +89,8 @@ enum RevokeResponse {
 
 impl AppState {
     async fn issue_key(&self, role: Role, device_id: Option<DeviceId>) -> Result<IssueResponse, ApiError> {
-        let key = generate_key();
-        let created_at = now();
-        let new = NewKey { hash: key.hash(), role, device_id: device_id.clone(), created_at };
-        let id = self.store.insert_key(&new).await?;
-        tracing::info!(key_id = id.0, role = role.as_str(), device_id = ?device_id.as_ref().map(DeviceId::as_str), "key issued");
-        let view = KeyView::from(KeyInfo { id, role, device_id, created_at });
-        Ok(IssueResponse::Created(Json(IssuedKey { key: view, api_key: key.expose().to_owned() })))
-    }
-
-    async fn revoke(&self, key_id: i64, device: Option<&DeviceId>) -> Result<RevokeResponse, ApiError> {
-        let admin_configured = self.auth.has_configured_admin();
-        revoke_key(&*self.store, KeyId(key_id), device, admin_configured, now()).await.map_err(|e| match e {
-            StorageError::NotFound { .. } => ApiError::not_found(match device {
-                Some(device) => format!("API key {key_id} not found for device '{device}'"),
-                None => format!("API key {key_id} not found"),
-            }),
-            StorageError::Conflict { .. } => ApiError::conflict(
-                "This is the last admin key: issue another or configure HOMEPOT_ADMIN_KEY before revoking it",
-            ),
-            other => other.into(),
-        })?;
-        self.auth.keys_changed();
-        tracing::info!(key_id, "key revoked");
-        Ok(RevokeResponse::Revoked)
+        let (info, key) = self.homepot.issue_key(role, device_id).await?;
+        Ok(IssueResponse::Created(Json(IssuedKey { key: KeyView::from(info), api_key: key.expose().to_owned() })))
     }
 }
 
@@ -129,8 +106,8 @@ impl KeysApi {
         /// Device identifier.
         device_id: Path<String>,
     ) -> Result<IssueResponse, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        let device = state.registered_device(&device_id).await?;
+        state.authenticate(&auth).await?.require_admin()?;
+        let device = state.homepot.registered_device(&device_id).await?;
         state.issue_key(Role::Device, Some(device)).await
     }
 
@@ -143,9 +120,9 @@ impl KeysApi {
         /// Device identifier.
         device_id: Path<String>,
     ) -> Result<Json<KeyList>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        let device = state.registered_device(&device_id).await?;
-        let keys: Vec<KeyView> = state.store.keys(Some(&device)).await?.into_iter().map(KeyView::from).collect();
+        state.authenticate(&auth).await?.require_admin()?;
+        let device = state.homepot.registered_device(&device_id).await?;
+        let keys: Vec<KeyView> = state.homepot.keys(Some(&device)).await?.into_iter().map(KeyView::from).collect();
         Ok(Json(KeyList { count: keys.len(), keys }))
     }
 
@@ -160,9 +137,10 @@ impl KeysApi {
         /// Key identifier, from the key list.
         key_id: Path<i64>,
     ) -> Result<RevokeResponse, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        let device = state.registered_device(&device_id).await?;
-        state.revoke(key_id.0, Some(&device)).await
+        state.authenticate(&auth).await?.require_admin()?;
+        let device = state.homepot.registered_device(&device_id).await?;
+        state.homepot.revoke_key(KeyId(key_id.0), Some(&device)).await?;
+        Ok(RevokeResponse::Revoked)
     }
 
     /// Issue a read-only or admin key (one that belongs to no device). Needs an admin key.
@@ -173,7 +151,7 @@ impl KeysApi {
         auth: ApiKeyAuth,
         body: JsonBody<FleetKeyRequest>,
     ) -> Result<IssueResponse, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
+        state.authenticate(&auth).await?.require_admin()?;
         let role = parse_fleet_key_request(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
         state.issue_key(role, None).await
     }
@@ -181,8 +159,8 @@ impl KeysApi {
     /// The unrevoked read and admin keys, without their secrets. Needs an admin key.
     #[oai(path = "/api/v1/keys", method = "get", tag = "ApiTags::Keys")]
     async fn fleet_keys(&self, state: Data<&Arc<AppState>>, auth: ApiKeyAuth) -> Result<Json<KeyList>, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        let keys: Vec<KeyView> = state.store.keys(None).await?.into_iter().map(KeyView::from).collect();
+        state.authenticate(&auth).await?.require_admin()?;
+        let keys: Vec<KeyView> = state.homepot.keys(None).await?.into_iter().map(KeyView::from).collect();
         Ok(Json(KeyList { count: keys.len(), keys }))
     }
 
@@ -196,7 +174,8 @@ impl KeysApi {
         /// Key identifier, from the key list.
         key_id: Path<i64>,
     ) -> Result<RevokeResponse, ApiError> {
-        state.auth.authenticate(&auth).await?.require_admin()?;
-        state.revoke(key_id.0, None).await
+        state.authenticate(&auth).await?.require_admin()?;
+        state.homepot.revoke_key(KeyId(key_id.0), None).await?;
+        Ok(RevokeResponse::Revoked)
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 
-use homepot_core::live::{LiveStore, Series, SeriesKey};
+use homepot_core::live::{Series, SeriesKey};
 use homepot_core::prometheus::write_exposition;
 use poem::web::Data;
 use poem_openapi::param::Query;
@@ -10,7 +10,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
 use super::metrics::field_json;
-use super::{ApiTags, AppState, now};
+use super::{ApiTags, AppState};
 use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
@@ -70,19 +70,6 @@ fn series_label(key: &SeriesKey) -> String {
     format!("{}{{{}}}", key.name, tags.join(","))
 }
 
-fn now_ns() -> i64 {
-    now().timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-impl AppState {
-    /// The live store with expired series dropped.
-    pub(super) fn live_now(&self) -> std::sync::RwLockWriteGuard<'_, LiveStore> {
-        let mut live = self.live.write().unwrap_or_else(PoisonError::into_inner);
-        live.evict_expired(now_ns());
-        live
-    }
-}
-
 #[OpenApi]
 impl LiveApi {
     /// The latest value of every live series, optionally only those named `name`. A name with
@@ -95,8 +82,8 @@ impl LiveApi {
         /// Only series with this name.
         name: Query<Option<String>>,
     ) -> Result<Json<LiveMetrics>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
-        let live = state.live_now();
+        state.authenticate_metrics(&auth).await?.require_reader()?;
+        let live = state.homepot.live();
         let series = live.series(name.0.as_deref());
         let mut per_name: BTreeMap<&str, usize> = BTreeMap::new();
         for (key, _) in &series {
@@ -115,8 +102,8 @@ impl LiveApi {
     /// For each metric name, its most recently updated series. Needs an admin or read key.
     #[oai(path = "/api/v1/metrics/latest", method = "get", tag = "ApiTags::Live")]
     async fn latest(&self, state: Data<&Arc<AppState>>, auth: MetricsAuth) -> Result<Json<LiveMetrics>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
-        let live = state.live_now();
+        state.authenticate_metrics(&auth).await?.require_reader()?;
+        let live = state.homepot.live();
         let mut newest: BTreeMap<String, (&SeriesKey, &Series)> = BTreeMap::new();
         for (key, series) in live.series(None) {
             let slot = newest.entry(key.name.to_string()).or_insert((key, series));
@@ -131,8 +118,8 @@ impl LiveApi {
     /// Distinct live metric names. Needs an admin or read key.
     #[oai(path = "/api/v1/metrics/names", method = "get", tag = "ApiTags::Live")]
     async fn names(&self, state: Data<&Arc<AppState>>, auth: MetricsAuth) -> Result<Json<MetricNames>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
-        let names = state.live_now().names();
+        state.authenticate_metrics(&auth).await?.require_reader()?;
+        let names = state.homepot.live().names();
         Ok(Json(MetricNames { count: names.len(), names }))
     }
 
@@ -146,8 +133,8 @@ impl LiveApi {
         /// Only series with this name.
         name: Query<Option<String>>,
     ) -> Result<Json<MetricsCleared>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_admin()?;
-        let cleared = state.live_now().clear(name.0.as_deref());
+        state.authenticate_metrics(&auth).await?.require_admin()?;
+        let cleared = state.homepot.clear_live(name.0.as_deref());
         let plural = if cleared == 1 { "" } else { "s" };
         Ok(Json(MetricsCleared { cleared, message: format!("Cleared {cleared} metric{plural}") }))
     }
@@ -156,9 +143,9 @@ impl LiveApi {
     /// `Authorization: Bearer <key>` from Prometheus. Needs an admin or read key.
     #[oai(path = "/metrics", method = "get", tag = "ApiTags::Live")]
     async fn prometheus(&self, state: Data<&Arc<AppState>>, auth: MetricsAuth) -> Result<PlainText<String>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
+        state.authenticate_metrics(&auth).await?.require_reader()?;
         let mut text = String::new();
-        write_exposition(state.live_now().series(None), &mut text);
+        write_exposition(state.homepot.live().series(None), &mut text);
         Ok(PlainText(text))
     }
 }

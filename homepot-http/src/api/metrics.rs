@@ -13,11 +13,12 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
-use super::{ApiTags, AppState, now};
-use crate::auth::{MetricsAuth, Principal};
+use homepot_engine::{PointsWrite, Principal};
+
+use super::{ApiTags, AppState};
+use crate::auth::MetricsAuth;
 use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
 use crate::error::ApiError;
-use crate::pipeline::PointsWrite;
 
 /// Metrics ingest and history (metrics service).
 #[derive(Debug, Default)]
@@ -235,17 +236,37 @@ struct MetricHistory {
     points: Vec<PointView>,
 }
 
-fn now_ns() -> i64 {
-    now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+/// A metrics push from an authenticated sender, the same for every ingest format.
+struct Push<'a> {
+    state: &'a AppState,
+    principal: Principal,
+    /// Whom the live store counts the series against.
+    owner: String,
+    /// When it arrived: the time of points that carry none.
+    now_ns: i64,
 }
 
-/// Who may push metrics, and how their points are labelled: a device key's points always carry
-/// its own `device_id`, so a device cannot write in another's name.
-fn scope_points(principal: &Principal, points: Vec<Point>) -> Result<Vec<Point>, ApiError> {
-    match principal {
-        Principal::Admin => Ok(points),
-        Principal::Device(device) => Ok(points.into_iter().map(|p| p.with_tag("device_id", device.as_str())).collect()),
-        Principal::Reader => Err(ApiError::forbidden("Read-only API keys cannot write data")),
+impl AppState {
+    /// Opens a push: read keys are refused before the body is even parsed.
+    async fn open_push(&self, auth: &MetricsAuth) -> Result<Push<'_>, ApiError> {
+        let principal = self.authenticate_metrics(auth).await?;
+        principal.require_some_writer()?;
+        let now_ns = self.homepot.now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        Ok(Push { state: self, principal, owner: auth.owner(), now_ns })
+    }
+}
+
+impl Push<'_> {
+    /// Writes `points`, durable when this returns: how many were sent, and what was stored.
+    /// A device key's points always carry its own `device_id`, so a device cannot write in
+    /// another's name.
+    async fn write(&self, points: Vec<Point>) -> Result<(usize, PointsWrite), ApiError> {
+        let points: Vec<Point> = match &self.principal {
+            Principal::Device(device) => points.into_iter().map(|p| p.with_tag("device_id", device.as_str())).collect(),
+            _ => points,
+        };
+        let sent = points.len();
+        Ok((sent, self.state.homepot.write_points(&self.owner, points).await?))
     }
 }
 
@@ -278,12 +299,10 @@ impl MetricsApi {
         auth: MetricsAuth,
         body: JsonBody<SimpleMetricRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate_metrics(&auth).await?;
-        principal.require_some_writer()?;
-        let point = parse_simple_metric(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
-        let points = scope_points(&principal, vec![point])?;
-        let written = state.pipeline.write_points(&auth.owner(), points).await?;
-        Ok(Json(MetricsAccepted::new(1, written)))
+        let push = state.open_push(&auth).await?;
+        let point = parse_simple_metric(&body.bytes, push.now_ns).map_err(|e| ApiError::invalid("body", e))?;
+        let (accepted, written) = push.write(vec![point]).await?;
+        Ok(Json(MetricsAccepted::new(accepted, written)))
     }
 
     /// Push a batch: `{"metrics": [{"name", "fields", "tags", "timestamp", "metric_type"}]}`.
@@ -295,12 +314,9 @@ impl MetricsApi {
         auth: MetricsAuth,
         body: JsonBody<MetricBatchRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate_metrics(&auth).await?;
-        principal.require_some_writer()?;
-        let points = parse_metric_batch(&body.bytes, now_ns()).map_err(|e| ApiError::invalid("body", e))?;
-        let points = scope_points(&principal, points)?;
-        let accepted = points.len();
-        let written = state.pipeline.write_points(&auth.owner(), points).await?;
+        let push = state.open_push(&auth).await?;
+        let points = parse_metric_batch(&body.bytes, push.now_ns).map_err(|e| ApiError::invalid("body", e))?;
+        let (accepted, written) = push.write(points).await?;
         Ok(Json(MetricsAccepted::new(accepted, written)))
     }
 
@@ -316,10 +332,9 @@ impl MetricsApi {
         precision: Query<Option<String>>,
         body: RawBody<TextKind>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let principal = state.auth.authenticate_metrics(&auth).await?;
-        principal.require_some_writer()?;
+        let push = state.open_push(&auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
-        let outcome = parse_lines(body.text()?, precision, now_ns());
+        let outcome = parse_lines(body.text()?, precision, push.now_ns);
         if outcome.points.is_empty() && outcome.error_count > 0 {
             let errors = outcome
                 .errors
@@ -330,9 +345,7 @@ impl MetricsApi {
                 return Err(ApiError::invalid("body", errors));
             }
         }
-        let points = scope_points(&principal, outcome.points)?;
-        let accepted = points.len();
-        let written = state.pipeline.write_points(&auth.owner(), points).await?;
+        let (accepted, written) = push.write(outcome.points).await?;
         let mut answer = MetricsAccepted::new(accepted, written);
         if outcome.error_count > 0 {
             answer.rejected = Some(outcome.error_count);
@@ -357,12 +370,10 @@ impl MetricsApi {
         body: RawBody<TextKind>,
     ) -> Result<WriteResponse, ApiError> {
         let _ = db;
-        let principal = state.auth.authenticate_metrics(&auth).await?;
-        principal.require_some_writer()?;
+        let push = state.open_push(&auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
-        let outcome = parse_lines(body.text()?, precision, now_ns());
-        let points = scope_points(&principal, outcome.points)?;
-        state.pipeline.write_points(&auth.owner(), points).await?;
+        let outcome = parse_lines(body.text()?, precision, push.now_ns);
+        push.write(outcome.points).await?;
         if outcome.error_count == 0 {
             return Ok(WriteResponse::NoContent);
         }
@@ -382,14 +393,11 @@ impl MetricsApi {
         auth: MetricsAuth,
         body: RawBody<OtlpKind>,
     ) -> Result<OtlpResponse, ApiError> {
-        let principal = state.auth.authenticate_metrics(&auth).await?;
-        principal.require_some_writer()?;
+        let push = state.open_push(&auth).await?;
         let protobuf = body.media == 0;
         let decoded = if protobuf { otlp::decode_protobuf(&body.bytes) } else { otlp::decode_json(&body.bytes) };
-        let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, now_ns());
-        let points = scope_points(&principal, outcome.points)?;
-        let accepted = points.len();
-        let written = state.pipeline.write_points(&auth.owner(), points).await?;
+        let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, push.now_ns);
+        let (accepted, written) = push.write(outcome.points).await?;
         let error_message = outcome.errors.join("; ");
         if protobuf {
             return Ok(OtlpResponse::Protobuf(otlp::encode_response(outcome.rejected, &error_message)));
@@ -422,7 +430,7 @@ impl MetricsApi {
         #[oai(validator(minimum(value = "1"), maximum(value = "10000")))]
         limit: Query<Option<u32>>,
     ) -> Result<Json<MetricHistory>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
+        state.authenticate_metrics(&auth).await?.require_reader()?;
         let name = name.0;
         let mut tags = Vec::with_capacity(tag.0.len());
         for raw in &tag.0 {
@@ -432,8 +440,7 @@ impl MetricsApi {
             tags.push((key.to_owned(), value.to_owned()));
         }
         let hours = hours.0.unwrap_or(24);
-        let since_ns = now_ns().saturating_sub(i64::from(hours) * 3_600_000_000_000);
-        let points = state.store.points_since(&name, since_ns, &tags, limit.0.unwrap_or(1000) as usize).await?;
+        let points = state.homepot.metric_history(&name, hours, &tags, limit.0.unwrap_or(1000) as usize).await?;
         Ok(Json(MetricHistory {
             name,
             time_range_hours: hours,

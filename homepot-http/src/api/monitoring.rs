@@ -1,10 +1,10 @@
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+//! Gateway resource monitoring: node reports in, the cluster view and its live events out.
 
-use chrono::{DateTime, SecondsFormat, Utc};
-use homepot_core::DeviceId;
+use std::sync::Arc;
+
+use chrono::SecondsFormat;
 use homepot_core::ingest::node_json::parse_node_report;
-use homepot_core::node::{NodeEvent, NodeReport, Thresholds, report_events, summarize};
+use homepot_core::node::NodeEvent;
 use poem::web::Data;
 use poem::web::websocket::{BoxWebSocketUpgraded, Message, WebSocket};
 use poem_openapi::param::Path;
@@ -13,7 +13,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{ApiTags, AppState, now, rfc3339};
+use super::{ApiTags, AppState, rfc3339};
 use crate::auth::MetricsAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
@@ -21,52 +21,6 @@ use crate::error::ApiError;
 /// Gateway resource monitoring.
 #[derive(Debug, Default)]
 pub(crate) struct MonitoringApi;
-
-/// A node's newest report, when it arrived, and whether it has been announced stale.
-#[derive(Debug)]
-pub(crate) struct NodeState {
-    report: NodeReport,
-    seen: DateTime<Utc>,
-    stale: bool,
-}
-
-/// Each node's newest report. Reports are also stored as metric points; this is the view
-/// `/api/monitoring/resources` and the `/ws` events read.
-#[derive(Debug, Default)]
-pub(crate) struct NodeSnapshots(RwLock<HashMap<String, NodeState>>);
-
-impl NodeSnapshots {
-    /// Records a report and returns the events it causes.
-    fn record(&self, node: &str, report: NodeReport, seen: DateTime<Utc>, thresholds: &Thresholds) -> Vec<NodeEvent> {
-        let mut nodes = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        // A node back from being stale joins again, with fresh threshold state.
-        let previous = nodes.get(node).filter(|s| !s.stale).map(|s| &s.report);
-        let events = report_events(node, previous, &report, thresholds);
-        nodes.insert(node.to_owned(), NodeState { report, seen, stale: false });
-        events
-    }
-
-    /// Puts back a node rebuilt from stored history at start. A node already reporting keeps
-    /// its newer report.
-    pub(crate) fn restore(&self, node: String, report: NodeReport, seen: DateTime<Utc>, stale: bool) {
-        let mut nodes = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        nodes.entry(node).or_insert(NodeState { report, seen, stale });
-    }
-
-    /// Marks nodes silent since before `cutoff` as stale; returns an event for each newly stale
-    /// one.
-    pub(crate) fn sweep(&self, cutoff: DateTime<Utc>) -> Vec<NodeEvent> {
-        let mut nodes = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        let mut events = Vec::new();
-        for (id, state) in nodes.iter_mut() {
-            if !state.stale && state.seen < cutoff {
-                state.stale = true;
-                events.push(NodeEvent::NodeStale { node_id: id.clone() });
-            }
-        }
-        events
-    }
-}
 
 /// The answer to a node report.
 #[derive(Debug, Object)]
@@ -122,8 +76,8 @@ impl MonitoringApi {
         auth: MetricsAuth,
         websocket: WebSocket,
     ) -> Result<BoxWebSocketUpgraded, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
-        let events = state.node_events.subscribe();
+        state.authenticate_metrics(&auth).await?.require_reader()?;
+        let events = state.homepot.node_events();
         Ok(websocket.on_upgrade(move |socket| serve_events(socket, events)).boxed())
     }
 
@@ -139,21 +93,11 @@ impl MonitoringApi {
         node_id: Path<String>,
         body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<NodeReportAccepted>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_writer_for(&node_id)?;
-        let accepted_at = now();
-        let report =
-            parse_node_report(&body.bytes, accepted_at.timestamp()).map_err(|e| ApiError::invalid("body", e))?;
-        let node = DeviceId::parse(&node_id).map_err(|_| ApiError::device_not_found(&node_id))?;
-        if state.store.device(&node).await?.is_none() {
-            return Err(ApiError::device_not_found(&node_id));
-        }
-        // The server's clock places the points: node clocks (ESP32 and the like) drift.
-        let points = report.points(&node, accepted_at.timestamp_nanos_opt().unwrap_or_default());
-        state.pipeline.write_points(&auth.owner(), points).await?;
-        for event in state.nodes.record(&node_id, report, accepted_at, &state.thresholds) {
-            // No subscriber is fine: events are for whoever watches now.
-            let _ = state.node_events.send(event);
-        }
+        state.authenticate_metrics(&auth).await?.require_writer_for(&node_id)?;
+        let report = parse_node_report(&body.bytes, state.homepot.now().timestamp())
+            .map_err(|e| ApiError::invalid("body", e))?;
+        let node = state.homepot.registered_device(&node_id).await?;
+        let accepted_at = state.homepot.record_node_report(&auth.owner(), &node, report).await?;
         Ok(Json(NodeReportAccepted {
             message: "Node resources recorded successfully".to_owned(),
             node_id: node_id.0,
@@ -171,35 +115,26 @@ impl MonitoringApi {
         auth: MetricsAuth,
         query: poem::web::Query<Vec<(String, String)>>,
     ) -> Result<Json<ClusterResources>, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
+        state.authenticate_metrics(&auth).await?.require_reader()?;
         // Every parameter is a label filter, except the key itself when sent as `p`.
         let filters: Vec<(String, String)> = query.0.into_iter().filter(|(k, _)| k != "p").collect();
-        let at = now();
-        let stale_before = at - state.node_stale_after;
-        let snapshots = state.nodes.0.read().unwrap_or_else(PoisonError::into_inner);
-        let mut selected: Vec<(&String, &NodeReport, DateTime<Utc>)> = snapshots
+        let cluster = state.homepot.cluster(&filters);
+        let nodes = cluster
+            .nodes
             .iter()
-            .filter(|(_, s)| filters.iter().all(|(k, v)| s.report.labels.get(k) == Some(v)))
-            .map(|(id, s)| (id, &s.report, s.seen))
-            .collect();
-        selected.sort_by(|a, b| a.0.cmp(b.0));
-        let fresh: Vec<&NodeReport> =
-            selected.iter().filter(|(_, _, seen)| *seen >= stale_before).map(|(_, r, _)| *r).collect();
-        let summary = summarize(fresh.iter().copied());
-        let nodes = selected
-            .iter()
-            .map(|(id, report, seen)| {
-                let mut node = serde_json::to_value(report).unwrap_or_default();
-                if let Value::Object(map) = &mut node {
-                    map.insert("node_id".into(), Value::from(id.as_str()));
-                    map.insert("last_seen".into(), Value::from(rfc3339(*seen)));
-                    map.insert("stale".into(), Value::from(*seen < stale_before));
+            .map(|node| {
+                let mut view = serde_json::to_value(&node.report).unwrap_or_default();
+                if let Value::Object(map) = &mut view {
+                    map.insert("node_id".into(), Value::from(node.node_id.as_str()));
+                    map.insert("last_seen".into(), Value::from(rfc3339(node.last_seen)));
+                    map.insert("stale".into(), Value::from(node.stale));
                 }
-                node
+                view
             })
             .collect();
+        let summary = cluster.summary;
         Ok(Json(ClusterResources {
-            timestamp: at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            timestamp: state.homepot.now().to_rfc3339_opts(SecondsFormat::Secs, true),
             nodes,
             summary: ClusterSummaryBody {
                 total_nodes: summary.total_nodes,
@@ -208,7 +143,7 @@ impl MonitoringApi {
                 avg_flash_usage_percent: summary.avg_flash_usage_percent,
                 total_bytes_sent: summary.total_bytes_sent,
                 total_bytes_received: summary.total_bytes_received,
-                stale_nodes: selected.len() - fresh.len(),
+                stale_nodes: cluster.stale_nodes,
             },
         }))
     }

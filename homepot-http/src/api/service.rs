@@ -117,7 +117,7 @@ impl ServiceApi {
     async fn detailed_health(&self, state: Data<&Arc<AppState>>) -> DetailedHealthResponse {
         let basic = basic_health(&state).await;
         let metrics_store = {
-            let live = state.live.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let live = state.homepot.live();
             MetricsStoreHealth {
                 total_metrics: live.len(),
                 metric_names: live.names(),
@@ -126,7 +126,8 @@ impl ServiceApi {
             }
         };
         let healthy = basic.checks.store;
-        let body = DetailedHealth { basic, metrics_store, sse_subscribers: state.stats.snapshot().sse_subscribers };
+        let body =
+            DetailedHealth { basic, metrics_store, sse_subscribers: state.homepot.stats().snapshot().sse_subscribers };
         if healthy {
             DetailedHealthResponse::Healthy(Json(body))
         } else {
@@ -137,7 +138,7 @@ impl ServiceApi {
     /// Service counters since start. No API key needed.
     #[oai(path = "/api/v1/stats", method = "get", tag = "ApiTags::Service")]
     async fn stats(&self, state: Data<&Arc<AppState>>) -> Json<ServiceStats> {
-        let stats = state.stats.snapshot();
+        let stats = state.homepot.stats().snapshot();
         Json(ServiceStats {
             requests_total: stats.requests_total,
             errors_total: stats.errors_total,
@@ -153,18 +154,12 @@ impl ServiceApi {
 }
 
 fn uptime(state: &AppState) -> f64 {
-    (state.started.elapsed().as_secs_f64() * 10.0).round() / 10.0
+    let seconds = state.homepot.uptime().num_milliseconds() as f64 / 1_000.0;
+    (seconds * 10.0).round() / 10.0
 }
 
 async fn basic_health(state: &AppState) -> ServiceHealth {
-    let store = match state.store.ping().await {
-        Ok(()) if state.stats.writes_failing() => false,
-        Ok(()) => true,
-        Err(error) => {
-            tracing::warn!(%error, "storage check failed");
-            false
-        }
-    };
+    let store = state.homepot.storage_healthy().await;
     ServiceHealth {
         status: if store { "healthy" } else { "unhealthy" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),

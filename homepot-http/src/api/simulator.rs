@@ -2,15 +2,14 @@ use std::sync::Arc;
 
 use homepot_core::simulate::{random_suffix, simulated_report};
 use homepot_core::{DeviceId, HealthCheck, NewDevice};
-use homepot_storage::StorageError;
+use homepot_engine::EngineError;
 use poem::web::Data;
 use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
 use super::health::HealthCheckRequest;
-use super::{ApiTags, AppState, now, rfc3339};
-use crate::auth::generate_key;
+use super::{ApiTags, AppState, rfc3339};
 use crate::error::ApiError;
 
 /// The device metrics simulator (device health API), for development only.
@@ -53,14 +52,14 @@ impl SimulatorApi {
         }
         let raw_id = device_id.0.unwrap_or_else(|| format!("simulator-pos-{}", random_suffix(&mut rand::rng(), 6)));
         let device = DeviceId::parse(&raw_id).map_err(|e| ApiError::invalid("query", e.prefixed("device_id")))?;
-        match state.store.register_device(&NewDevice::with_id(device.clone()), &generate_key().hash(), now()).await {
-            Ok(_) | Err(StorageError::Conflict { .. }) => {}
+        match state.homepot.register_device(&NewDevice::with_id(device.clone())).await {
+            Ok(_) | Err(EngineError::Conflict(_)) => {}
             Err(other) => return Err(other.into()),
         }
         let report = simulated_report(&mut rand::rng(), is_healthy.0.unwrap_or(true));
         let metrics = HealthCheckRequest::from(&report);
         let check = HealthCheck::validate(report).map_err(|e| ApiError::invalid("body", e))?;
-        let (write, accepted_at) = state.record_health(device, check).await?;
+        let (write, accepted_at) = state.homepot.record_health(device, check).await?;
         let (health_check_id, stored) = write.answer();
         Ok(Json(SimulatedMetrics {
             message: "Simulated metrics submitted successfully".to_owned(),

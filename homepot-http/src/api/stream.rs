@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,7 +13,7 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use tokio::time::MissedTickBehavior;
 
-use super::{ApiTags, AppState, now};
+use super::{ApiTags, AppState};
 use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
@@ -89,7 +89,7 @@ fn wants_page(request: &Request) -> bool {
 }
 
 fn snapshot(state: &AppState) -> StreamEvent {
-    let live = state.live.read().unwrap_or_else(PoisonError::into_inner);
+    let live = state.homepot.live();
     let mut metrics = Vec::new();
     for (key, series) in live.series(None) {
         for (field, value) in &series.fields {
@@ -102,7 +102,7 @@ fn snapshot(state: &AppState) -> StreamEvent {
             });
         }
     }
-    StreamEvent { timestamp: now().timestamp_millis(), metrics }
+    StreamEvent { timestamp: state.homepot.now().timestamp_millis(), metrics }
 }
 
 #[OpenApi]
@@ -118,12 +118,12 @@ impl StreamApi {
         auth: MetricsAuth,
         request: &Request,
     ) -> Result<StreamResponse, ApiError> {
-        state.auth.authenticate_metrics(&auth).await?.require_reader()?;
+        state.authenticate_metrics(&auth).await?.require_reader()?;
         if wants_page(request) {
             return Ok(StreamResponse::Page(Html(PAGE.to_owned())));
         }
         let state = Arc::clone(&state);
-        let guard = state.stats.subscribe();
+        let guard = state.homepot.stats().subscribe();
         let mut ticks = tokio::time::interval(state.stream_interval);
         // A slow client skips ticks instead of queueing events: nothing piles up for it.
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -132,7 +132,7 @@ impl StreamApi {
         let events = stream::unfold((ticks, state, guard), |(mut ticks, state, guard)| async move {
             ticks.tick().await;
             let event = snapshot(&state);
-            state.stats.sse_event();
+            state.homepot.stats().sse_event();
             Some((event, (ticks, state, guard)))
         });
         Ok(StreamResponse::Events(EventStream::new(events.boxed()).keep_alive(Duration::from_secs(15))))

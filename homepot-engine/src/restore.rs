@@ -17,7 +17,8 @@ use homepot_core::live::LiveStore;
 use homepot_core::node::{NODE_POINT_NAMES, NodeReport};
 use homepot_storage::{StorageError, Store};
 
-use crate::api::NodeSnapshots;
+use crate::clock::nanos;
+use crate::nodes::Nodes;
 
 /// How far back nodes are looked for: a node silent longer than this before a restart stays
 /// out of the view until it reports again.
@@ -34,15 +35,11 @@ pub(crate) struct RestoreWindows {
     pub(crate) stored_every: TimeDelta,
 }
 
-fn nanos(at: DateTime<Utc>) -> i64 {
-    at.timestamp_nanos_opt().unwrap_or_default()
-}
-
 /// Rebuilds both views; returns the nodes and container series restored.
 pub(crate) async fn restore_views(
     store: &dyn Store,
     live: &RwLock<LiveStore>,
-    nodes: &NodeSnapshots,
+    nodes: &Nodes,
     windows: RestoreWindows,
     now: DateTime<Utc>,
 ) -> Result<(usize, usize), StorageError> {

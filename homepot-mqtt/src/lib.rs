@@ -1,4 +1,9 @@
-//! The MQTT bridge for container metrics, as an edge device's local broker carries them.
+//! The MQTT adapter of homepot: the bridge between an edge device's local broker and the
+//! engine, for container metrics. A transport beside HTTP: it turns MQTT messages into
+//! [`Homepot`] calls and carries the engine's metrics requests to devices.
+//!
+//! Depends on the engine and `homepot-core`; must not depend on storage, on HTTP, or read
+//! the environment.
 //!
 //! - Data messages arrive on `e/<tenantId>/<thingId>` and, as the container metrics
 //!   documentation shows them, on `command//<thingId>/res//data` (QoS 1).
@@ -17,22 +22,24 @@
 //! them. The broker is reached over `mqtt://` or `mqtts://` (rustls, with the system's roots
 //! or a given CA file), with a user name and password when configured.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use homepot_core::container::{
     ContainerTopic, MetricsFilter, MetricsRequest, THING_SUFFIX, classify_topic, device_of_thing,
 };
 use homepot_core::ingest::container_json::{parse_data_message, response_from_message};
+use homepot_engine::{ContainerRequester, DeviceAnswer, EngineError, Homepot, RequestError};
 use rand::RngCore;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use serde_json::Value;
 use tokio::sync::oneshot;
-
-use crate::api::{AppState, now};
-use crate::pipeline::WriteError;
+use tokio::task::JoinHandle;
 
 /// How the bridge verifies a `mqtts://` broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,27 +225,9 @@ pub fn request_for(thing: &str, frequency_ms: u64, filters: &[MetricsFilter]) ->
     )
 }
 
-/// A device's answer to a metrics request.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DeviceAnswer {
-    /// HTTP-style status: 204 when the device accepted.
-    pub(crate) status: u16,
-    /// What the device sent (JSON, or `null` when it sent none).
-    pub(crate) payload: Value,
-}
-
-/// Why a request got no answer.
-#[derive(Debug)]
-pub(crate) enum RequestError {
-    /// The device did not answer in time.
-    Timeout,
-    /// The request could not be handed to the MQTT client.
-    NotSent(String),
-}
-
 /// The running bridge's handle: sends requests and matches the devices' answers to them.
 #[derive(Debug)]
-pub(crate) struct MqttBridge {
+struct MqttBridge {
     client: AsyncClient,
     /// Requests waiting for an answer, by correlation id.
     pending: Mutex<HashMap<String, oneshot::Sender<DeviceAnswer>>>,
@@ -250,7 +239,7 @@ impl MqttBridge {
     ///
     /// # Errors
     /// When the TLS settings cannot be loaded.
-    pub(crate) fn new(config: &MqttConfig) -> Result<(Arc<Self>, EventLoop), String> {
+    fn new(config: &MqttConfig) -> Result<(Arc<Self>, EventLoop), String> {
         let mut options = config.options(&config.client_id)?;
         options.set_manual_acks(true).set_clean_session(false);
         let (client, events) = AsyncClient::new(options, 256);
@@ -263,7 +252,7 @@ impl MqttBridge {
     }
 
     /// Sends a metrics request to `thing` and waits for its answer.
-    pub(crate) async fn request(
+    async fn ask(
         &self,
         thing: &str,
         frequency_ms: u64,
@@ -303,13 +292,45 @@ impl MqttBridge {
     }
 }
 
+#[async_trait]
+impl ContainerRequester for MqttBridge {
+    async fn request(
+        &self,
+        thing: &str,
+        frequency_ms: u64,
+        filters: &[MetricsFilter],
+    ) -> Result<DeviceAnswer, RequestError> {
+        self.ask(thing, frequency_ms, filters).await
+    }
+}
+
+/// A running bridge.
+#[derive(Debug)]
+pub struct RunningBridge {
+    task: JoinHandle<()>,
+}
+
+impl RunningBridge {
+    /// Stops the bridge. A message it was storing stays unacknowledged: the broker delivers
+    /// it again.
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts the bridge for `homepot` and makes it the engine's transport for metrics requests.
+///
+/// # Errors
+/// When the TLS settings cannot be loaded.
+pub fn spawn(homepot: Homepot, config: MqttConfig) -> Result<RunningBridge, String> {
+    let (bridge, events) = MqttBridge::new(&config)?;
+    homepot.set_container_requester(bridge.clone());
+    let task = tokio::spawn(run_bridge(config, bridge, events, homepot));
+    Ok(RunningBridge { task })
+}
+
 /// Runs until aborted, reconnecting whenever the broker goes away.
-pub(crate) async fn run_bridge(
-    config: MqttConfig,
-    bridge: Arc<MqttBridge>,
-    mut events: EventLoop,
-    state: Arc<AppState>,
-) {
+async fn run_bridge(config: MqttConfig, bridge: Arc<MqttBridge>, mut events: EventLoop, state: Homepot) {
     loop {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -322,7 +343,7 @@ pub(crate) async fn run_bridge(
                 }
                 // Publishing waits when the client's queue is full, and only this loop empties
                 // it: requests go out from a task of their own.
-                tokio::spawn(request_on_connect(config.clone(), Arc::clone(&bridge), Arc::clone(&state)));
+                tokio::spawn(request_on_connect(config.clone(), Arc::clone(&bridge), state.clone()));
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => handle(&bridge, &state, publish).await,
             Ok(_) => {}
@@ -336,10 +357,10 @@ pub(crate) async fn run_bridge(
 
 /// The requests due at every connect: the configured things, and with `request_all` every
 /// device that has sent container data.
-async fn request_on_connect(config: MqttConfig, bridge: Arc<MqttBridge>, state: Arc<AppState>) {
+async fn request_on_connect(config: MqttConfig, bridge: Arc<MqttBridge>, state: Homepot) {
     let mut things = config.things.clone();
     if config.request_all {
-        match state.store.container_reporters().await {
+        match state.container_reporters().await {
             Ok(devices) => things.extend(devices.into_iter().map(|d| format!("{d}{THING_SUFFIX}"))),
             Err(error) => tracing::warn!(%error, "devices sending container data not read; only --mqtt-thing asked"),
         }
@@ -349,10 +370,10 @@ async fn request_on_connect(config: MqttConfig, bridge: Arc<MqttBridge>, state: 
     bridge.send_requests(things, config.frequency_ms, &config.filters).await;
 }
 
-async fn handle(bridge: &MqttBridge, state: &AppState, publish: Publish) {
+async fn handle(bridge: &MqttBridge, state: &Homepot, publish: Publish) {
     match classify_topic(&publish.topic) {
         ContainerTopic::Data { thing } => {
-            state.stats.mqtt_message();
+            state.stats().mqtt_message();
             if store_data(state, thing, &publish.payload).await {
                 ack(&bridge.client, &publish).await;
             }
@@ -384,24 +405,24 @@ async fn ack(client: &AsyncClient, publish: &Publish) {
 }
 
 /// Stores one data message; `true` when it may be acknowledged (stored, or hopeless).
-async fn store_data(state: &AppState, thing: &str, payload: &[u8]) -> bool {
-    let data = match parse_data_message(payload, Some(thing), now().timestamp_millis()) {
+async fn store_data(state: &Homepot, thing: &str, payload: &[u8]) -> bool {
+    let data = match parse_data_message(payload, Some(thing), state.now().timestamp_millis()) {
         Ok(data) => data,
         Err(error) => {
-            state.stats.mqtt_rejected();
+            state.stats().mqtt_rejected();
             tracing::warn!(%error, thing, "malformed container metrics message dropped");
             return true;
         }
     };
     let Some(device) = device_of_thing(thing) else {
-        state.stats.mqtt_rejected();
+        state.stats().mqtt_rejected();
         tracing::warn!(thing, "container metrics for an invalid thing id dropped");
         return true;
     };
-    match state.store.device(&device).await {
+    match state.device(&device).await {
         Ok(Some(_)) => {}
         Ok(None) => {
-            state.stats.mqtt_rejected();
+            state.stats().mqtt_rejected();
             tracing::warn!(%device, "container metrics for an unregistered device dropped");
             return true;
         }
@@ -410,25 +431,21 @@ async fn store_data(state: &AppState, thing: &str, payload: &[u8]) -> bool {
             return false;
         }
     }
-    let points = data.points();
     for attempt in 0..5u32 {
-        match state.pipeline.write_points(&format!("mqtt:{device}"), points.clone()).await {
-            Ok(_) => {
-                state.note_container_reporter(&device).await;
-                return true;
-            }
-            Err(WriteError::SeriesLimit(error)) => {
-                state.stats.mqtt_rejected();
+        match state.record_container_data(&format!("mqtt:{device}"), &device, &data).await {
+            Ok(_) => return true,
+            Err(EngineError::SeriesLimit(error)) => {
+                state.stats().mqtt_rejected();
                 tracing::error!(%error, %device, "container metrics over the live series limit; dropped");
                 return true;
             }
-            Err(WriteError::Overloaded | WriteError::Stopped) => {}
-            Err(WriteError::Storage(error)) if !matches!(*error, homepot_storage::StorageError::Unavailable { .. }) => {
-                state.stats.mqtt_rejected();
+            // Worth waiting for: storage is busy, unreachable or locked, or the queue is full.
+            Err(error) if error.is_retryable() => {}
+            Err(error) => {
+                state.stats().mqtt_rejected();
                 tracing::error!(%error, %device, "container metrics could not be stored; dropped");
                 return true;
             }
-            Err(WriteError::Storage(_)) => {}
         }
         tokio::time::sleep(Duration::from_millis(200 * 2u64.pow(attempt))).await;
     }

@@ -1,57 +1,69 @@
-//! The ingest pipeline's write path. Every adapter hands validated domain values to
-//! [`Pipeline`]. The SmartDataFilter decides what is worth storing; what is not is only shown
-//! live. One writer task commits whatever has queued up (group commit: one transaction per
-//! kind of record), shows the committed data in the live store, then answers each request.
+//! The write path every adapter uses. The SmartDataFilter decides what is worth storing; what
+//! is not is only shown live. The telemetry writer commits whatever has queued up (group
+//! commit: one transaction per kind of record), shows the committed data in the live store,
+//! then answers each sender. Analytics records and device state changes take the same path.
 //! Nothing the filter keeps is acknowledged, or shown live, before it is durable.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 
+use async_trait::async_trait;
 use homepot_core::Point;
+use homepot_core::analytics::{ErrorLog, JobOutcome, StateChange, UserActivity};
 use homepot_core::filter::{Decision, FilterConfig, SmartDataFilter};
-use homepot_core::live::{LiveStore, SeriesLimitExceeded};
+use homepot_core::live::LiveStore;
+use homepot_storage::{HealthCheckId, NewHealthCheck, RecordId, StorageError, Store};
+use tokio::sync::oneshot;
 
+use crate::clock::{Clock, nanos};
+use crate::error::EngineError;
 use crate::stats::Stats;
-use homepot_storage::{HealthCheckId, NewHealthCheck, StorageError, Store};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-
-/// Why a write was not stored.
-#[derive(Debug)]
-pub(crate) enum WriteError {
-    /// The queue is full: storage is not keeping up. Refused fast instead of piling up memory.
-    Overloaded,
-    /// The server is shutting down.
-    Stopped,
-    /// Storage refused or failed.
-    Storage(Arc<StorageError>),
-    /// The points would take their sender over its live series limit; nothing was stored.
-    SeriesLimit(SeriesLimitExceeded),
-}
+use crate::writer::{BatchWriter, Commit, QueueError, WriterTask};
 
 type Reply<T> = oneshot::Sender<Result<T, Arc<StorageError>>>;
 
-/// One request's records, waiting for the writer.
+/// An analytics record for the write path.
+#[derive(Debug, Clone)]
+pub(crate) enum AnalyticsRecord {
+    StateChange(StateChange),
+    JobOutcome(JobOutcome),
+    ErrorLog(ErrorLog),
+    UserActivity(UserActivity),
+}
+
+/// One sender's records, waiting for the writer.
 enum Job {
     // Boxed: a health check is ~400 bytes, and every queue slot is as large as the largest job.
     Health(Box<NewHealthCheck>, Reply<HealthCheckId>),
     Points(Vec<Point>, Arc<str>, Reply<()>),
+    /// `None`: nobody waits (state changes homepot detects itself).
+    Record(Box<AnalyticsRecord>, Option<Reply<RecordId>>),
 }
 
 /// What became of a health check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum HealthWrite {
+pub enum HealthWrite {
     /// Stored durably under this id.
     Stored(HealthCheckId),
     /// The SmartDataFilter found nothing new: not stored; this is the last stored check.
     Filtered(HealthCheckId),
 }
 
+impl HealthWrite {
+    /// The id to answer with, and whether this check was stored.
+    pub fn answer(self) -> (i64, bool) {
+        match self {
+            HealthWrite::Stored(id) => (id.0, true),
+            HealthWrite::Filtered(id) => (id.0, false),
+        }
+    }
+}
+
 /// What became of a batch of points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PointsWrite {
+pub struct PointsWrite {
     /// Points stored durably; the rest were filtered (and only shown live).
-    pub(crate) stored: usize,
+    pub stored: usize,
 }
 
 /// The SmartDataFilter and the id of each device's last stored check, for filtered answers.
@@ -64,48 +76,49 @@ struct FilterState {
 /// The sending side of the write path.
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
-    jobs: mpsc::Sender<Job>,
+    writer: BatchWriter<Job>,
     /// Off means every sample is stored: no filter state, no per-sample work.
     filter_enabled: bool,
     filter: Arc<Mutex<FilterState>>,
     live: Arc<RwLock<LiveStore>>,
+    clock: Arc<dyn Clock>,
 }
 
-/// Stops the writer: it refuses new work, finishes what is queued, then exits.
-#[derive(Debug)]
-pub(crate) struct WriterHandle {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Job::Health(..) => "Job::Health",
+            Job::Points(..) => "Job::Points",
+            Job::Record(..) => "Job::Record",
+        })
+    }
 }
 
-impl WriterHandle {
-    pub(crate) async fn drain(self) {
-        let _ = self.stop.send(());
-        if let Err(error) = self.task.await {
-            tracing::error!(%error, "writer task failed");
-        }
+fn queue_error(error: QueueError) -> EngineError {
+    match error {
+        QueueError::Full => EngineError::Overloaded,
+        QueueError::Stopped => EngineError::Stopped,
     }
 }
 
 impl Pipeline {
-    /// Starts the writer task. `capacity` bounds queued requests; `max_batch` bounds the
-    /// requests committed together.
+    /// Starts the telemetry writer. `capacity` bounds queued senders; `max_batch` bounds
+    /// those committed together.
     pub(crate) fn start(
         store: Arc<dyn Store>,
         live: Arc<RwLock<LiveStore>>,
         stats: Arc<Stats>,
+        clock: Arc<dyn Clock>,
         filter: FilterConfig,
         capacity: usize,
         max_batch: usize,
-    ) -> (Self, WriterHandle) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let (stop, stop_rx) = oneshot::channel();
-        let writer = Writer { store, live: Arc::clone(&live), stats };
-        let task = tokio::spawn(writer.run(rx, stop_rx, max_batch.max(1)));
+    ) -> (Self, WriterTask) {
+        let committer = Telemetry { store, live: Arc::clone(&live), stats, clock: Arc::clone(&clock) };
+        let (writer, task) = BatchWriter::spawn(committer, capacity, max_batch, None);
         let filter_enabled = filter.enabled;
         let filter =
             Arc::new(Mutex::new(FilterState { filter: SmartDataFilter::new(filter), last_health: HashMap::new() }));
-        (Self { jobs: tx, filter_enabled, filter, live }, WriterHandle { stop, task })
+        (Self { writer, filter_enabled, filter, live, clock }, task)
     }
 
     fn filter(&self) -> std::sync::MutexGuard<'_, FilterState> {
@@ -113,33 +126,30 @@ impl Pipeline {
         self.filter.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, WriteError> {
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.try_send(job(reply)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => WriteError::Overloaded,
-            mpsc::error::TrySendError::Closed(_) => WriteError::Stopped,
-        })?;
+        self.writer.try_send(job(reply)).map_err(queue_error)?;
         match answer.await {
-            Ok(result) => result.map_err(WriteError::Storage),
-            Err(_) => Err(WriteError::Stopped),
+            Ok(result) => result.map_err(EngineError::Storage),
+            Err(_) => Err(EngineError::Stopped),
         }
     }
 
     /// Filters a health check, then queues it and waits until it is durable. A filtered check
     /// is only shown live.
-    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthWrite, WriteError> {
+    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthWrite, EngineError> {
         if !self.filter_enabled {
             return self.submit(|reply| Job::Health(Box::new(check), reply)).await.map(HealthWrite::Stored);
         }
         let key = format!("health/{}", check.device_id);
-        let time_ns = check.checked_at.timestamp_nanos_opt().unwrap_or_default();
+        let time_ns = nanos(check.checked_at);
         {
             let mut state = self.filter();
             let decision = state.filter.decide(&key, &check.check.tracked(), time_ns);
             // Until the baseline's write is answered there is no id to point to: store this one.
             if let (Decision::Skip, Some(last)) = (decision, state.last_health.get(&key).copied()) {
                 drop(state);
-                show_live(&self.live, [(None, &check.check.points(&check.device_id, time_ns)[..])]);
+                show_live(&self.live, &*self.clock, [(None, &check.check.points(&check.device_id, time_ns)[..])]);
                 return Ok(HealthWrite::Filtered(last));
             }
         }
@@ -162,12 +172,8 @@ impl Pipeline {
     /// storing and waits until they are durable. Filtered points are only shown live. A batch
     /// that would take its owner over the live series limit is refused whole, before anything
     /// is stored.
-    pub(crate) async fn write_points(&self, owner: &str, points: Vec<Point>) -> Result<PointsWrite, WriteError> {
-        self.live
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .admit(owner, &points)
-            .map_err(WriteError::SeriesLimit)?;
+    pub(crate) async fn write_points(&self, owner: &str, points: Vec<Point>) -> Result<PointsWrite, EngineError> {
+        self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner).admit(owner, &points)?;
         let owner: Arc<str> = Arc::from(owner);
         if !self.filter_enabled {
             let stored = points.len();
@@ -182,7 +188,7 @@ impl Pipeline {
                 matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
             })
         };
-        show_live(&self.live, [(Some(&*owner), &skip[..])]);
+        show_live(&self.live, &*self.clock, [(Some(&*owner), &skip[..])]);
         let stored = store.len();
         if stored == 0 {
             return Ok(PointsWrite { stored });
@@ -199,56 +205,53 @@ impl Pipeline {
             }
         }
     }
+
+    /// Queues an analytics record and waits until it is durable.
+    pub(crate) async fn write_record(&self, record: AnalyticsRecord) -> Result<RecordId, EngineError> {
+        self.submit(|reply| Job::Record(Box::new(record), Some(reply))).await
+    }
+
+    /// Queues an analytics record without waiting for it: waits for room in the queue
+    /// rather than dropping it, never for the commit.
+    pub(crate) async fn queue_record(&self, record: AnalyticsRecord) -> Result<(), EngineError> {
+        self.writer.send(Job::Record(Box::new(record), None)).await.map_err(queue_error)
+    }
 }
 
-/// The task that owns commits.
-struct Writer {
+/// The telemetry writer's commit: one transaction per kind of record.
+struct Telemetry {
     store: Arc<dyn Store>,
     live: Arc<RwLock<LiveStore>>,
     stats: Arc<Stats>,
+    clock: Arc<dyn Clock>,
 }
 
-impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>, mut stop: oneshot::Receiver<()>, max_batch: usize) {
-        let mut stopping = false;
-        loop {
-            let first = if stopping {
-                rx.recv().await
-            } else {
-                tokio::select! {
-                    job = rx.recv() => job,
-                    _ = &mut stop => {
-                        // Refuse new work, then drain what was already accepted.
-                        stopping = true;
-                        rx.close();
-                        continue;
-                    }
-                }
-            };
-            let Some(first) = first else { break };
-            let mut health = Vec::new();
-            let mut points = Vec::new();
-            let mut next = Some(first);
-            let mut taken = 0;
-            while let Some(job) = next.take() {
-                match job {
-                    Job::Health(check, reply) => health.push((*check, reply)),
-                    Job::Points(batch, owner, reply) => points.push((batch, owner, reply)),
-                }
-                taken += 1;
-                if taken < max_batch {
-                    next = rx.try_recv().ok();
-                }
-            }
-            if !health.is_empty() {
-                self.commit_health(health).await;
-            }
-            if !points.is_empty() {
-                self.commit_points(points).await;
+#[async_trait]
+impl Commit<Job> for Telemetry {
+    async fn commit(&mut self, batch: Vec<Job>) {
+        let mut health = Vec::new();
+        let mut points = Vec::new();
+        let mut records = Vec::new();
+        for job in batch {
+            match job {
+                Job::Health(check, reply) => health.push((*check, reply)),
+                Job::Points(batch, owner, reply) => points.push((batch, owner, reply)),
+                Job::Record(record, reply) => records.push((*record, reply)),
             }
         }
+        if !health.is_empty() {
+            self.commit_health(health).await;
+        }
+        if !points.is_empty() {
+            self.commit_points(points).await;
+        }
+        for (record, reply) in records {
+            self.commit_record(record, reply).await;
+        }
     }
+}
 
+impl Telemetry {
     async fn commit_health(&self, jobs: Vec<(NewHealthCheck, Reply<HealthCheckId>)>) {
         let (checks, replies): (Vec<_>, Vec<_>) = jobs.into_iter().unzip();
         let result = self.store.insert_health(&checks).await;
@@ -287,9 +290,9 @@ impl Writer {
             .iter()
             .zip(&stored)
             .filter(|(_, result)| result.is_ok())
-            .flat_map(|(c, _)| c.check.points(&c.device_id, c.checked_at.timestamp_nanos_opt().unwrap_or_default()))
+            .flat_map(|(c, _)| c.check.points(&c.device_id, nanos(c.checked_at)))
             .collect();
-        show_live(&self.live, [(None, &live[..])]);
+        show_live(&self.live, &*self.clock, [(None, &live[..])]);
         for (reply, result) in replies.into_iter().zip(stored) {
             let _ = reply.send(result);
         }
@@ -298,9 +301,10 @@ impl Writer {
     /// Tells `/health` whether storage takes writes: a ping alone misses a locked or
     /// read-only file.
     fn note<T>(&self, result: &Result<T, StorageError>) {
+        let now_ms = self.clock.now().timestamp_millis();
         match result {
-            Ok(_) => self.stats.write_outcome(false),
-            Err(StorageError::Unavailable { .. }) => self.stats.write_outcome(true),
+            Ok(_) => self.stats.write_outcome(false, now_ms),
+            Err(StorageError::Unavailable { .. }) => self.stats.write_outcome(true, now_ms),
             Err(_) => {}
         }
     }
@@ -319,23 +323,53 @@ impl Writer {
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
         if result.is_ok() {
-            show_live(&self.live, senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()])));
+            show_live(
+                &self.live,
+                &*self.clock,
+                senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()])),
+            );
         }
         let result = result.map_err(Arc::new);
         for (_, _, reply) in senders {
             let _ = reply.send(result.clone());
         }
     }
+
+    async fn commit_record(&self, record: AnalyticsRecord, reply: Option<Reply<RecordId>>) {
+        let result = match &record {
+            AnalyticsRecord::StateChange(change) => self.store.insert_state_change(change).await,
+            AnalyticsRecord::JobOutcome(outcome) => self.store.insert_job_outcome(outcome).await,
+            AnalyticsRecord::ErrorLog(error) => self.store.insert_error_log(error).await,
+            AnalyticsRecord::UserActivity(activity) => self.store.insert_user_activity(activity).await,
+        };
+        self.note(&result);
+        match (&result, &record) {
+            (Ok(_), AnalyticsRecord::StateChange(change)) if reply.is_none() => {
+                tracing::info!(device = %change.device_id, state = %change.new_state, "device state changed");
+            }
+            (Err(error), AnalyticsRecord::StateChange(change)) if reply.is_none() => {
+                tracing::warn!(%error, device = %change.device_id, "device state change not recorded");
+            }
+            _ => {}
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(result.map_err(Arc::new));
+        }
+    }
 }
 
 /// Shows points in the live view: stored ones after their commit, filtered ones at once.
 /// Each batch comes with its sender (`None`: the server's own points); one lock serves all.
-fn show_live<'a>(live: &RwLock<LiveStore>, batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>) {
+fn show_live<'a>(
+    live: &RwLock<LiveStore>,
+    clock: &dyn Clock,
+    batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>,
+) {
     let mut batches = batches.into_iter().filter(|(_, points)| !points.is_empty()).peekable();
     if batches.peek().is_none() {
         return;
     }
-    let now_ns = crate::api::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    let now_ns = nanos(clock.now());
     // A poisoned lock only means a reader panicked; the map itself is always consistent.
     let mut live = live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
     let refused: usize = batches.map(|(owner, points)| live.insert(owner, points, now_ns).refused).sum();

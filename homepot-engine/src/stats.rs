@@ -1,11 +1,12 @@
-//! Service counters for `GET /api/v1/stats` (metrics service). Relaxed atomics: each is a monotonic
-//! tally read for display, with no ordering relation to anything else.
+//! Service counters (`GET /api/v1/stats`): the engine counts writes, the adapters count
+//! requests, stream events and MQTT messages. Relaxed atomics: each is a monotonic tally read
+//! for display, with no ordering relation to anything else.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 /// What the server has done since it started.
 #[derive(Debug, Default)]
-pub(crate) struct Stats {
+pub struct Stats {
     requests_total: AtomicU64,
     errors_total: AtomicU64,
     metrics_received_total: AtomicU64,
@@ -25,27 +26,24 @@ pub(crate) struct Stats {
 /// failing: long enough to be seen, short enough to clear by itself once no one writes.
 const WRITE_FAILURE_SHOWN_MS: i64 = 30_000;
 
-fn unix_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// A snapshot of [`Stats`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct StatsSnapshot {
-    pub(crate) requests_total: u64,
-    pub(crate) errors_total: u64,
-    pub(crate) metrics_received_total: u64,
-    pub(crate) sse_events_sent: u64,
-    pub(crate) sse_subscribers: usize,
-    pub(crate) mqtt_messages_received: u64,
-    pub(crate) mqtt_messages_rejected: u64,
-    pub(crate) analytics_logged: u64,
-    pub(crate) analytics_dropped: u64,
+#[allow(missing_docs)]
+pub struct StatsSnapshot {
+    pub requests_total: u64,
+    pub errors_total: u64,
+    pub metrics_received_total: u64,
+    pub sse_events_sent: u64,
+    pub sse_subscribers: usize,
+    pub mqtt_messages_received: u64,
+    pub mqtt_messages_rejected: u64,
+    pub analytics_logged: u64,
+    pub analytics_dropped: u64,
 }
 
 impl Stats {
     /// Counts an answered request; `status` ≥ 400 also counts as an error.
-    pub(crate) fn request(&self, status: u16) {
+    pub fn request(&self, status: u16) {
         self.requests_total.fetch_add(1, Ordering::Relaxed);
         if status >= 400 {
             self.errors_total.fetch_add(1, Ordering::Relaxed);
@@ -53,55 +51,56 @@ impl Stats {
     }
 
     /// Counts metric points that were stored.
-    pub(crate) fn metrics_received(&self, points: usize) {
+    pub fn metrics_received(&self, points: usize) {
         self.metrics_received_total.fetch_add(points as u64, Ordering::Relaxed);
     }
 
     /// Records the outcome of a commit: `unavailable` when storage itself refused it.
-    pub(crate) fn write_outcome(&self, unavailable: bool) {
+    pub fn write_outcome(&self, unavailable: bool, now_ms: i64) {
         let slot = if unavailable { &self.last_write_unavailable_ms } else { &self.last_write_ok_ms };
-        slot.store(unix_ms(), Ordering::Relaxed);
+        slot.store(now_ms, Ordering::Relaxed);
     }
 
     /// Whether the latest commit failed because of storage, recently enough to report: a ping
     /// can succeed while writes cannot (a locked or read-only SQLite file).
-    pub(crate) fn writes_failing(&self) -> bool {
+    pub fn writes_failing(&self, now_ms: i64) -> bool {
         let failed = self.last_write_unavailable_ms.load(Ordering::Relaxed);
-        failed > self.last_write_ok_ms.load(Ordering::Relaxed) && unix_ms() - failed < WRITE_FAILURE_SHOWN_MS
+        failed > self.last_write_ok_ms.load(Ordering::Relaxed) && now_ms - failed < WRITE_FAILURE_SHOWN_MS
     }
 
     /// Counts an MQTT data message received.
-    pub(crate) fn mqtt_message(&self) {
+    pub fn mqtt_message(&self) {
         self.mqtt_messages_received.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts an MQTT data message dropped as malformed or unstorable.
-    pub(crate) fn mqtt_rejected(&self) {
+    pub fn mqtt_rejected(&self) {
         self.mqtt_messages_rejected.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts request logs stored.
-    pub(crate) fn analytics_logged(&self, logs: usize) {
+    pub fn analytics_logged(&self, logs: usize) {
         self.analytics_logged.fetch_add(logs as u64, Ordering::Relaxed);
     }
 
     /// Counts request logs dropped (queue full or storage failed).
-    pub(crate) fn analytics_dropped(&self, logs: usize) {
+    pub fn analytics_dropped(&self, logs: usize) {
         self.analytics_dropped.fetch_add(logs as u64, Ordering::Relaxed);
     }
 
     /// Counts one stream event sent.
-    pub(crate) fn sse_event(&self) {
+    pub fn sse_event(&self) {
         self.sse_events_sent.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Registers a stream subscriber until the guard is dropped (the client went away).
-    pub(crate) fn subscribe(self: &std::sync::Arc<Self>) -> SubscriberGuard {
+    pub fn subscribe(self: &std::sync::Arc<Self>) -> SubscriberGuard {
         self.sse_subscribers.fetch_add(1, Ordering::Relaxed);
         SubscriberGuard(std::sync::Arc::clone(self))
     }
 
-    pub(crate) fn snapshot(&self) -> StatsSnapshot {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             requests_total: self.requests_total.load(Ordering::Relaxed),
             errors_total: self.errors_total.load(Ordering::Relaxed),
@@ -118,7 +117,7 @@ impl Stats {
 
 /// Counts a stream subscriber while it lives.
 #[derive(Debug)]
-pub(crate) struct SubscriberGuard(std::sync::Arc<Stats>);
+pub struct SubscriberGuard(std::sync::Arc<Stats>);
 
 impl Drop for SubscriberGuard {
     fn drop(&mut self) {

@@ -15,6 +15,8 @@ use homepot_core::analytics::{DeviceState, StateChange, Transition, on_health, o
 use homepot_storage::{StorageError, Store};
 use serde_json::Map;
 
+use crate::pipeline::{AnalyticsRecord, Pipeline};
+
 #[derive(Debug)]
 struct Tracked {
     /// `None` for a device with no recorded state yet.
@@ -26,6 +28,8 @@ struct Tracked {
 #[derive(Debug)]
 pub(crate) struct DeviceStates {
     store: Arc<dyn Store>,
+    /// Transitions are written through the write path, like every other record.
+    pipeline: Pipeline,
     allowed_silence: TimeDelta,
     devices: Mutex<HashMap<String, Tracked>>,
 }
@@ -34,6 +38,7 @@ impl DeviceStates {
     /// Rebuilds the states from storage; a device not yet offline counts as seen `now`.
     pub(crate) async fn load(
         store: Arc<dyn Store>,
+        pipeline: Pipeline,
         allowed_silence: Duration,
         now: DateTime<Utc>,
     ) -> Result<Self, StorageError> {
@@ -46,6 +51,7 @@ impl DeviceStates {
             .collect();
         Ok(Self {
             store,
+            pipeline,
             allowed_silence: TimeDelta::from_std(allowed_silence).unwrap_or(TimeDelta::MAX),
             devices: Mutex::new(devices),
         })
@@ -129,9 +135,9 @@ impl DeviceStates {
             reason: Some(transition.reason),
             metadata: Map::new(),
         };
-        match self.store.insert_state_change(&change).await {
-            Ok(_) => tracing::info!(device, state = %change.new_state, "device state changed"),
-            Err(error) => tracing::warn!(%error, device, "device state change not recorded"),
+        // Queued, not waited for: the writer logs the outcome.
+        if let Err(error) = self.pipeline.queue_record(AnalyticsRecord::StateChange(change)).await {
+            tracing::warn!(%error, device, "device state change not recorded");
         }
     }
 }
