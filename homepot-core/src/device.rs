@@ -9,6 +9,10 @@ use crate::validation::{ErrorKind, ErrorSink, FieldError, LocSegment, Validation
 
 /// Longest device identifier accepted.
 pub const MAX_DEVICE_ID_LEN: usize = 128;
+/// Longest device name.
+pub const MAX_DEVICE_NAME_LEN: usize = 200;
+/// Longest device type.
+pub const MAX_DEVICE_TYPE_LEN: usize = 64;
 /// Most labels one device may carry.
 pub const MAX_LABELS: usize = 64;
 
@@ -137,10 +141,10 @@ impl NewDevice {
         let mut sink = ErrorSink::default();
         DeviceId::check(&mut sink, &[LocSegment::from("device_id")], id);
         if let Some(name) = &name {
-            check_len(&mut sink, &[], "name", name, 1, 200);
+            check_len(&mut sink, &[], "name", name, 1, MAX_DEVICE_NAME_LEN);
         }
         if let Some(device_type) = &device_type {
-            check_len(&mut sink, &[], "device_type", device_type, 1, 64);
+            check_len(&mut sink, &[], "device_type", device_type, 1, MAX_DEVICE_TYPE_LEN);
         }
         Labels::check(&mut sink, &[LocSegment::from("labels")], &labels);
         sink.finish()?;

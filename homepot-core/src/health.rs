@@ -15,6 +15,12 @@ use crate::validation::{
 pub const MAX_ENDPOINT_LEN: usize = 200;
 /// Longest `error_message` accepted.
 pub const MAX_ERROR_MESSAGE_LEN: usize = 4096;
+/// Longest `app_metrics.app_version`.
+pub const MAX_APP_VERSION_LEN: usize = 64;
+/// The range of `status_code`: an HTTP status.
+pub const STATUS_CODES: (i64, i64) = (100, 599);
+/// The upper bound of every percentage (the lower is 0).
+pub const MAX_PERCENT: f64 = 100.0;
 /// Deepest nesting accepted inside `response_data`.
 pub const MAX_RESPONSE_DATA_DEPTH: usize = 16;
 /// Keys of the stored document that hold the metric groups.
@@ -132,7 +138,7 @@ impl HealthReport {
     pub(crate) fn check(&self, sink: &mut ErrorSink) {
         let root: &[LocSegment] = &[];
         check_int_range(sink, root, "response_time_ms", self.response_time_ms, 0, i64::from(i32::MAX));
-        check_int_range(sink, root, "status_code", self.status_code, 100, 599);
+        check_int_range(sink, root, "status_code", self.status_code, STATUS_CODES.0, STATUS_CODES.1);
         if let Some(endpoint) = &self.endpoint {
             check_len(sink, root, "endpoint", endpoint, 0, MAX_ENDPOINT_LEN);
         }
@@ -166,7 +172,7 @@ impl HealthReport {
                 ("disk_percent", system.disk_percent),
             ] {
                 if let Some(value) = value {
-                    check_float_range(sink, &loc, name, value, 0.0, 100.0);
+                    check_float_range(sink, &loc, name, value, 0.0, MAX_PERCENT);
                 }
             }
             non_negative(
@@ -193,7 +199,7 @@ impl HealthReport {
         if let Some(app) = &self.app_metrics {
             let loc = [LocSegment::from("app_metrics")];
             if let Some(version) = &app.app_version {
-                check_len(sink, &loc, "app_version", version, 0, 64);
+                check_len(sink, &loc, "app_version", version, 0, MAX_APP_VERSION_LEN);
             }
             non_negative(
                 sink,

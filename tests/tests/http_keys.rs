@@ -173,7 +173,9 @@ async fn the_last_admin_key_is_kept() {
     homepot_tests::init();
     let (store, _dir) = open_store(Backend::Sqlite, "last_admin").await.expect("SQLite");
     let store: Arc<dyn homepot_storage::Store> = Arc::new(store);
-    let AdminKeyOutcome::Generated(admin) = ensure_admin_key(&*store, None, chrono::Utc::now()).await.expect("bootstrap") else {
+    let AdminKeyOutcome::Generated(admin) =
+        ensure_admin_key(&*store, None, chrono::Utc::now()).await.expect("bootstrap")
+    else {
         panic!("a fresh database gets a generated admin key");
     };
     let server = homepot_http::start("127.0.0.1:0", Arc::clone(&store), ServerConfig::default()).await.expect("start");

@@ -14,7 +14,16 @@ use crate::validation::{ErrorKind, ErrorSink, ValidationErrors, check_int_range,
 /// any JSON tooling and cannot be a recursion bomb.
 pub(crate) const MAX_METADATA_DEPTH: usize = 16;
 /// Longest free text (messages, stack traces, search queries), in characters.
-const MAX_TEXT: usize = 65_536;
+/// Longest free text (search queries, error messages, stack traces).
+pub const MAX_TEXT: usize = 65_536;
+/// Longest short label: an activity type, a category, a state, an error code.
+pub const MAX_LABEL: usize = 50;
+/// Longest identifier: a device, session, element, user, job or endpoint.
+pub const MAX_IDENTIFIER: usize = 255;
+/// Longest page URL or reason.
+pub const MAX_SENTENCE: usize = 500;
+/// Longest job type.
+pub const MAX_JOB_TYPE: usize = 100;
 
 /// A string field of at most `max` characters (and at least one).
 fn text(r: &ObjectReader<'_>, sink: &mut ErrorSink, field: &str, required: bool, max: usize) -> Option<String> {
@@ -84,10 +93,10 @@ pub fn parse_user_activity(bytes: &[u8], user_id: &str, at: DateTime<Utc>) -> Re
     let activity = UserActivity {
         timestamp: at,
         user_id: user_id.to_owned(),
-        activity_type: text(&r, &mut sink, "activity_type", true, 50).unwrap_or_default(),
-        session_id: text(&r, &mut sink, "session_id", false, 255),
-        page_url: text(&r, &mut sink, "page_url", false, 500),
-        element_id: text(&r, &mut sink, "element_id", false, 255),
+        activity_type: text(&r, &mut sink, "activity_type", true, MAX_LABEL).unwrap_or_default(),
+        session_id: text(&r, &mut sink, "session_id", false, MAX_IDENTIFIER),
+        page_url: text(&r, &mut sink, "page_url", false, MAX_SENTENCE),
+        element_id: text(&r, &mut sink, "element_id", false, MAX_IDENTIFIER),
         search_query: text(&r, &mut sink, "search_query", false, MAX_TEXT),
         duration_ms: non_negative(&r, &mut sink, "duration_ms"),
         metadata: free_form(&r, &mut sink, &["metadata", "extra_data"]),
@@ -106,14 +115,14 @@ pub fn parse_error_log(bytes: &[u8], at: DateTime<Utc>) -> Result<ErrorLog, Vali
     let names: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
     let error = ErrorLog {
         timestamp: at,
-        category: text(&r, &mut sink, "category", true, 50).unwrap_or_default(),
+        category: text(&r, &mut sink, "category", true, MAX_LABEL).unwrap_or_default(),
         severity: one_of(&r, &mut sink, "severity", Severity::parse, &names).unwrap_or(Severity::Error),
-        error_code: text(&r, &mut sink, "error_code", false, 50),
+        error_code: text(&r, &mut sink, "error_code", false, MAX_LABEL),
         error_message: text(&r, &mut sink, "error_message", true, MAX_TEXT).unwrap_or_default(),
         stack_trace: text(&r, &mut sink, "stack_trace", false, MAX_TEXT),
-        endpoint: text(&r, &mut sink, "endpoint", false, 255),
-        user_id: text(&r, &mut sink, "user_id", false, 255),
-        device_id: text(&r, &mut sink, "device_id", false, 255),
+        endpoint: text(&r, &mut sink, "endpoint", false, MAX_IDENTIFIER),
+        user_id: text(&r, &mut sink, "user_id", false, MAX_IDENTIFIER),
+        device_id: text(&r, &mut sink, "device_id", false, MAX_IDENTIFIER),
         context: free_form(&r, &mut sink, &["context"]),
         resolved: r.optional_bool(&mut sink, "resolved").unwrap_or(false),
     };
@@ -132,12 +141,12 @@ pub fn parse_state_change(bytes: &[u8], recorded_by: &str, at: DateTime<Utc>) ->
     let mut sink = ErrorSink::default();
     let change = StateChange {
         timestamp: at,
-        device_id: text(&r, &mut sink, "device_id", true, 255).unwrap_or_default(),
-        previous_state: text(&r, &mut sink, "previous_state", false, 50),
-        new_state: text(&r, &mut sink, "new_state", true, 50).unwrap_or_default(),
-        changed_by: text(&r, &mut sink, "changed_by", false, 255).unwrap_or_else(|| recorded_by.to_owned()),
+        device_id: text(&r, &mut sink, "device_id", true, MAX_IDENTIFIER).unwrap_or_default(),
+        previous_state: text(&r, &mut sink, "previous_state", false, MAX_LABEL),
+        new_state: text(&r, &mut sink, "new_state", true, MAX_LABEL).unwrap_or_default(),
+        changed_by: text(&r, &mut sink, "changed_by", false, MAX_IDENTIFIER).unwrap_or_else(|| recorded_by.to_owned()),
         recorded_by: Some(recorded_by.to_owned()),
-        reason: text(&r, &mut sink, "reason", false, 500),
+        reason: text(&r, &mut sink, "reason", false, MAX_SENTENCE),
         metadata: free_form(&r, &mut sink, &["metadata", "extra_data"]),
     };
     sink.finish().map(|()| change)
@@ -154,15 +163,15 @@ pub fn parse_job_outcome(bytes: &[u8], at: DateTime<Utc>) -> Result<JobOutcome, 
     let names: Vec<&str> = JobStatus::ALL.iter().map(|s| s.as_str()).collect();
     let outcome = JobOutcome {
         timestamp: at,
-        job_id: text(&r, &mut sink, "job_id", true, 255).unwrap_or_default(),
-        job_type: text(&r, &mut sink, "job_type", true, 100).unwrap_or_default(),
-        device_id: text(&r, &mut sink, "device_id", false, 255),
+        job_id: text(&r, &mut sink, "job_id", true, MAX_IDENTIFIER).unwrap_or_default(),
+        job_type: text(&r, &mut sink, "job_type", true, MAX_JOB_TYPE).unwrap_or_default(),
+        device_id: text(&r, &mut sink, "device_id", false, MAX_IDENTIFIER),
         status: one_of(&r, &mut sink, "status", JobStatus::parse, &names).unwrap_or(JobStatus::Failed),
         duration_ms: non_negative(&r, &mut sink, "duration_ms"),
-        error_code: text(&r, &mut sink, "error_code", false, 50),
+        error_code: text(&r, &mut sink, "error_code", false, MAX_LABEL),
         error_message: text(&r, &mut sink, "error_message", false, MAX_TEXT),
         retry_count: non_negative(&r, &mut sink, "retry_count").unwrap_or(0),
-        initiated_by: text(&r, &mut sink, "initiated_by", false, 255),
+        initiated_by: text(&r, &mut sink, "initiated_by", false, MAX_IDENTIFIER),
         metadata: free_form(&r, &mut sink, &["metadata", "extra_data"]),
     };
     sink.finish().map(|()| outcome)

@@ -20,6 +20,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
+use super::documented::{ErrorLogRequest, JobOutcomeRequest, StateChangeRequest, UserActivityRequest};
 use super::{ApiTags, AppState, rfc3339};
 use homepot_engine::Principal;
 
@@ -33,126 +34,6 @@ pub(crate) struct AnalyticsApi;
 
 /// Most state changes returned by one history query.
 const HISTORY_LIMIT: usize = 1_000;
-
-/// A user activity from a frontend. `metadata` may be sent as `extra_data`.
-#[derive(Debug, Object)]
-struct UserActivityRequest {
-    /// `page_view`, `click`, `search`, `interaction`...
-    #[oai(validator(min_length = 1, max_length = 50))]
-    activity_type: String,
-    /// Frontend session.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    session_id: Option<String>,
-    /// Page.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 500))]
-    page_url: Option<String>,
-    /// Element acted on.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    element_id: Option<String>,
-    /// Search text.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 65536))]
-    search_query: Option<String>,
-    /// Time spent, ms.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "2147483647")))]
-    duration_ms: Option<i64>,
-    /// Free-form details, stored intact (at most 16 levels deep).
-    #[oai(skip_serializing_if_is_none)]
-    metadata: Option<BTreeMap<String, Value>>,
-}
-
-/// An error to log. `context` is stored intact.
-#[derive(Debug, Object)]
-struct ErrorLogRequest {
-    /// `api`, `database`, `external_service`, `validation`, `frontend`...
-    #[oai(validator(min_length = 1, max_length = 50))]
-    category: String,
-    /// `critical`, `error`, `warning` or `info`.
-    #[oai(validator(pattern = "^(critical|error|warning|info)$"))]
-    severity: String,
-    /// What happened.
-    #[oai(validator(min_length = 1, max_length = 65536))]
-    error_message: String,
-    /// Machine-readable code, e.g. `AUTH_001`.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 50))]
-    error_code: Option<String>,
-    /// Stack trace.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 65536))]
-    stack_trace: Option<String>,
-    /// Endpoint involved.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    endpoint: Option<String>,
-    /// User involved.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    user_id: Option<String>,
-    /// Device involved (a device key may name only itself; it is the default).
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    device_id: Option<String>,
-    /// Free-form context, stored intact.
-    #[oai(skip_serializing_if_is_none)]
-    context: Option<BTreeMap<String, Value>>,
-    /// Already dealt with (default false).
-    #[oai(skip_serializing_if_is_none)]
-    resolved: Option<bool>,
-}
-
-/// A device state change. `metadata` may be sent as `extra_data`.
-#[derive(Debug, Object)]
-struct StateChangeRequest {
-    /// A registered device.
-    #[oai(validator(min_length = 1, max_length = 255))]
-    device_id: String,
-    /// State before.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 50))]
-    previous_state: Option<String>,
-    /// State after.
-    #[oai(validator(min_length = 1, max_length = 50))]
-    new_state: String,
-    /// Who or what changed it (a user, `system`); kept as posted. Without it, the change is
-    /// attributed to the posting key's fingerprint.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    changed_by: Option<String>,
-    /// Why.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 500))]
-    reason: Option<String>,
-    /// Free-form details, stored intact.
-    #[oai(skip_serializing_if_is_none)]
-    metadata: Option<BTreeMap<String, Value>>,
-}
-
-/// A job's outcome. `metadata` may be sent as `extra_data`.
-#[derive(Debug, Object)]
-struct JobOutcomeRequest {
-    /// Job identifier.
-    #[oai(validator(min_length = 1, max_length = 255))]
-    job_id: String,
-    /// Kind of job, e.g. `device_restart`.
-    #[oai(validator(min_length = 1, max_length = 100))]
-    job_type: String,
-    /// `success`, `failed`, `timeout` or `cancelled`.
-    #[oai(validator(pattern = "^(success|failed|timeout|cancelled)$"))]
-    status: String,
-    /// Device it ran on (a device key may name only itself; it is the default).
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    device_id: Option<String>,
-    /// Run time, ms.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "2147483647")))]
-    duration_ms: Option<i64>,
-    /// Machine-readable error.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 50))]
-    error_code: Option<String>,
-    /// Human-readable error.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 65536))]
-    error_message: Option<String>,
-    /// Retries before this outcome (default 0).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "2147483647")))]
-    retry_count: Option<i64>,
-    /// Who started it.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 255))]
-    initiated_by: Option<String>,
-    /// Free-form details, stored intact.
-    #[oai(skip_serializing_if_is_none)]
-    metadata: Option<BTreeMap<String, Value>>,
-}
 
 /// `{"success": true, "message": ..., "id": ...}`: the record is stored.
 #[derive(Debug, Object)]

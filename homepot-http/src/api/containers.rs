@@ -12,6 +12,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
+use super::documented::ContainerRequestBody;
 use super::{ApiTags, AppState};
 use crate::auth::{ApiKeyAuth, MetricsAuth};
 use crate::body::JsonBody;
@@ -53,29 +54,6 @@ struct OriginatorView {
     timestamp: i64,
     /// Latest value of each measurement.
     measurements: Vec<Measurement>,
-}
-
-/// Which measurements to report, as the request message's `filter` entries.
-#[derive(Debug, Object)]
-struct RequestFilter {
-    /// Measurement ids or `prefix*` patterns; null or absent: all.
-    #[oai(skip_serializing_if_is_none)]
-    id: Option<Vec<String>>,
-    /// Only this originator (`SYSTEM`, `Container:<name>`); empty or absent: all.
-    #[oai(skip_serializing_if_is_none)]
-    originator: Option<String>,
-}
-
-/// A metrics request for one device.
-#[derive(Debug, Object)]
-struct ContainerRequestBody {
-    /// A registered device; its thing is `<device_id>:edge:containers`.
-    device_id: String,
-    /// Reporting interval: seconds, or a duration such as `2s`, `500ms`, `1m`; `0s` stops.
-    frequency: String,
-    /// What to report; absent: everything.
-    #[oai(skip_serializing_if_is_none)]
-    filter: Option<Vec<RequestFilter>>,
 }
 
 /// A device's refusal of a metrics request.

@@ -1,3 +1,6 @@
+//! The device registry: register a device (with its first key), list, read one with its
+//! newest check and state, remove one with its keys and checks.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -8,6 +11,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::documented::RegisterDeviceRequest;
 use super::health::HealthCheckView;
 use super::{ApiTags, AppState, rfc3339};
 use crate::auth::ApiKeyAuth;
@@ -17,23 +21,6 @@ use crate::error::ApiError;
 /// Device registry operations.
 #[derive(Debug, Default)]
 pub(crate) struct DevicesApi;
-
-/// A device to register.
-#[derive(Debug, Object)]
-struct RegisterDeviceRequest {
-    /// Unique, case-sensitive identifier: 1-128 of `A-Z a-z 0-9 . _ - :`.
-    #[oai(validator(pattern = r"^[A-Za-z0-9._:-]{1,128}$"))]
-    device_id: String,
-    /// Human-readable name.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 200))]
-    name: Option<String>,
-    /// Kind of device, e.g. `pos-terminal`.
-    #[oai(skip_serializing_if_is_none, validator(min_length = 1, max_length = 64))]
-    device_type: Option<String>,
-    /// Labels such as `zone` or `env` (at most 64).
-    #[oai(skip_serializing_if_is_none)]
-    labels: Option<BTreeMap<String, String>>,
-}
 
 /// A registered device.
 #[derive(Debug, Object)]

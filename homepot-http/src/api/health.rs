@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use homepot_core::DeviceId;
 use homepot_core::ingest::health_json::parse_health_check;
-use homepot_core::{AppMetrics, DeviceId, HealthReport, NetworkMetrics, SystemMetrics};
 use homepot_storage::StoredHealthCheck;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -12,6 +12,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
+use super::documented::HealthCheckRequest;
 use super::{ApiTags, AppState, rfc3339};
 use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
@@ -19,138 +20,6 @@ use crate::error::ApiError;
 
 #[derive(Debug, Default)]
 pub(crate) struct HealthApi;
-
-/// System resource metrics.
-#[derive(Debug, Object)]
-pub(crate) struct SystemMetricsBody {
-    /// CPU usage percentage (0-100).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "100")))]
-    cpu_percent: Option<f64>,
-    /// Memory usage percentage (0-100).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "100")))]
-    memory_percent: Option<f64>,
-    /// Used memory in MB (at most `memory_total_mb`).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    memory_used_mb: Option<i64>,
-    /// Total memory in MB.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    memory_total_mb: Option<i64>,
-    /// Disk usage percentage (0-100).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0"), maximum(value = "100")))]
-    disk_percent: Option<f64>,
-    /// Used disk in GB (at most `disk_total_gb`).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    disk_used_gb: Option<i64>,
-    /// Total disk in GB.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    disk_total_gb: Option<i64>,
-    /// Seconds since boot.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    uptime_seconds: Option<i64>,
-}
-
-/// Application metrics.
-#[derive(Debug, Object)]
-pub(crate) struct AppMetricsBody {
-    /// Application version.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 64))]
-    app_version: Option<String>,
-    /// Transactions processed.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    transactions_count: Option<i64>,
-    /// Errors encountered.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    errors_count: Option<i64>,
-    /// Warnings raised.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    warnings_count: Option<i64>,
-    /// Average response time in ms.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    avg_response_time_ms: Option<i64>,
-}
-
-/// Network metrics.
-#[derive(Debug, Object)]
-pub(crate) struct NetworkMetricsBody {
-    /// Latency in ms.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    latency_ms: Option<i64>,
-    /// Bytes received.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    rx_bytes: Option<i64>,
-    /// Bytes transmitted.
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "0")))]
-    tx_bytes: Option<i64>,
-}
-
-/// A health check as a device submits it. Unknown fields are ignored.
-#[derive(Debug, Object)]
-pub(crate) struct HealthCheckRequest {
-    /// Overall health status of the device.
-    is_healthy: bool,
-    /// Response time in milliseconds.
-    #[oai(validator(minimum(value = "0"), maximum(value = "2147483647")))]
-    response_time_ms: i64,
-    /// HTTP status code of the device's own check (default 200).
-    #[oai(skip_serializing_if_is_none, validator(minimum(value = "100"), maximum(value = "599")))]
-    status_code: Option<i64>,
-    /// Health check endpoint path.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 200))]
-    endpoint: Option<String>,
-    /// Additional device-specific data, stored intact. It may not repeat a metric group's key.
-    #[oai(skip_serializing_if_is_none)]
-    response_data: Option<BTreeMap<String, Value>>,
-    /// Error description if unhealthy.
-    #[oai(skip_serializing_if_is_none, validator(max_length = 4096))]
-    error_message: Option<String>,
-    /// System metrics.
-    #[oai(skip_serializing_if_is_none)]
-    system: Option<SystemMetricsBody>,
-    /// Application metrics.
-    #[oai(skip_serializing_if_is_none)]
-    app_metrics: Option<AppMetricsBody>,
-    /// Network metrics.
-    #[oai(skip_serializing_if_is_none)]
-    network: Option<NetworkMetricsBody>,
-}
-
-impl From<&HealthReport> for HealthCheckRequest {
-    fn from(r: &HealthReport) -> Self {
-        let system = r.system.as_ref().map(|s: &SystemMetrics| SystemMetricsBody {
-            cpu_percent: s.cpu_percent,
-            memory_percent: s.memory_percent,
-            memory_used_mb: s.memory_used_mb,
-            memory_total_mb: s.memory_total_mb,
-            disk_percent: s.disk_percent,
-            disk_used_gb: s.disk_used_gb,
-            disk_total_gb: s.disk_total_gb,
-            uptime_seconds: s.uptime_seconds,
-        });
-        let app_metrics = r.app_metrics.as_ref().map(|a: &AppMetrics| AppMetricsBody {
-            app_version: a.app_version.clone(),
-            transactions_count: a.transactions_count,
-            errors_count: a.errors_count,
-            warnings_count: a.warnings_count,
-            avg_response_time_ms: a.avg_response_time_ms,
-        });
-        let network = r.network.as_ref().map(|n: &NetworkMetrics| NetworkMetricsBody {
-            latency_ms: n.latency_ms,
-            rx_bytes: n.rx_bytes,
-            tx_bytes: n.tx_bytes,
-        });
-        Self {
-            is_healthy: r.is_healthy,
-            response_time_ms: r.response_time_ms,
-            status_code: Some(r.status_code),
-            endpoint: r.endpoint.clone(),
-            response_data: (!r.response_data.is_empty()).then(|| r.response_data.clone().into_iter().collect()),
-            error_message: r.error_message.clone(),
-            system,
-            app_metrics,
-            network,
-        }
-    }
-}
 
 /// The answer to an accepted health check: it is durable when this is sent.
 #[derive(Debug, Object)]

@@ -12,6 +12,7 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use super::documented::FleetKeyRequest;
 use super::{ApiTags, AppState, rfc3339};
 use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
@@ -65,14 +66,6 @@ struct KeyList {
     count: usize,
 }
 
-/// A key that belongs to no device.
-#[derive(Debug, Object)]
-struct FleetKeyRequest {
-    /// `read` (reads everything, writes nothing) or `admin`.
-    #[oai(validator(pattern = "^(read|admin)$"))]
-    role: String,
-}
-
 #[derive(Debug, ApiResponse)]
 enum IssueResponse {
     /// Issued. Existing keys stay valid until revoked, so a device can switch over first.
@@ -87,11 +80,10 @@ enum RevokeResponse {
     Revoked,
 }
 
-impl AppState {
-    async fn issue_key(&self, role: Role, device_id: Option<DeviceId>) -> Result<IssueResponse, ApiError> {
-        let (info, key) = self.homepot.issue_key(role, device_id).await?;
-        Ok(IssueResponse::Created(Json(IssuedKey { key: KeyView::from(info), api_key: key.expose().to_owned() })))
-    }
+/// Issues a key and answers with it, shown this once.
+async fn issue(state: &AppState, role: Role, device_id: Option<DeviceId>) -> Result<IssueResponse, ApiError> {
+    let (info, key) = state.homepot.issue_key(role, device_id).await?;
+    Ok(IssueResponse::Created(Json(IssuedKey { key: KeyView::from(info), api_key: key.expose().to_owned() })))
 }
 
 #[OpenApi]
@@ -108,7 +100,7 @@ impl KeysApi {
     ) -> Result<IssueResponse, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
         let device = state.homepot.registered_device(&device_id).await?;
-        state.issue_key(Role::Device, Some(device)).await
+        issue(&state, Role::Device, Some(device)).await
     }
 
     /// A device's unrevoked keys, without their secrets. Needs an admin key.
@@ -153,7 +145,7 @@ impl KeysApi {
     ) -> Result<IssueResponse, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
         let role = parse_fleet_key_request(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
-        state.issue_key(role, None).await
+        issue(&state, role, None).await
     }
 
     /// The unrevoked read and admin keys, without their secrets. Needs an admin key.

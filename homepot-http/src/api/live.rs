@@ -1,3 +1,6 @@
+//! The live view: the latest value of every series as JSON, one series per name, the names,
+//! clearing it, and Prometheus text at `/metrics`.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,3 +1,7 @@
+//! Metrics ingest in every format the metrics service takes (simple JSON, JSON batch, line
+//! protocol, InfluxDB's `/write`, OTLP), all through one opening and one write, and metric
+//! history.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -15,6 +19,7 @@ use serde_json::Value;
 
 use homepot_engine::{PointsWrite, Principal};
 
+use super::documented::{MetricBatchRequest, SimpleMetricRequest};
 use super::{ApiTags, AppState};
 use crate::auth::MetricsAuth;
 use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
@@ -23,43 +28,6 @@ use crate::error::ApiError;
 /// Metrics ingest and history (metrics service).
 #[derive(Debug, Default)]
 pub(crate) struct MetricsApi;
-
-/// `{"name", "value", "tags"?, "timestamp"?}`.
-#[derive(Debug, Object)]
-struct SimpleMetricRequest {
-    /// Metric name (1-256 characters, no line breaks, not starting with `#`).
-    #[oai(validator(min_length = 1, max_length = 256, pattern = r"^[^#\r\n][^\r\n]*$"))]
-    name: String,
-    /// Numeric value.
-    value: f64,
-    /// Key-value labels.
-    tags: Option<BTreeMap<String, String>>,
-    /// Unix time in seconds (< 1e12), milliseconds (< 1e15) or nanoseconds; default now.
-    timestamp: Option<f64>,
-}
-
-/// One metric of a batch.
-#[derive(Debug, Object)]
-struct BatchMetric {
-    /// Metric name (1-256 characters).
-    #[oai(validator(min_length = 1, max_length = 256))]
-    name: String,
-    /// Field values: numbers, booleans or strings.
-    fields: BTreeMap<String, Value>,
-    /// Key-value labels.
-    tags: Option<BTreeMap<String, String>>,
-    /// Unix time in seconds, milliseconds or nanoseconds; default now.
-    timestamp: Option<f64>,
-    /// `gauge` (default), `counter`, `histogram` or `summary`.
-    metric_type: Option<String>,
-}
-
-/// `{"metrics": [...]}`.
-#[derive(Debug, Object)]
-struct MetricBatchRequest {
-    /// The metrics.
-    metrics: Vec<BatchMetric>,
-}
 
 /// A line that was not accepted.
 #[derive(Debug, Object)]
@@ -246,17 +214,15 @@ struct Push<'a> {
     now_ns: i64,
 }
 
-impl AppState {
+impl<'a> Push<'a> {
     /// Opens a push: read keys are refused before the body is even parsed.
-    async fn open_push(&self, auth: &MetricsAuth) -> Result<Push<'_>, ApiError> {
-        let principal = self.authenticate_metrics(auth).await?;
+    async fn open(state: &'a AppState, auth: &MetricsAuth) -> Result<Self, ApiError> {
+        let principal = state.authenticate_metrics(auth).await?;
         principal.require_some_writer()?;
-        let now_ns = self.homepot.now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        Ok(Push { state: self, principal, owner: auth.owner(), now_ns })
+        let now_ns = state.homepot.now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+        Ok(Push { state, principal, owner: auth.owner(), now_ns })
     }
-}
 
-impl Push<'_> {
     /// Writes `points`, durable when this returns: how many were sent, and what was stored.
     /// A device key's points always carry its own `device_id`, so a device cannot write in
     /// another's name.
@@ -299,7 +265,7 @@ impl MetricsApi {
         auth: MetricsAuth,
         body: JsonBody<SimpleMetricRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let push = state.open_push(&auth).await?;
+        let push = Push::open(&state, &auth).await?;
         let point = parse_simple_metric(&body.bytes, push.now_ns).map_err(|e| ApiError::invalid("body", e))?;
         let (accepted, written) = push.write(vec![point]).await?;
         Ok(Json(MetricsAccepted::new(accepted, written)))
@@ -314,7 +280,7 @@ impl MetricsApi {
         auth: MetricsAuth,
         body: JsonBody<MetricBatchRequest>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let push = state.open_push(&auth).await?;
+        let push = Push::open(&state, &auth).await?;
         let points = parse_metric_batch(&body.bytes, push.now_ns).map_err(|e| ApiError::invalid("body", e))?;
         let (accepted, written) = push.write(points).await?;
         Ok(Json(MetricsAccepted::new(accepted, written)))
@@ -332,7 +298,7 @@ impl MetricsApi {
         precision: Query<Option<String>>,
         body: RawBody<TextKind>,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let push = state.open_push(&auth).await?;
+        let push = Push::open(&state, &auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, push.now_ns);
         if outcome.points.is_empty() && outcome.error_count > 0 {
@@ -370,7 +336,7 @@ impl MetricsApi {
         body: RawBody<TextKind>,
     ) -> Result<WriteResponse, ApiError> {
         let _ = db;
-        let push = state.open_push(&auth).await?;
+        let push = Push::open(&state, &auth).await?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, push.now_ns);
         push.write(outcome.points).await?;
@@ -393,7 +359,7 @@ impl MetricsApi {
         auth: MetricsAuth,
         body: RawBody<OtlpKind>,
     ) -> Result<OtlpResponse, ApiError> {
-        let push = state.open_push(&auth).await?;
+        let push = Push::open(&state, &auth).await?;
         let protobuf = body.media == 0;
         let decoded = if protobuf { otlp::decode_protobuf(&body.bytes) } else { otlp::decode_json(&body.bytes) };
         let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, push.now_ns);

@@ -1,9 +1,11 @@
-//! The HTTP operations, grouped by resource. Handlers are thin: authenticate, hand the body
-//! to a `homepot-core` adapter, call the pipeline or the store, shape the answer.
+//! The HTTP operations, one file per resource, and what every handler shares ([`AppState`]).
+//! Handlers are thin: authenticate, hand the body to a `homepot-core` adapter, call the
+//! engine, shape the answer. Request bodies as documented sit together in `documented.rs`.
 
 mod analytics;
 mod containers;
 mod devices;
+mod documented;
 mod health;
 mod keys;
 mod live;

@@ -1,3 +1,6 @@
+//! The service's own endpoints: liveness (`/health`), detailed health (`/api/health`) and
+//! counters (`/api/v1/stats`). No key needed.
+
 use std::sync::Arc;
 
 use poem::web::Data;

@@ -1,3 +1,6 @@
+//! The device metrics simulator endpoint, for development: it registers the device if needed
+//! and records a realistic health check. Off unless the server runs with `--simulator`.
+
 use std::sync::Arc;
 
 use homepot_core::simulate::{random_suffix, simulated_report};
@@ -8,7 +11,7 @@ use poem_openapi::param::Query;
 use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 
-use super::health::HealthCheckRequest;
+use super::documented::HealthCheckRequest;
 use super::{ApiTags, AppState, rfc3339};
 use crate::error::ApiError;
 

@@ -1,3 +1,6 @@
+//! The live stream: Server-Sent Events of the live view, one per interval, and a page that
+//! shows them in a browser.
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
