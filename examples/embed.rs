@@ -12,7 +12,7 @@ use homepot_core::{ApiKey, DeviceId, HealthCheck, HealthReport, NewDevice};
 use homepot_engine::{Engine, Homepot, Settings, SystemClock};
 use homepot_http::ServerConfig;
 use homepot_storage::InMemoryStore;
-use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::listener::TcpListener;
 use poem::{Endpoint, EndpointExt, Route, get, handler};
 
 #[handler]
@@ -63,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poem::listener::{Acceptor, Listener};
 
     #[tokio::test]
     async fn the_host_serves_its_route_and_homepot_beside_it() {
