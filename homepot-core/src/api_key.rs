@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -48,8 +49,24 @@ impl fmt::Debug for ApiKey {
 
 /// SHA-256 of a key. Keys carry 256 bits of entropy, so an unsalted fast hash is enough:
 /// there is nothing to brute-force that is cheaper than guessing the key itself.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+/// Serialised as its stored hex form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct KeyHash([u8; 32]);
+
+impl TryFrom<String> for KeyHash {
+    type Error = &'static str;
+
+    fn try_from(hex: String) -> Result<Self, Self::Error> {
+        Self::from_hex(&hex).ok_or("a key hash is 64 hex digits")
+    }
+}
+
+impl From<KeyHash> for String {
+    fn from(hash: KeyHash) -> Self {
+        hash.to_hex()
+    }
+}
 
 impl KeyHash {
     /// Hashes whatever a client presented.
@@ -93,7 +110,8 @@ impl fmt::Debug for KeyHash {
 }
 
 /// What a key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything: manage devices, read everything, write for any device.
     Admin,

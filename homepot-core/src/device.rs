@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::validation::{ErrorKind, ErrorSink, FieldError, LocSegment, ValidationErrors, check_len};
 
@@ -20,8 +21,23 @@ pub const MAX_LABELS: usize = 64;
 ///
 /// **Invariant:** 1–128 characters from `A-Z a-z 0-9 . _ - :`, so it is safe in URLs,
 /// MQTT topics and log lines.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct DeviceId(String);
+
+impl TryFrom<String> for DeviceId {
+    type Error = ValidationErrors;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw)
+    }
+}
+
+impl From<DeviceId> for String {
+    fn from(id: DeviceId) -> Self {
+        id.0
+    }
+}
 
 impl DeviceId {
     /// Checks `raw` against the identifier rules.
@@ -71,8 +87,23 @@ impl fmt::Display for DeviceId {
 ///
 /// **Invariant:** at most 64 labels; keys 1–63 characters of `A-Z a-z 0-9 . _ -`;
 /// values at most 256 characters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "BTreeMap<String, String>", into = "BTreeMap<String, String>")]
 pub struct Labels(BTreeMap<String, String>);
+
+impl TryFrom<BTreeMap<String, String>> for Labels {
+    type Error = ValidationErrors;
+
+    fn try_from(raw: BTreeMap<String, String>) -> Result<Self, Self::Error> {
+        Self::parse(raw)
+    }
+}
+
+impl From<Labels> for BTreeMap<String, String> {
+    fn from(labels: Labels) -> Self {
+        labels.0
+    }
+}
 
 impl Labels {
     /// Validates `raw`, recording problems under `loc`.
@@ -118,12 +149,41 @@ impl Labels {
 }
 
 /// What is needed to register a device.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serde uses the registration body's shape and validates it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NewDeviceDoc", into = "NewDeviceDoc")]
 pub struct NewDevice {
     id: DeviceId,
     name: Option<String>,
     device_type: Option<String>,
     labels: Labels,
+}
+
+/// [`NewDevice`] as serialised: the registration body.
+#[derive(Serialize, Deserialize)]
+struct NewDeviceDoc {
+    device_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    labels: BTreeMap<String, String>,
+}
+
+impl TryFrom<NewDeviceDoc> for NewDevice {
+    type Error = ValidationErrors;
+
+    fn try_from(doc: NewDeviceDoc) -> Result<Self, Self::Error> {
+        Self::parse(&doc.device_id, doc.name, doc.device_type, doc.labels)
+    }
+}
+
+impl From<NewDevice> for NewDeviceDoc {
+    fn from(device: NewDevice) -> Self {
+        Self { device_id: device.id.0, name: device.name, device_type: device.device_type, labels: device.labels.0 }
+    }
 }
 
 impl NewDevice {
@@ -211,6 +271,18 @@ impl Device {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn serde_validates_like_parse() {
+        let device =
+            NewDevice::parse("pos-1", Some("Till".into()), None, BTreeMap::from([("site".into(), "a".into())]))
+                .expect("valid");
+        let json = serde_json::to_string(&device).expect("serialises");
+        assert_eq!(json, r#"{"device_id":"pos-1","name":"Till","labels":{"site":"a"}}"#);
+        assert_eq!(serde_json::from_str::<NewDevice>(&json).expect("reads back"), device);
+        assert!(serde_json::from_str::<NewDevice>(r#"{"device_id":"has space"}"#).is_err());
+        assert!(serde_json::from_str::<DeviceId>(r#""slash/""#).is_err());
+    }
 
     #[test]
     fn device_ids() {

@@ -1,7 +1,7 @@
 //! Device health checks (device health API): the submitted report, its validation rules and the
 //! document that is stored for it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::device::DeviceId;
@@ -27,7 +27,7 @@ pub const MAX_RESPONSE_DATA_DEPTH: usize = 16;
 pub const GROUP_KEYS: [&str; 3] = ["system", "app_metrics", "network"];
 
 /// System resource metrics of a health report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SystemMetrics {
     /// CPU usage, 0–100.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +56,7 @@ pub struct SystemMetrics {
 }
 
 /// Application metrics of a health report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AppMetrics {
     /// Application version.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -76,7 +76,7 @@ pub struct AppMetrics {
 }
 
 /// Network metrics of a health report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkMetrics {
     /// Latency in ms.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,7 +90,9 @@ pub struct NetworkMetrics {
 }
 
 /// A health report as submitted, before validation. Serialises to the original API's request shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Request bodies go through [`crate::ingest::health_json`], which locates every error; serde
+/// reads back what was serialised.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HealthReport {
     /// Overall health.
     pub is_healthy: bool,
@@ -102,7 +104,7 @@ pub struct HealthReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// Free-form device data.
-    #[serde(skip_serializing_if = "Map::is_empty")]
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub response_data: Map<String, Value>,
     /// Error description when unhealthy.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -272,8 +274,26 @@ fn depth(value: &Value) -> usize {
 ///
 /// **Invariant:** every rule of [`HealthReport::check`] holds: percentages in 0–100, counters
 /// and sizes non-negative, used ≤ total, bounded strings, no group duplicated in `response_data`.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serde reads it back as a report and validates it again, so a stored check cannot bypass
+/// the rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "HealthReport", into = "HealthReport")]
 pub struct HealthCheck(HealthReport);
+
+impl TryFrom<HealthReport> for HealthCheck {
+    type Error = ValidationErrors;
+
+    fn try_from(report: HealthReport) -> Result<Self, Self::Error> {
+        Self::validate(report)
+    }
+}
+
+impl From<HealthCheck> for HealthReport {
+    fn from(check: HealthCheck) -> Self {
+        check.0
+    }
+}
 
 impl HealthCheck {
     /// Validates a report.
@@ -420,6 +440,19 @@ impl HealthCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_validates_a_check_again() {
+        let mut report = HealthReport::minimal(false, 150);
+        report.system = Some(SystemMetrics { cpu_percent: Some(65.5), ..Default::default() });
+        report.response_data.insert("queue".into(), Value::from(3));
+        let check = HealthCheck::validate(report.clone()).expect("valid");
+        let json = serde_json::to_string(&check).expect("serialises");
+        assert_eq!(serde_json::from_str::<HealthCheck>(&json).expect("reads back"), check);
+        report.system = Some(SystemMetrics { cpu_percent: Some(165.5), ..Default::default() });
+        let invalid = serde_json::to_string(&report).expect("serialises");
+        assert!(serde_json::from_str::<HealthCheck>(&invalid).is_err(), "cpu over 100 %");
+    }
 
     #[test]
     fn every_reported_metric_is_tracked() {

@@ -13,7 +13,7 @@ pub const MAX_KEY_LEN: usize = 256;
 pub const MAX_STRING_FIELD_LEN: usize = 64 * 1024;
 
 /// A field's value, with the types of InfluxDB line protocol.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum FieldValue {
     /// A finite float.
     Float(f64),
@@ -42,7 +42,8 @@ impl FieldValue {
 }
 
 /// What a metric measures (the metrics service's `metric_type`; default gauge).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MetricType {
     /// An instantaneous value.
     #[default]
@@ -110,13 +111,41 @@ pub enum PointError {
 /// **Invariant:** the name has 1–256 characters; 1–256 fields with unique, non-empty keys
 /// and finite floats; at most 64 tags with unique, non-empty keys, sorted by key; the time is
 /// nanoseconds since the Unix epoch.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serde reads a point back through [`Point::new`], so the invariant holds for stored points too.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "PointDoc", into = "PointDoc")]
 pub struct Point {
     name: String,
     tags: Vec<(String, String)>,
     fields: Vec<(String, FieldValue)>,
     timestamp_ns: i64,
     metric_type: MetricType,
+}
+
+/// [`Point`] as serialised.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PointDoc {
+    name: String,
+    tags: Vec<(String, String)>,
+    fields: Vec<(String, FieldValue)>,
+    timestamp_ns: i64,
+    metric_type: MetricType,
+}
+
+impl TryFrom<PointDoc> for Point {
+    type Error = PointError;
+
+    fn try_from(doc: PointDoc) -> Result<Self, Self::Error> {
+        Self::new(doc.name, doc.tags, doc.fields, doc.timestamp_ns, doc.metric_type)
+    }
+}
+
+impl From<Point> for PointDoc {
+    fn from(point: Point) -> Self {
+        let Point { name, tags, fields, timestamp_ns, metric_type } = point;
+        Self { name, tags, fields, timestamp_ns, metric_type }
+    }
 }
 
 /// Keys and names cannot hold line breaks: line protocol could not carry them.
@@ -312,6 +341,22 @@ pub mod strategies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn points_survive_serde(point in strategies::arb_point()) {
+            let json = serde_json::to_string(&point).expect("serialises");
+            prop_assert_eq!(serde_json::from_str::<Point>(&json).expect("reads back"), point);
+        }
+    }
+
+    #[test]
+    fn serde_refuses_what_point_new_refuses() {
+        let json = r#"{"name":"cpu","tags":[],"fields":[],"timestamp_ns":0,"metric_type":"gauge"}"#;
+        let err = serde_json::from_str::<Point>(json).expect_err("no fields");
+        assert!(err.to_string().contains("at least one field"), "{err}");
+    }
 
     #[test]
     fn timestamps_follow_the_documented_thresholds() {

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use homepot_core::{DeviceId, HealthCheck, KeyHash, Role};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Identifier of a stored health check (the original API's `health_check_id`).
@@ -17,7 +18,7 @@ pub struct RecordId(pub i64);
 pub struct KeyId(pub i64);
 
 /// A validated health check to store for a registered device.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewHealthCheck {
     /// The reporting device; must be registered.
     pub device_id: DeviceId,
@@ -51,7 +52,7 @@ pub struct StoredHealthCheck {
 }
 
 /// An API key to store (only its hash).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewKey {
     /// Hash of the secret.
     pub hash: KeyHash,

@@ -25,7 +25,7 @@ async fn postgres_conforms() {
 }
 
 #[tokio::test]
-async fn in_memory_example_conforms() {
+async fn in_memory_conforms() {
     conformance::run_all(&InMemoryStore::new()).await;
 }
 

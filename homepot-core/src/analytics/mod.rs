@@ -10,6 +10,7 @@ mod state;
 mod summary;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub use state::{DeviceState, Transition, on_health, on_silence};
@@ -24,7 +25,7 @@ pub const MAX_ENDPOINT_LEN: usize = 255;
 pub const MAX_LOGGED_ERROR_LEN: usize = 1_000;
 
 /// One API request, as the request-logging middleware saw it (the analytics design's `APIRequestLog`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestLog {
     /// When the request arrived.
     pub timestamp: DateTime<Utc>,
@@ -59,7 +60,7 @@ impl RequestLog {
 }
 
 /// A device state change (the analytics design's `DeviceStateHistory`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateChange {
     /// When it changed.
     pub timestamp: DateTime<Utc>,
@@ -82,7 +83,8 @@ pub struct StateChange {
 }
 
 /// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum JobStatus {
     /// It did what it was for.
     Success,
@@ -115,7 +117,7 @@ impl JobStatus {
 }
 
 /// The result of one job run (the analytics design's `JobOutcome`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobOutcome {
     /// When it was reported.
     pub timestamp: DateTime<Utc>,
@@ -142,7 +144,8 @@ pub struct JobOutcome {
 }
 
 /// How bad an error is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Service is down or data is at risk.
     Critical,
@@ -175,7 +178,7 @@ impl Severity {
 }
 
 /// A categorised error (the analytics design's `ErrorLog`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorLog {
     /// When it was reported.
     pub timestamp: DateTime<Utc>,
@@ -202,7 +205,7 @@ pub struct ErrorLog {
 }
 
 /// One user action in a frontend (the analytics design's `UserActivity`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserActivity {
     /// When it was reported.
     pub timestamp: DateTime<Utc>,
