@@ -2,12 +2,13 @@
 //! written by multi-row SQL and read in keyset pages.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::ControlFlow;
 
 use async_trait::async_trait;
 use homepot_core::{MetricType, Point};
 use homepot_storage::{MetricStore, StorageError};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
 };
 
@@ -73,43 +74,19 @@ impl MetricStore for SeaOrmStore {
         limit: usize,
     ) -> Result<Vec<Point>, StorageError> {
         let mut found = Vec::new();
-        // Keyset pagination on (time_ns, id), the order rows are read in.
-        let mut after: Option<(i64, i64)> = None;
+        if limit == 0 {
+            return Ok(found);
+        }
         // Tag filters run here rather than in SQL, where JSON operators differ per backend;
         // pages keep the memory bounded however selective the filter is.
-        while found.len() < limit {
-            let page = metric_point::Entity::find()
-                .filter(metric_point::Column::Name.eq(name))
-                .filter(metric_point::Column::TimeNs.gte(since_ns))
-                .filter(match after {
-                    Some((time_ns, id)) => Condition::any().add(metric_point::Column::TimeNs.lt(time_ns)).add(
-                        Condition::all()
-                            .add(metric_point::Column::TimeNs.eq(time_ns))
-                            .add(metric_point::Column::Id.lt(id)),
-                    ),
-                    None => Condition::all(),
-                })
-                .order_by_desc(metric_point::Column::TimeNs)
-                .order_by_desc(metric_point::Column::Id)
-                .limit(HISTORY_PAGE)
-                .all(&self.db)
-                .await
-                .map_err(db_error)?;
-            let exhausted = (page.len() as u64) < HISTORY_PAGE;
-            for row in page {
-                after = Some((row.time_ns, row.id));
-                let point = to_point(row)?;
-                if tags.iter().all(|pair| point.tags().contains(pair)) {
-                    found.push(point);
-                    if found.len() == limit {
-                        break;
-                    }
-                }
+        self.scan_points(&[name], since_ns, Order::Desc, |row| {
+            let point = to_point(row)?;
+            if tags.iter().all(|pair| point.tags().contains(pair)) {
+                found.push(point);
             }
-            if exhausted {
-                break;
-            }
-        }
+            Ok(if found.len() == limit { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+        })
+        .await?;
         Ok(found)
     }
 
@@ -119,9 +96,9 @@ impl MetricStore for SeaOrmStore {
         }
         // Oldest first, so each series keeps its last row; memory follows the series count.
         let mut latest: HashMap<(String, serde_json::Value), metric_point::Model> = HashMap::new();
-        self.scan_points(names, since_ns, |row| {
+        self.scan_points(names, since_ns, Order::Asc, |row| {
             latest.insert((row.name.clone(), row.tags.clone()), row);
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })
         .await?;
         latest.into_values().map(to_point).collect()
@@ -129,29 +106,34 @@ impl MetricStore for SeaOrmStore {
 }
 
 impl SeaOrmStore {
-    /// Rows named one of `names` at or after `since_ns`, oldest first, in keyset pages;
-    /// `visit` sees each.
+    /// Rows named one of `names` at or after `since_ns`, in `order` of (time, id), read in
+    /// keyset pages so memory stays bounded; `visit` sees each until it breaks.
     async fn scan_points(
         &self,
         names: &[&str],
         since_ns: i64,
-        mut visit: impl FnMut(metric_point::Model) -> Result<(), StorageError>,
+        order: Order,
+        mut visit: impl FnMut(metric_point::Model) -> Result<ControlFlow<()>, StorageError>,
     ) -> Result<(), StorageError> {
+        use metric_point::Column::{Id, Name, TimeNs};
+        let descending = matches!(order, Order::Desc);
         let mut after: Option<(i64, i64)> = None;
         loop {
+            let resume = match after {
+                Some((time_ns, id)) if descending => Condition::any()
+                    .add(TimeNs.lt(time_ns))
+                    .add(Condition::all().add(TimeNs.eq(time_ns)).add(Id.lt(id))),
+                Some((time_ns, id)) => Condition::any()
+                    .add(TimeNs.gt(time_ns))
+                    .add(Condition::all().add(TimeNs.eq(time_ns)).add(Id.gt(id))),
+                None => Condition::all(),
+            };
             let page = metric_point::Entity::find()
-                .filter(metric_point::Column::Name.is_in(names.iter().copied()))
-                .filter(metric_point::Column::TimeNs.gte(since_ns))
-                .filter(match after {
-                    Some((time_ns, id)) => Condition::any().add(metric_point::Column::TimeNs.gt(time_ns)).add(
-                        Condition::all()
-                            .add(metric_point::Column::TimeNs.eq(time_ns))
-                            .add(metric_point::Column::Id.gt(id)),
-                    ),
-                    None => Condition::all(),
-                })
-                .order_by_asc(metric_point::Column::TimeNs)
-                .order_by_asc(metric_point::Column::Id)
+                .filter(Name.is_in(names.iter().copied()))
+                .filter(TimeNs.gte(since_ns))
+                .filter(resume)
+                .order_by(TimeNs, order.clone())
+                .order_by(Id, order.clone())
                 .limit(HISTORY_PAGE)
                 .all(&self.db)
                 .await
@@ -159,7 +141,9 @@ impl SeaOrmStore {
             let exhausted = (page.len() as u64) < HISTORY_PAGE;
             for row in page {
                 after = Some((row.time_ns, row.id));
-                visit(row)?;
+                if visit(row)?.is_break() {
+                    return Ok(());
+                }
             }
             if exhausted {
                 return Ok(());
