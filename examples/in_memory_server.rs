@@ -1,4 +1,4 @@
-//! The full homepot server over the in-memory example backend: nothing touches disk, and
+//! The full homepot server over `InMemoryStore` (homepot-storage, feature `memory`): nothing touches disk, and
 //! everything is gone when it stops.
 //!
 //! `cargo run -p homepot-examples --example in_memory_server`
