@@ -20,7 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use homepot_core::KeyHash;
 use poem::Request;
 
-use homepot_engine::{Authenticator, Principal};
+use homepot_engine::{Homepot, Principal};
 
 use crate::auth::presented_key;
 use crate::error::ApiError;
@@ -82,7 +82,8 @@ pub(crate) struct RateLimiter {
     per_device_key: DefaultKeyedRateLimiter<KeyHash>,
     per_read_key: DefaultKeyedRateLimiter<KeyHash>,
     per_admin_key: Option<DefaultKeyedRateLimiter<KeyHash>>,
-    auth: Authenticator,
+    /// Keys are resolved through its authenticator; `X-RateLimit-Reset` reads its clock.
+    homepot: Homepot,
     clock: DefaultClock,
     trust_forwarded_headers: bool,
     checks: AtomicU64,
@@ -92,7 +93,7 @@ pub(crate) struct RateLimiter {
 const SWEEP_EVERY: u64 = 4_096;
 
 impl RateLimiter {
-    pub(crate) fn new(config: RateLimitConfig, auth: Authenticator) -> Self {
+    pub(crate) fn new(config: RateLimitConfig, homepot: Homepot) -> Self {
         let quota = |per_minute: NonZeroU32| Quota::per_minute(per_minute).allow_burst(config.burst);
         let default = config.requests_per_minute;
         Self {
@@ -100,7 +101,7 @@ impl RateLimiter {
             per_device_key: DefaultKeyedRateLimiter::keyed(quota(config.device_requests_per_minute.unwrap_or(default))),
             per_read_key: DefaultKeyedRateLimiter::keyed(quota(config.read_requests_per_minute.unwrap_or(default))),
             per_admin_key: config.admin_requests_per_minute.map(|n| DefaultKeyedRateLimiter::keyed(quota(n))),
-            auth,
+            homepot,
             clock: DefaultClock::default(),
             trust_forwarded_headers: config.trust_forwarded_headers,
             checks: AtomicU64::new(0),
@@ -120,7 +121,7 @@ impl RateLimiter {
 
     fn refused(&self, not_until: &governor::NotUntil<governor::clock::QuantaInstant>) -> ApiError {
         let wait = not_until.wait_time_from(self.clock.now());
-        let reset = chrono::Utc::now().timestamp() + wait.as_secs() as i64 + 1;
+        let reset = self.homepot.now().timestamp() + wait.as_secs() as i64 + 1;
         ApiError::too_many_requests(wait, reset)
     }
 
@@ -147,7 +148,7 @@ impl RateLimiter {
         }
         let hash = presented_key(request).map(|key| KeyHash::of(&key));
         if let Some(hash) = &hash
-            && let Some(principal) = self.auth.known(hash)
+            && let Some(principal) = self.homepot.authenticator().known(hash)
         {
             return self.check_key(&principal, hash);
         }
@@ -157,7 +158,7 @@ impl RateLimiter {
         }
         let Some(hash) = hash else { return Ok(()) };
         // A wrong key, or storage failing, is the handler's to answer (401, 503).
-        match self.auth.principal_for_hash(hash).await {
+        match self.homepot.authenticator().principal_for_hash(hash).await {
             Ok(principal) => self.check_key(&principal, &hash),
             Err(_) => Ok(()),
         }

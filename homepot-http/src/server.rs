@@ -236,7 +236,7 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
             trust_forwarded,
         ))
     });
-    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, homepot.authenticator().clone())));
+    let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, homepot.clone())));
     let state = Arc::new(AppState {
         homepot: homepot.clone(),
         simulator: config.simulator,
