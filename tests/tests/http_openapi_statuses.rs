@@ -38,8 +38,12 @@ async fn answered_statuses_are_documented() {
 
     let (url, key) = (s.url("/openapi.json"), format!("X-API-Key: {}", s.admin_key));
     // Blocking, on its own thread: the server runs on this test's runtime meanwhile.
+    // schemathesis keeps a cache in its working directory: a scratch one, not the checkout.
+    let scratch = tempfile::tempdir().expect("scratch directory");
+    let cwd = scratch.path().to_owned();
     let run = tokio::task::spawn_blocking(move || {
         Command::new("st")
+            .current_dir(cwd)
             .args(["run", &url, "-H", &key])
             .args([
                 "--checks",
