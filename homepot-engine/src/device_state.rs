@@ -135,9 +135,13 @@ impl DeviceStates {
             reason: Some(transition.reason),
             metadata: Map::new(),
         };
-        // Queued, not waited for: the writer logs the outcome.
-        if let Err(error) = self.pipeline.queue_record(AnalyticsRecord::StateChange(change)).await {
-            tracing::warn!(%error, device, "device state change not recorded");
+        // Waited for: the check that caused it is answered only once the history shows it, so
+        // a client reading the history right after reporting sees the transition. Transitions
+        // are rare, so this second commit costs ingest nothing measurable.
+        let state = change.new_state.clone();
+        match self.pipeline.write_own_record(AnalyticsRecord::StateChange(change)).await {
+            Ok(_) => tracing::info!(device, %state, "device state changed"),
+            Err(error) => tracing::warn!(%error, device, "device state change not recorded"),
         }
     }
 }

@@ -37,7 +37,7 @@ enum Job {
     Health(Box<NewHealthCheck>, Reply<HealthCheckId>),
     Points(Vec<Point>, Arc<str>, Reply<()>),
     /// `None`: nobody waits (state changes homepot detects itself).
-    Record(Box<AnalyticsRecord>, Option<Reply<RecordId>>),
+    Record(Box<AnalyticsRecord>, Reply<RecordId>),
 }
 
 /// What became of a health check.
@@ -129,10 +129,7 @@ impl Pipeline {
     async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.writer.try_send(job(reply)).map_err(queue_error)?;
-        match answer.await {
-            Ok(result) => result.map_err(EngineError::Storage),
-            Err(_) => Err(EngineError::Stopped),
-        }
+        answered(answer).await
     }
 
     /// Filters a health check, then queues it and waits until it is durable. A filtered check
@@ -208,13 +205,23 @@ impl Pipeline {
 
     /// Queues an analytics record and waits until it is durable.
     pub(crate) async fn write_record(&self, record: AnalyticsRecord) -> Result<RecordId, EngineError> {
-        self.submit(|reply| Job::Record(Box::new(record), Some(reply))).await
+        self.submit(|reply| Job::Record(Box::new(record), reply)).await
     }
 
-    /// Queues an analytics record without waiting for it: waits for room in the queue
-    /// rather than dropping it, never for the commit.
-    pub(crate) async fn queue_record(&self, record: AnalyticsRecord) -> Result<(), EngineError> {
-        self.writer.send(Job::Record(Box::new(record), None)).await.map_err(queue_error)
+    /// Queues a record the engine made itself, waiting for room rather than refusing it (no
+    /// client can send it again), and waits until it is durable.
+    pub(crate) async fn write_own_record(&self, record: AnalyticsRecord) -> Result<RecordId, EngineError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer.send(Job::Record(Box::new(record), reply)).await.map_err(queue_error)?;
+        answered(answer).await
+    }
+}
+
+/// What the writer answered for one job.
+async fn answered<T>(answer: oneshot::Receiver<Result<T, Arc<StorageError>>>) -> Result<T, EngineError> {
+    match answer.await {
+        Ok(result) => result.map_err(EngineError::Storage),
+        Err(_) => Err(EngineError::Stopped),
     }
 }
 
@@ -335,7 +342,7 @@ impl Telemetry {
         }
     }
 
-    async fn commit_record(&self, record: AnalyticsRecord, reply: Option<Reply<RecordId>>) {
+    async fn commit_record(&self, record: AnalyticsRecord, reply: Reply<RecordId>) {
         let result = match &record {
             AnalyticsRecord::StateChange(change) => self.store.insert_state_change(change).await,
             AnalyticsRecord::JobOutcome(outcome) => self.store.insert_job_outcome(outcome).await,
@@ -343,18 +350,7 @@ impl Telemetry {
             AnalyticsRecord::UserActivity(activity) => self.store.insert_user_activity(activity).await,
         };
         self.note(&result);
-        match (&result, &record) {
-            (Ok(_), AnalyticsRecord::StateChange(change)) if reply.is_none() => {
-                tracing::info!(device = %change.device_id, state = %change.new_state, "device state changed");
-            }
-            (Err(error), AnalyticsRecord::StateChange(change)) if reply.is_none() => {
-                tracing::warn!(%error, device = %change.device_id, "device state change not recorded");
-            }
-            _ => {}
-        }
-        if let Some(reply) = reply {
-            let _ = reply.send(result.map_err(Arc::new));
-        }
+        let _ = reply.send(result.map_err(Arc::new));
     }
 }
 
