@@ -16,6 +16,7 @@ pub mod live;
 pub mod metric;
 pub mod node;
 pub mod prometheus;
+pub mod rollup;
 pub mod simulate;
 pub mod validation;
 
