@@ -14,10 +14,13 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::hash::Hash;
 
+use serde::{Deserialize, Serialize};
+
 use crate::metric::Point;
 
 /// A bucket width.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum Tier {
     /// 60 s buckets.
     Minute,
@@ -67,9 +70,38 @@ const FRACTION_BITS: u32 = 32;
 const MAX_MAGNITUDE: f64 = 18_446_744_073_709_551_616.0;
 
 /// An exact sum of samples, each rounded once to a multiple of 2⁻³²: integer addition does
-/// not depend on order, as float addition does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// not depend on order, as float addition does. Serialised as its exact decimal form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct ExactSum(i128);
+
+impl TryFrom<String> for ExactSum {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse_decimal(&raw).ok_or("an exact sum is a decimal multiple of 2^-32")
+    }
+}
+
+impl From<ExactSum> for String {
+    fn from(sum: ExactSum) -> Self {
+        sum.to_decimal()
+    }
+}
+
+impl TryFrom<String> for Tier {
+    type Error = &'static str;
+
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse(&raw).ok_or("a tier is 1m, 1h or 1d")
+    }
+}
+
+impl From<Tier> for &'static str {
+    fn from(tier: Tier) -> Self {
+        tier.as_str()
+    }
+}
 
 impl ExactSum {
     /// One sample. Non-finite values count as zero; ingest refuses them before this.
@@ -133,7 +165,7 @@ impl ExactSum {
 }
 
 /// Count, sum, min, max and last of the samples in one bucket.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Aggregate {
     /// How many samples.
     pub count: u64,

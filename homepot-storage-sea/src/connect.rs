@@ -83,6 +83,6 @@ impl SeaOrmStore {
         });
         let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
         migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
-        Ok(Self { db })
+        Ok(Self { db, series_cache: Default::default() })
     }
 }

@@ -154,4 +154,8 @@ impl HealthStore for SeaOrmStore {
     async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError> {
         Ok(self.health_rows(device, None, 1).await?.pop())
     }
+
+    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        self.delete_some("health_checks", "checked_at < ?", vec![before.into()], max_rows).await
+    }
 }

@@ -17,6 +17,7 @@ mod keys;
 mod metrics;
 mod migration;
 mod point_codec;
+mod rollups;
 mod sql;
 
 use async_trait::async_trait;
@@ -37,6 +38,7 @@ use self::error::db_error;
 #[derive(Debug, Clone)]
 pub struct SeaOrmStore {
     pub(crate) db: DatabaseConnection,
+    pub(crate) series_cache: rollups::SeriesCache,
 }
 
 impl SeaOrmStore {

@@ -103,6 +103,10 @@ impl MetricStore for SeaOrmStore {
         .await?;
         latest.into_values().map(to_point).collect()
     }
+
+    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
+        self.delete_some("metric_points", "time_ns < ?", vec![before_ns.into()], max_rows).await
+    }
 }
 
 impl SeaOrmStore {

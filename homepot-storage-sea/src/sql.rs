@@ -63,9 +63,59 @@ pub(crate) fn insert_sql(
     sql
 }
 
+/// `sql` with its `?` placeholders numbered `$1, $2, ...` for PostgreSQL. The statements
+/// written here hold no `?` other than placeholders.
+pub(crate) fn numbered(backend: DbBackend, sql: &str) -> String {
+    if backend != DbBackend::Postgres {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    for (n, part) in sql.split('?').enumerate() {
+        if n > 0 {
+            out.push_str(&format!("${n}"));
+        }
+        out.push_str(part);
+    }
+    out
+}
+
+impl crate::SeaOrmStore {
+    /// Deletes at most `max_rows` rows of `table` where `condition` (with `?` placeholders
+    /// for `values`) holds, in its own short transaction, and returns how many it deleted.
+    pub(crate) async fn delete_some(
+        &self,
+        table: &str,
+        condition: &str,
+        mut values: Vec<sea_orm::Value>,
+        max_rows: u64,
+    ) -> Result<u64, homepot_storage::StorageError> {
+        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        let backend = self.db.get_database_backend();
+        let sql = numbered(
+            backend,
+            &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {condition} LIMIT ?)"),
+        );
+        values.push(i64::try_from(row_limit(max_rows)).unwrap_or(i64::MAX).into());
+        let txn = self.db.begin().await.map_err(crate::error::db_error)?;
+        let deleted = txn
+            .execute(Statement::from_sql_and_values(backend, sql, values))
+            .await
+            .map_err(crate::error::db_error)?
+            .rows_affected();
+        txn.commit().await.map_err(crate::error::db_error)?;
+        Ok(deleted)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Bind, DbBackend, insert_sql};
+    use super::{Bind, DbBackend, insert_sql, numbered};
+
+    #[test]
+    fn placeholders_are_numbered_for_postgres() {
+        assert_eq!(numbered(DbBackend::Postgres, "a = ? AND b < ? LIMIT ?"), "a = $1 AND b < $2 LIMIT $3");
+        assert_eq!(numbered(DbBackend::Sqlite, "a = ?"), "a = ?");
+    }
 
     #[test]
     fn multi_row_inserts_per_backend() {

@@ -15,12 +15,13 @@ use homepot_core::analytics::{
     ErrorLog, JobOutcome, JobStatus, RequestLog, Severity, StateChange, UserActivity, summarize_jobs,
     summarize_performance,
 };
+use homepot_core::rollup::{Aggregate, Tier};
 use homepot_core::{
     ApiKey, DeviceId, FieldValue, HealthCheck, HealthReport, MetricType, NewDevice, Point, Role, SystemMetrics,
 };
 use serde_json::{Map, Value, json};
 
-use crate::{NewHealthCheck, NewKey, StorageError, Store};
+use crate::{NewHealthCheck, NewKey, RollupDelta, SeriesKey, StorageError, Store, StoredBucket};
 
 /// Runs every check in this module.
 pub async fn run_all<S: Store + ?Sized>(store: &S) {
@@ -42,6 +43,10 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     reads_state_history_newest_first(store).await;
     counts_job_outcomes_and_errors(store).await;
     purges_old_analytics_in_batches(store).await;
+    purges_old_health_checks_and_points(store).await;
+    merges_rollups_exactly(store).await;
+    finds_series_and_reads_bucket_ranges(store).await;
+    purges_old_rollups_by_tier(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -622,4 +627,171 @@ pub async fn purges_old_analytics_in_batches<S: Store + ?Sized>(store: &S) {
     assert_eq!(history.len(), 1, "only the recent change stays");
     let parts = store.request_latencies(old - Duration::days(1), Some(&endpoint)).await.expect("latencies");
     assert_eq!(parts.iter().map(|g| g.count).sum::<u64>(), 1, "only the recent log stays");
+}
+
+/// An instant long before any other check's data (1950), so purging up to it touches only
+/// what the purge checks wrote, even in a shared database.
+fn ancient(seconds: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(1950, 1, 1, 0, 0, 0).single().expect("valid instant") + Duration::seconds(seconds)
+}
+
+/// Raw health checks and points older than the cutoff go in bounded batches; newer ones stay.
+pub async fn purges_old_health_checks_and_points<S: Store + ?Sized>(store: &S) {
+    let device = unique_device("purge-raw");
+    register(store, &device).await;
+    let new = |checked_at| NewHealthCheck { device_id: device.clone(), checked_at, check: check(10.0, true) };
+    store.insert_health(&[new(ancient(0)), new(ancient(60)), new(ancient(120)), new(now())]).await.expect("insert");
+    let cutoff = ancient(3_600);
+    let deleted = store.purge_health(cutoff, 2).await.expect("purge");
+    assert!((1..=2).contains(&deleted), "at most the batch size, deleted {deleted}");
+    while store.purge_health(cutoff, 2).await.expect("purge") > 0 {}
+    let left = store.health_since(&device, ancient(-1), 10).await.expect("read");
+    assert_eq!(left.len(), 1, "only the recent check stays");
+
+    let name = unique_device("purge-points").to_string();
+    let ns = |time: DateTime<Utc>| time.timestamp_nanos_opt().expect("in range");
+    let points: Vec<Point> = [ancient(0), ancient(1), now()]
+        .into_iter()
+        .map(|t| point(&name, &[], vec![("v", FieldValue::Integer(1))], ns(t), MetricType::Gauge))
+        .collect();
+    store.insert_points(&points).await.expect("insert");
+    let deleted = store.purge_points(ns(cutoff), 1).await.expect("purge");
+    assert_eq!(deleted, 1, "one point per call with a batch of one");
+    while store.purge_points(ns(cutoff), 1_000).await.expect("purge") > 0 {}
+    assert_eq!(store.points_since(&name, i64::MIN, &[], 10).await.expect("read"), vec![points[2].clone()]);
+}
+
+fn series(name: &str, field: &str, tags: &[(&str, &str)]) -> SeriesKey {
+    let tags = tags.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    SeriesKey { name: name.to_owned(), tags, field: field.to_owned() }
+}
+
+fn samples(values: &[(f64, i64)]) -> Aggregate {
+    let mut aggregate = Aggregate::sample(values[0].0, values[0].1);
+    for (value, time_ns) in &values[1..] {
+        aggregate.merge(&Aggregate::sample(*value, *time_ns));
+    }
+    aggregate
+}
+
+/// Deltas merge into what is stored exactly as `Aggregate::merge` does, per series, tier and
+/// bucket, however many arrive in one call.
+pub async fn merges_rollups_exactly<S: Store + ?Sized>(store: &S) {
+    let name = unique_device("rollup").to_string();
+    let cpu = series(&name, "cpu", &[("host", "a")]);
+    let delta = |tier, start, aggregate| RollupDelta { series: cpu.clone(), tier, start, aggregate };
+    let first = samples(&[(0.1, 1_000), (-0.0, 3_000)]);
+    let second = samples(&[(0.2, 2_000), (1e15, 2_000), (-7.5, 500)]);
+    store.merge_rollups(&[delta(Tier::Minute, 60, first), delta(Tier::Hour, 0, first)]).await.expect("merge");
+    store.merge_rollups(&[delta(Tier::Minute, 60, second)]).await.expect("merge again");
+    store.merge_rollups(&[]).await.expect("nothing to merge");
+
+    let found = store.find_series(&[&name], "cpu", &[], 10).await.expect("find");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].key, cpu);
+    let id = found[0].id;
+    let mut merged = first;
+    merged.merge(&second);
+    let minutes = store.rollup_buckets(&[id], Tier::Minute, 0, 3_600).await.expect("read");
+    assert_eq!(minutes, vec![StoredBucket { series: id, start: 60, aggregate: merged }]);
+    let hours = store.rollup_buckets(&[id], Tier::Hour, 0, 3_600).await.expect("read");
+    assert_eq!(hours, vec![StoredBucket { series: id, start: 0, aggregate: first }]);
+    assert_eq!(minutes[0].aggregate.sum, merged.sum, "the sum is exact, not a float");
+
+    // Many series and buckets in one call, some repeated within it.
+    let deltas: Vec<RollupDelta> = (0..900i64)
+        .map(|i| RollupDelta {
+            series: series(&name, "load", &[("host", &format!("h{}", i % 300))]),
+            tier: Tier::Minute,
+            start: (i / 300) * 60,
+            aggregate: Aggregate::sample(i as f64, i),
+        })
+        .chain((0..300).map(|i| RollupDelta {
+            series: series(&name, "load", &[("host", &format!("h{i}"))]),
+            tier: Tier::Minute,
+            start: 0,
+            aggregate: Aggregate::sample(-1.0, 10_000),
+        }))
+        .collect();
+    store.merge_rollups(&deltas).await.expect("merge a large batch");
+    let load = store.find_series(&[&name], "load", &[], 1_000).await.expect("find");
+    assert_eq!(load.len(), 300);
+    let ids: Vec<_> = load.iter().map(|s| s.id).collect();
+    let buckets = store.rollup_buckets(&ids, Tier::Minute, 0, 180).await.expect("read");
+    assert_eq!(buckets.len(), 900);
+    assert_eq!(buckets.iter().map(|b| b.aggregate.count).sum::<u64>(), 1_200);
+    let ordered = buckets.windows(2).all(|w| (w[0].series, w[0].start) < (w[1].series, w[1].start));
+    assert!(ordered, "ordered by series, then start");
+}
+
+/// Series are found by names, field and a subset of their tags; bucket ranges include their
+/// start and exclude their end.
+pub async fn finds_series_and_reads_bucket_ranges<S: Store + ?Sized>(store: &S) {
+    let (a, b) = (unique_device("series-a").to_string(), unique_device("series-b").to_string());
+    let keys = [
+        series(&a, "value", &[("host", "x"), ("zone", "1")]),
+        series(&a, "value", &[("host", "y")]),
+        series(&a, "other", &[("host", "x")]),
+        series(&b, "value", &[("host", "x")]),
+    ];
+    let deltas: Vec<RollupDelta> = keys
+        .iter()
+        .flat_map(|key| {
+            [0i64, 3_600, 7_200].map(|start| RollupDelta {
+                series: key.clone(),
+                tier: Tier::Hour,
+                start,
+                aggregate: Aggregate::sample(start as f64, start * 1_000_000_000),
+            })
+        })
+        .collect();
+    store.merge_rollups(&deltas).await.expect("merge");
+    let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let names = |found: &[crate::StoredSeries]| found.iter().map(|s| s.key.clone()).collect::<Vec<_>>();
+
+    let on_x = store.find_series(&[&a, &b], "value", &[pair("host", "x")], 10).await.expect("find");
+    let mut expected = vec![keys[0].clone(), keys[3].clone()];
+    expected.sort_by_key(|k| k.name.clone());
+    let mut got = names(&on_x);
+    got.sort_by_key(|k| k.name.clone());
+    assert_eq!(got, expected);
+    assert_eq!(store.find_series(&[&a], "value", &[], 10).await.expect("find").len(), 2);
+    assert_eq!(store.find_series(&[&a], "value", &[], 1).await.expect("find").len(), 1, "limit");
+    assert!(store.find_series(&[&a], "value", &[pair("host", "z")], 10).await.expect("find").is_empty());
+    assert!(store.find_series(&[], "value", &[], 10).await.expect("find").is_empty());
+
+    let id = on_x[0].id;
+    let starts = |buckets: Vec<StoredBucket>| buckets.into_iter().map(|b| b.start).collect::<Vec<_>>();
+    let range = store.rollup_buckets(&[id], Tier::Hour, 3_600, 7_200).await.expect("read");
+    assert_eq!(starts(range), [3_600], "start included, end excluded");
+    assert!(store.rollup_buckets(&[id], Tier::Minute, 0, 10_000).await.expect("read").is_empty(), "other tier");
+    assert!(store.rollup_buckets(&[id], Tier::Hour, 7_200, 0).await.expect("read").is_empty(), "empty range");
+    assert!(store.rollup_buckets(&[], Tier::Hour, 0, 10_000).await.expect("read").is_empty());
+}
+
+/// Purging one tier leaves the others and the newer buckets of that tier.
+pub async fn purges_old_rollups_by_tier<S: Store + ?Sized>(store: &S) {
+    let name = unique_device("rollup-purge").to_string();
+    let key = series(&name, "value", &[]);
+    let old = ancient(0).timestamp();
+    let recent = now().timestamp();
+    let delta = |tier: Tier, at: i64| RollupDelta {
+        series: key.clone(),
+        tier,
+        start: tier.bucket_start(at),
+        aggregate: Aggregate::sample(1.0, at * 1_000_000_000),
+    };
+    let deltas: Vec<RollupDelta> = Tier::ALL
+        .into_iter()
+        .flat_map(|tier| [delta(tier, old), delta(tier, old + 86_400), delta(tier, recent)])
+        .collect();
+    store.merge_rollups(&deltas).await.expect("merge");
+    let cutoff = ancient(10 * 86_400).timestamp();
+    assert!(store.purge_rollups(Tier::Minute, cutoff, 1).await.expect("purge") <= 1);
+    while store.purge_rollups(Tier::Minute, cutoff, 100).await.expect("purge") > 0 {}
+    let id = store.find_series(&[&name], "value", &[], 1).await.expect("find")[0].id;
+    let count = |tier| async move { store.rollup_buckets(&[id], tier, i64::MIN, i64::MAX).await.expect("read").len() };
+    assert_eq!(count(Tier::Minute).await, 1, "only the recent minute stays");
+    assert_eq!(count(Tier::Hour).await, 3, "other tiers untouched");
+    assert_eq!(count(Tier::Day).await, 3);
 }

@@ -10,11 +10,13 @@ use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
+use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
 use crate::{
     AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
-    NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+    NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck,
+    StoredKey, StoredSeries,
 };
 
 /// A storage operation, named after its trait method.
@@ -36,9 +38,15 @@ pub enum Operation {
     InsertHealth,
     HealthSince,
     LatestHealth,
+    PurgeHealth,
     InsertPoints,
     PointsSince,
     LatestPoints,
+    PurgePoints,
+    MergeRollups,
+    FindSeries,
+    RollupBuckets,
+    PurgeRollups,
     InsertRequestLogs,
     InsertStateChange,
     InsertJobOutcome,
@@ -113,12 +121,21 @@ layered!(HealthStore {
     InsertHealth => fn insert_health(batch: &[NewHealthCheck]) -> Vec<HealthCheckId>;
     HealthSince => fn health_since(device: &DeviceId, since: DateTime<Utc>, limit: usize) -> Vec<StoredHealthCheck>;
     LatestHealth => fn latest_health(device: &DeviceId) -> Option<StoredHealthCheck>;
+    PurgeHealth => fn purge_health(before: DateTime<Utc>, max_rows: u64) -> u64;
 });
 
 layered!(MetricStore {
     InsertPoints => fn insert_points(batch: &[Point]) -> ();
     PointsSince => fn points_since(name: &str, since_ns: i64, tags: &[(String, String)], limit: usize) -> Vec<Point>;
     LatestPoints => fn latest_points(names: &[&str], since_ns: i64) -> Vec<Point>;
+    PurgePoints => fn purge_points(before_ns: i64, max_rows: u64) -> u64;
+});
+
+layered!(RollupStore {
+    MergeRollups => fn merge_rollups(deltas: &[RollupDelta]) -> ();
+    FindSeries => fn find_series(names: &[&str], field: &str, tags: &[(String, String)], limit: usize) -> Vec<StoredSeries>;
+    RollupBuckets => fn rollup_buckets(series: &[SeriesId], tier: Tier, from_s: i64, to_s: i64) -> Vec<StoredBucket>;
+    PurgeRollups => fn purge_rollups(tier: Tier, before_s: i64, max_rows: u64) -> u64;
 });
 
 layered!(AnalyticsStore {

@@ -24,5 +24,8 @@ mod memory;
 pub use error::StorageError;
 #[cfg(feature = "memory")]
 pub use memory::InMemoryStore;
-pub use record::{HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StoredHealthCheck, StoredKey};
-pub use traits::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, MetricStore, Store};
+pub use record::{
+    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, SeriesKey, StoredBucket,
+    StoredHealthCheck, StoredKey, StoredSeries,
+};
+pub use traits::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, MetricStore, RollupStore, Store};

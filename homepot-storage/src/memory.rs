@@ -7,13 +7,15 @@ use std::sync::Mutex;
 
 use crate::{
     AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
-    NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+    NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket,
+    StoredHealthCheck, StoredKey, StoredSeries,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
+use homepot_core::rollup::{Aggregate, Tier};
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
 #[derive(Debug, Default)]
@@ -28,6 +30,9 @@ struct Tables {
     errors: Vec<ErrorLog>,
     activities: Vec<UserActivity>,
     container_reporters: BTreeSet<DeviceId>,
+    series: Vec<StoredSeries>,
+    series_ids: HashMap<SeriesKey, SeriesId>,
+    buckets: BTreeMap<(SeriesId, Tier, i64), Aggregate>,
     next_id: i64,
 }
 
@@ -215,6 +220,10 @@ impl HealthStore for InMemoryStore {
         let t = self.tables();
         Ok(t.health.iter().filter(|h| &h.device_id == device).max_by_key(|h| (h.checked_at, h.id)).cloned())
     }
+
+    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        Ok(purge(&mut self.tables().health, |h| h.checked_at < before, max_rows))
+    }
 }
 
 #[async_trait]
@@ -256,6 +265,92 @@ impl MetricStore for InMemoryStore {
             }
         }
         Ok(latest.into_values().cloned().collect())
+    }
+
+    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
+        Ok(purge(&mut self.tables().points, |p| p.timestamp_ns() < before_ns, max_rows))
+    }
+}
+
+#[async_trait]
+impl RollupStore for InMemoryStore {
+    async fn merge_rollups(&self, deltas: &[RollupDelta]) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        for delta in deltas {
+            let id = match t.series_ids.get(&delta.series) {
+                Some(id) => *id,
+                None => {
+                    let id = SeriesId(t.next_id());
+                    t.series_ids.insert(delta.series.clone(), id);
+                    t.series.push(StoredSeries { id, key: delta.series.clone() });
+                    id
+                }
+            };
+            t.buckets
+                .entry((id, delta.tier, delta.start))
+                .and_modify(|a| a.merge(&delta.aggregate))
+                .or_insert(delta.aggregate);
+        }
+        Ok(())
+    }
+
+    async fn find_series(
+        &self,
+        names: &[&str],
+        field: &str,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<StoredSeries>, StorageError> {
+        let t = self.tables();
+        Ok(t.series
+            .iter()
+            .filter(|s| {
+                names.contains(&s.key.name.as_str())
+                    && s.key.field == field
+                    && tags.iter().all(|pair| s.key.tags.contains(pair))
+            })
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn rollup_buckets(
+        &self,
+        series: &[SeriesId],
+        tier: Tier,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<Vec<StoredBucket>, StorageError> {
+        if from_s >= to_s {
+            return Ok(Vec::new());
+        }
+        let t = self.tables();
+        let mut ids = series.to_vec();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids
+            .into_iter()
+            .flat_map(|id| {
+                t.buckets
+                    .range((id, tier, from_s)..(id, tier, to_s))
+                    .map(move |(&(_, _, start), aggregate)| StoredBucket { series: id, start, aggregate: *aggregate })
+            })
+            .collect())
+    }
+
+    async fn purge_rollups(&self, tier: Tier, before_s: i64, max_rows: u64) -> Result<u64, StorageError> {
+        let mut t = self.tables();
+        let old: Vec<(SeriesId, Tier, i64)> = t
+            .buckets
+            .keys()
+            .filter(|(_, bucket_tier, start)| *bucket_tier == tier && *start < before_s)
+            .take(usize::try_from(max_rows).unwrap_or(usize::MAX))
+            .copied()
+            .collect();
+        for key in &old {
+            t.buckets.remove(key);
+        }
+        Ok(old.len() as u64)
     }
 }
 

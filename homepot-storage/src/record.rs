@@ -1,6 +1,7 @@
 //! Records exchanged with a store: what goes in and what comes back.
 
 use chrono::{DateTime, Utc};
+use homepot_core::rollup::{Aggregate, Tier};
 use homepot_core::{DeviceId, HealthCheck, KeyHash, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -88,4 +89,52 @@ pub struct KeyInfo {
     pub device_id: Option<DeviceId>,
     /// When it was issued.
     pub created_at: DateTime<Utc>,
+}
+
+/// One numeric series of rollups: a point name, its exact tags and one field.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    /// The point name (`device_system`, `cpu`...).
+    pub name: String,
+    /// Every tag, sorted by key.
+    pub tags: Vec<(String, String)>,
+    /// The field.
+    pub field: String,
+}
+
+/// Identifier of a stored rollup series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SeriesId(pub i64);
+
+/// A stored rollup series.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSeries {
+    /// Its identifier.
+    pub id: SeriesId,
+    /// What it is.
+    pub key: SeriesKey,
+}
+
+/// Samples to fold into one stored bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollupDelta {
+    /// The series.
+    pub series: SeriesKey,
+    /// The bucket width.
+    pub tier: Tier,
+    /// The bucket's start, Unix seconds, aligned to the tier.
+    pub start: i64,
+    /// The samples' aggregate.
+    pub aggregate: Aggregate,
+}
+
+/// A stored rollup bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredBucket {
+    /// The series.
+    pub series: SeriesId,
+    /// The bucket's start, Unix seconds.
+    pub start: i64,
+    /// Its aggregate.
+    pub aggregate: Aggregate,
 }

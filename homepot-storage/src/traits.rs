@@ -8,10 +8,12 @@ use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
+use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
 use crate::{
-    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StorageError, StoredHealthCheck, StoredKey,
+    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, StorageError, StoredBucket,
+    StoredHealthCheck, StoredKey, StoredSeries,
 };
 
 /// The device registry.
@@ -125,6 +127,13 @@ pub trait HealthStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError>;
+
+    /// Deletes at most `max_rows` of the oldest checks accepted before `before` and returns
+    /// how many it deleted. Callers repeat until it returns 0.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError>;
 }
 
 /// Metric history: points from every metrics ingest format.
@@ -157,6 +166,59 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError>;
+
+    /// Deletes at most `max_rows` of the points timed before `before_ns` and returns how many
+    /// it deleted. Callers repeat until it returns 0.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError>;
+}
+
+/// Rollups: every numeric series folded into buckets of each [`Tier`]
+/// (`homepot_core::rollup`). Callers fold samples in memory and hand the backend deltas; the
+/// backend merges them into what it holds, so a bucket may be written many times.
+#[async_trait]
+pub trait RollupStore: Send + Sync + fmt::Debug {
+    /// Folds every delta into its stored bucket (`Aggregate::merge`), creating series and
+    /// buckets as needed, all or nothing.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn merge_rollups(&self, deltas: &[RollupDelta]) -> Result<(), StorageError>;
+
+    /// The series named one of `names`, of field `field`, whose tags include every pair in
+    /// `tags`, ordered by id, at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn find_series(
+        &self,
+        names: &[&str],
+        field: &str,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<StoredSeries>, StorageError>;
+
+    /// The buckets of `series` in `tier` that start in `[from_s, to_s)`, ordered by series
+    /// then start.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn rollup_buckets(
+        &self,
+        series: &[SeriesId],
+        tier: Tier,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<Vec<StoredBucket>, StorageError>;
+
+    /// Deletes at most `max_rows` buckets of `tier` that start before `before_s` and returns
+    /// how many it deleted. Callers repeat until it returns 0.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn purge_rollups(&self, tier: Tier, before_s: i64, max_rows: u64) -> Result<u64, StorageError>;
 }
 
 /// The analytics records and the aggregations over them. Aggregations group in
@@ -254,7 +316,7 @@ pub trait AnalyticsStore: Send + Sync + fmt::Debug {
 
 /// Everything the server needs from one backend.
 #[async_trait]
-pub trait Store: DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore {
+pub trait Store: DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore + RollupStore {
     /// Checks that the backend answers, for `/health`.
     ///
     /// # Errors

@@ -25,10 +25,12 @@ use chrono::{DateTime, Utc};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
+use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 use homepot_storage::{
     AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo, KeyStore, MetricStore,
-    NewHealthCheck, NewKey, RecordId, StorageError, Store, StoredHealthCheck, StoredKey,
+    NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket,
+    StoredHealthCheck, StoredKey, StoredSeries,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -50,6 +52,10 @@ enum Op<'a> {
     InsertErrorLog { error: Cow<'a, ErrorLog> },
     InsertUserActivity { activity: Cow<'a, UserActivity> },
     PurgeAnalytics { before: DateTime<Utc>, max_rows: u64 },
+    PurgeHealth { before: DateTime<Utc>, max_rows: u64 },
+    PurgePoints { before_ns: i64, max_rows: u64 },
+    MergeRollups { deltas: Cow<'a, [RollupDelta]> },
+    PurgeRollups { tier: Tier, before_s: i64, max_rows: u64 },
 }
 
 impl Op<'_> {
@@ -87,6 +93,17 @@ impl Op<'_> {
             Op::InsertUserActivity { activity } => Applied::Record(tables.insert_user_activity(activity).await?),
             Op::PurgeAnalytics { before, max_rows } => {
                 Applied::Count(tables.purge_analytics(*before, *max_rows).await?)
+            }
+            Op::PurgeHealth { before, max_rows } => Applied::Count(tables.purge_health(*before, *max_rows).await?),
+            Op::PurgePoints { before_ns, max_rows } => {
+                Applied::Count(tables.purge_points(*before_ns, *max_rows).await?)
+            }
+            Op::MergeRollups { deltas } => {
+                tables.merge_rollups(deltas).await?;
+                Applied::Unit
+            }
+            Op::PurgeRollups { tier, before_s, max_rows } => {
+                Applied::Count(tables.purge_rollups(*tier, *before_s, *max_rows).await?)
             }
         })
     }
@@ -343,6 +360,10 @@ impl HealthStore for JournalStore {
     async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError> {
         self.tables.latest_health(device).await
     }
+
+    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        answer!(self.write(Op::PurgeHealth { before, max_rows }).await, Count)
+    }
 }
 
 #[async_trait]
@@ -363,6 +384,41 @@ impl MetricStore for JournalStore {
 
     async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError> {
         self.tables.latest_points(names, since_ns).await
+    }
+
+    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
+        answer!(self.write(Op::PurgePoints { before_ns, max_rows }).await, Count)
+    }
+}
+
+#[async_trait]
+impl RollupStore for JournalStore {
+    async fn merge_rollups(&self, deltas: &[RollupDelta]) -> Result<(), StorageError> {
+        answer!(self.write(Op::MergeRollups { deltas: Cow::Borrowed(deltas) }).await, Unit)
+    }
+
+    async fn find_series(
+        &self,
+        names: &[&str],
+        field: &str,
+        tags: &[(String, String)],
+        limit: usize,
+    ) -> Result<Vec<StoredSeries>, StorageError> {
+        self.tables.find_series(names, field, tags, limit).await
+    }
+
+    async fn rollup_buckets(
+        &self,
+        series: &[SeriesId],
+        tier: Tier,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<Vec<StoredBucket>, StorageError> {
+        self.tables.rollup_buckets(series, tier, from_s, to_s).await
+    }
+
+    async fn purge_rollups(&self, tier: Tier, before_s: i64, max_rows: u64) -> Result<u64, StorageError> {
+        answer!(self.write(Op::PurgeRollups { tier, before_s, max_rows }).await, Count)
     }
 }
 
