@@ -13,6 +13,7 @@ use homepot_core::ApiKey;
 use homepot_http::{RunningServer, ServerConfig};
 use homepot_mqtt::MqttConfig;
 use homepot_storage::Store;
+use homepot_storage::retention::RetentionPolicy;
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use rand::Rng;
 use serde_json::Value;
@@ -69,6 +70,46 @@ pub async fn open_store(backend: Backend, test: &str) -> Option<(SeaOrmStore, Op
     }
 }
 
+/// Like [`open_store`], but on PostgreSQL a database of its own, created for this call: for
+/// tests whose effects reach across the database (retention). Databases such tests created
+/// more than an hour ago are dropped first.
+pub async fn open_isolated_store(backend: Backend, test: &str) -> Option<(SeaOrmStore, Option<tempfile::TempDir>)> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    if backend == Backend::Sqlite {
+        return open_store(backend, test).await;
+    }
+    init();
+    let url = postgres_url(test)?;
+    let admin = Database::connect(&url).await.expect("connect to PostgreSQL");
+    let backend_kind = admin.get_database_backend();
+    let now = chrono::Utc::now().timestamp();
+    let stale = admin
+        .query_all(Statement::from_string(
+            backend_kind,
+            "SELECT datname FROM pg_database WHERE datname LIKE 'homepot_isolated_%'".to_owned(),
+        ))
+        .await
+        .expect("list databases");
+    for row in stale {
+        let name: String = row.try_get("", "datname").expect("name");
+        let created = name.split('_').nth(2).and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+        if created < now - 3_600 {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = admin.execute(Statement::from_string(backend_kind, drop)).await;
+        }
+    }
+    let name = format!("homepot_isolated_{now}_{}", unique(""));
+    admin
+        .execute(Statement::from_string(backend_kind, format!("CREATE DATABASE {name}")))
+        .await
+        .expect("create a database");
+    let (base, query) = url.split_once('?').map_or((url.as_str(), ""), |(b, q)| (b, q));
+    let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
+    let isolated = if query.is_empty() { format!("{prefix}/{name}") } else { format!("{prefix}/{name}?{query}") };
+    let store = SeaOrmStore::connect(&isolated, &StoreOptions::default()).await.expect("open the new database");
+    Some((store, None))
+}
+
 /// A running server with an admin key and a client.
 #[derive(Debug)]
 pub struct TestServer {
@@ -88,9 +129,15 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server on `backend` with `config` (its admin key is replaced by a fresh
-    /// one). `None` when the backend is not configured.
-    pub async fn start(backend: Backend, test: &str, config: ServerConfig) -> Option<Self> {
+    /// one). `None` when the backend is not configured. On the shared PostgreSQL database
+    /// retention is off: one test's server must not delete what another test wrote; tests of
+    /// retention use [`open_isolated_store`].
+    pub async fn start(backend: Backend, test: &str, mut config: ServerConfig) -> Option<Self> {
         let (store, dir) = open_store(backend, test).await?;
+        if backend == Backend::Postgres {
+            config.retention = RetentionPolicy::KEEP_ALL;
+            config.analytics.retention = None;
+        }
         let store: Arc<dyn Store> = Arc::new(store);
         Some(Self::start_on(store, dir, config).await)
     }

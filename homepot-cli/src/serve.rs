@@ -11,7 +11,7 @@ use crate::settings::ServeArgs;
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(settings = ?args, "starting homepot");
     let store = Arc::new(crate::connect(&args.database).await?);
-    let config = args.server_config();
+    let config = args.server_config()?;
     let mqtt = args.mqtt_config()?;
     match ensure_admin_key(store.as_ref(), config.admin_key.as_ref(), SystemClock.now()).await? {
         AdminKeyOutcome::Generated(key) => {

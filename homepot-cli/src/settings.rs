@@ -13,6 +13,7 @@ use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
 use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, RateLimitConfig, ServerConfig};
 use homepot_mqtt::{MqttConfig, MqttTls};
+use homepot_storage::retention::RetentionPolicy;
 use homepot_storage_sea::{SqliteSync, StoreOptions};
 
 /// Where data lives.
@@ -116,6 +117,40 @@ impl MqttAuthArgs {
             config.tls = Some(MqttTls::CaFile(ca_file.clone()));
         }
         Ok(config)
+    }
+}
+
+/// How long raw rows and rollups are kept; shared by `serve` and `retention run`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RetentionArgs {
+    /// Days raw health checks and metric points are kept (rollups keep their history); 0 keeps them forever.
+    #[arg(long, env = "HOMEPOT_RAW_RETENTION_DAYS", default_value_t = 30)]
+    pub(crate) raw_retention_days: u32,
+    /// Days 1-minute rollups are kept; 0 keeps them forever.
+    #[arg(long, env = "HOMEPOT_ROLLUP_1M_RETENTION_DAYS", default_value_t = 90)]
+    pub(crate) rollup_1m_retention_days: u32,
+    /// Days 1-hour rollups are kept; 0 keeps them forever.
+    #[arg(long, env = "HOMEPOT_ROLLUP_1H_RETENTION_DAYS", default_value_t = 730)]
+    pub(crate) rollup_1h_retention_days: u32,
+    /// Days 1-day rollups are kept; 0 (the default) keeps them forever.
+    #[arg(long, env = "HOMEPOT_ROLLUP_1D_RETENTION_DAYS", default_value_t = 0)]
+    pub(crate) rollup_1d_retention_days: u32,
+}
+
+impl RetentionArgs {
+    /// The policy these flags describe.
+    ///
+    /// # Errors
+    /// When a coarser level would be kept for less time than a finer one.
+    pub(crate) fn policy(&self) -> anyhow::Result<RetentionPolicy> {
+        let policy = RetentionPolicy {
+            raw: retention(self.raw_retention_days),
+            minute: retention(self.rollup_1m_retention_days),
+            hour: retention(self.rollup_1h_retention_days),
+            day: retention(self.rollup_1d_retention_days),
+        };
+        policy.check().map_err(anyhow::Error::msg)?;
+        Ok(policy)
     }
 }
 
@@ -259,6 +294,11 @@ pub(crate) struct ServeArgs {
     /// Heartbeats a device may miss before it is marked offline.
     #[arg(long, env = "HOMEPOT_MISSED_HEARTBEATS", default_value_t = 3)]
     pub(crate) missed_heartbeats: u32,
+    #[command(flatten)]
+    pub(crate) retention: RetentionArgs,
+    /// Seconds between merges of the rollups gathered in memory into storage.
+    #[arg(long, env = "HOMEPOT_ROLLUP_FLUSH_SECONDS", default_value_t = 10)]
+    pub(crate) rollup_flush_seconds: u64,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -303,6 +343,8 @@ impl fmt::Debug for ServeArgs {
             .field("analytics_skip", &self.analytics_skip)
             .field("heartbeat_interval_seconds", &self.heartbeat_interval_seconds)
             .field("missed_heartbeats", &self.missed_heartbeats)
+            .field("retention", &self.retention)
+            .field("rollup_flush_seconds", &self.rollup_flush_seconds)
             .field("log_format", &self.log.log_format)
             .finish()
     }
@@ -333,8 +375,8 @@ impl ServeArgs {
         })
     }
 
-    pub(crate) fn server_config(&self) -> ServerConfig {
-        ServerConfig {
+    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        Ok(ServerConfig {
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
             simulator: self.simulator,
             max_body_bytes: self.max_body_bytes,
@@ -387,8 +429,10 @@ impl ServeArgs {
             },
             heartbeat_interval: Duration::from_secs(self.heartbeat_interval_seconds.max(1)),
             missed_heartbeats: self.missed_heartbeats.max(1),
+            retention: self.retention.policy()?,
+            rollup_flush_interval: Duration::from_secs(self.rollup_flush_seconds.max(1)),
             ..ServerConfig::default()
-        }
+        })
     }
 }
 

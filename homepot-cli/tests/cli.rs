@@ -258,7 +258,17 @@ fn retention_run_deletes_old_analytics() {
     assert!(text(&run.stdout).starts_with("deleted 1 "), "{}", text(&run.stdout));
     assert_eq!(count(&db), 1);
     let never = homepot(&["retention", "run", "--days", "0"], &db);
-    assert!(!never.status.success(), "0 days keeps analytics forever");
+    assert!(never.status.success(), "{}", text(&never.stderr));
+    assert!(text(&never.stdout).starts_with("analytics are kept forever"), "{}", text(&never.stdout));
+    assert_eq!(count(&db), 1, "0 days keeps analytics forever");
+    assert!(text(&never.stdout).contains("deleted 0 health checks, 0 metric points and 0 rollup buckets"));
+    let refused = homepot(&["retention", "run", "--rollup-1h-retention-days", "10"], &db);
+    assert!(!refused.status.success(), "hours kept shorter than minutes");
+    assert!(
+        text(&refused.stderr).contains("1h rollups must be kept at least as long as 1m data"),
+        "{}",
+        text(&refused.stderr)
+    );
 }
 
 /// `homepot key add|list|revoke` rotate a device's key and manage read keys, and refuse to

@@ -72,6 +72,7 @@ async fn load(base: String, device: String, key: String, measurement: String, ac
             }
         }));
     }
+    let origin_ns = u64::try_from(chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()).unwrap_or_default();
     for writer in 0..WRITE_CLIENTS as u64 {
         let (client, base, key, acked, measurement) =
             (client.clone(), base.clone(), key.clone(), acked.clone(), measurement.clone());
@@ -82,7 +83,9 @@ async fn load(base: String, device: String, key: String, measurement: String, ac
                     .map(|i| {
                         format!(
                             "{measurement},batch={batch},line={i} value={i}i {}\n",
-                            1_700_000_000_000_000_000u64 + n * 1000 + i as u64
+                            // Current times: raw points older than the retention (30 days) are
+                            // deleted once their rollups are stored.
+                            origin_ns + n * 1000 + i as u64
                         )
                     })
                     .collect();

@@ -23,6 +23,8 @@ pub const STATUS_CODES: (i64, i64) = (100, 599);
 pub const MAX_PERCENT: f64 = 100.0;
 /// Deepest nesting accepted inside `response_data`.
 pub const MAX_RESPONSE_DATA_DEPTH: usize = 16;
+/// The point names a health check's fields are written under (live view, rollups).
+pub const POINT_NAMES: [&str; 4] = ["device_health", "device_system", "device_app", "device_network"];
 /// Keys of the stored document that hold the metric groups.
 pub const GROUP_KEYS: [&str; 3] = ["system", "app_metrics", "network"];
 

@@ -285,6 +285,103 @@ pub fn rebucket(buckets: impl IntoIterator<Item = (i64, Aggregate)>, step_s: i64
     out
 }
 
+/// Most points a range query answers per series.
+pub const MAX_RANGE_POINTS: i64 = 11_000;
+/// Points per series a range query aims for when it is given no step.
+pub const DEFAULT_RANGE_POINTS: i64 = 1_000;
+
+/// How a range query is answered: from which tier, in buckets of which step, over which span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangePlan {
+    /// The tier read.
+    pub tier: Tier,
+    /// The answer's bucket width in seconds, a multiple of the tier's.
+    pub step_s: i64,
+    /// The first bucket's start: the query's start aligned down to the step.
+    pub from_s: i64,
+    /// The end, exclusive.
+    pub to_s: i64,
+}
+
+/// Why a range cannot be answered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// `to` is not after `from`.
+    #[error("to must be after from")]
+    EmptyRange,
+    /// A step that is not a positive multiple of a minute.
+    #[error("step must be a positive multiple of 60 seconds")]
+    BadStep,
+    /// `max_points` out of range.
+    #[error("max_points must be between 1 and {MAX_RANGE_POINTS}")]
+    BadMaxPoints,
+    /// The step is too fine for the span.
+    #[error("{points} points per series exceed the limit of {MAX_RANGE_POINTS}; use a larger step")]
+    TooManyPoints {
+        /// How many the step would give.
+        points: i64,
+    },
+}
+
+impl PlanError {
+    /// The query parameter the error is about.
+    pub fn parameter(&self) -> &'static str {
+        match self {
+            PlanError::EmptyRange => "to",
+            PlanError::BadStep | PlanError::TooManyPoints { .. } => "step",
+            PlanError::BadMaxPoints => "max_points",
+        }
+    }
+}
+
+/// `a / b` rounded up, for positive `b`.
+fn ceil_div(a: i64, b: i64) -> i64 {
+    a / b + i64::from(a % b > 0)
+}
+
+/// Plans a range query over `[from_s, to_s)`. `kept_since(tier)` is the oldest start a tier
+/// still holds (`None`: kept forever). Without a step, the step is the span over
+/// `max_points` rounded up to a multiple of the finest tier that reaches back to `from_s`.
+/// The tier read is the coarsest whose buckets divide the step.
+///
+/// # Errors
+/// The first rule the request breaks.
+pub fn plan_range(
+    from_s: i64,
+    to_s: i64,
+    step_s: Option<i64>,
+    max_points: Option<i64>,
+    kept_since: impl Fn(Tier) -> Option<i64>,
+) -> Result<RangePlan, PlanError> {
+    if to_s <= from_s {
+        return Err(PlanError::EmptyRange);
+    }
+    let max_points = max_points.unwrap_or(DEFAULT_RANGE_POINTS);
+    if !(1..=MAX_RANGE_POINTS).contains(&max_points) {
+        return Err(PlanError::BadMaxPoints);
+    }
+    let reaches = |tier: Tier| kept_since(tier).is_none_or(|since| from_s >= since);
+    let step_s = match step_s {
+        Some(step) if step <= 0 || step % Tier::Minute.seconds() != 0 => return Err(PlanError::BadStep),
+        Some(step) => step,
+        None => {
+            let wanted = ceil_div(to_s - from_s, max_points).max(1);
+            let width = Tier::ALL.into_iter().find(|t| reaches(*t)).unwrap_or(Tier::Day).seconds();
+            ceil_div(wanted, width).saturating_mul(width)
+        }
+    };
+    // Tiers are exact rollups of each other: the coarsest that divides the step gives the
+    // same numbers from the fewest rows, and is kept at least as long as the finer ones.
+    let tier = Tier::ALL.into_iter().rev().find(|t| step_s % t.seconds() == 0).unwrap_or(Tier::Minute);
+    let from_aligned = from_s - from_s.rem_euclid(step_s);
+    let points = ceil_div(to_s - from_aligned, step_s);
+    if points > MAX_RANGE_POINTS {
+        return Err(PlanError::TooManyPoints { points });
+    }
+    Ok(RangePlan { tier, step_s, from_s: from_aligned, to_s })
+}
+
 /// Samples folded into buckets of every tier, per series key `K`, until drained.
 #[derive(Debug, Clone)]
 pub struct Rollup<K> {
@@ -458,6 +555,33 @@ mod tests {
         a.merge(&Aggregate::sample(9.0, 10));
         assert_eq!((a.last, a.last_ns), (9.0, 10));
         assert_eq!((a.min, a.max, a.count), (5.0, 9.0, 3));
+    }
+
+    #[test]
+    fn plans_pick_the_finest_tier_that_fits() {
+        let forever = |_: Tier| None;
+        let day = 86_400;
+        // A day at most 1,000 points: 87 s rounds up to 120 s of minutes.
+        let plan = plan_range(0, day, None, None, forever).unwrap();
+        assert_eq!((plan.tier, plan.step_s, plan.from_s), (Tier::Minute, 120, 0));
+        // Thirty days at one-hour steps reads hours.
+        let plan = plan_range(10, 30 * day, Some(3_600), None, forever).unwrap();
+        assert_eq!((plan.tier, plan.step_s, plan.from_s), (Tier::Hour, 3_600, 0));
+        // Minutes kept for 90 days only: an older start reads hours, and the step follows.
+        let kept = |t: Tier| (t == Tier::Minute).then_some(200 * day);
+        let plan = plan_range(100 * day, 101 * day, None, Some(11_000), kept).unwrap();
+        assert_eq!((plan.tier, plan.step_s), (Tier::Hour, 3_600));
+        // A step only minutes divide is read from minutes, even where they are gone.
+        assert_eq!(plan_range(100 * day, 101 * day, Some(120), None, kept).unwrap().tier, Tier::Minute);
+        assert_eq!(plan_range(0, 30 * day, Some(day), None, forever).unwrap().tier, Tier::Day);
+        assert_eq!(plan_range(5, 5, None, None, forever), Err(PlanError::EmptyRange));
+        assert_eq!(plan_range(0, 60, Some(90), None, forever), Err(PlanError::BadStep));
+        assert_eq!(plan_range(0, 60, None, Some(0), forever), Err(PlanError::BadMaxPoints));
+        assert_eq!(
+            plan_range(0, 11_001 * 60, Some(60), None, forever),
+            Err(PlanError::TooManyPoints { points: 11_001 })
+        );
+        assert!(plan_range(0, 11_000 * 60, Some(60), None, forever).is_ok());
     }
 
     #[test]

@@ -1,11 +1,12 @@
-//! Background jobs: announcing silent gateway nodes, marking silent devices offline, and
-//! deleting analytics past their retention. They hold no unwritten data, so shutdown simply
-//! stops them.
+//! Background jobs: announcing silent gateway nodes, marking silent devices offline, merging
+//! gathered rollups into storage, and deleting what is past its retention. They hold no
+//! unwritten data (the rollups they flush stay gathered until stored, and shutdown flushes
+//! them once more), so shutdown simply stops them.
 
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use homepot_storage::retention::purge_before;
+use homepot_storage::retention::{purge_before, purge_expired};
 use tokio::task::JoinHandle;
 
 use crate::Homepot;
@@ -17,11 +18,21 @@ fn sweep_period(window: TimeDelta) -> Duration {
 }
 
 pub(crate) fn spawn(homepot: &Homepot) -> Vec<JoinHandle<()>> {
-    let mut jobs = vec![tokio::spawn(sweep_nodes(homepot.clone())), tokio::spawn(sweep_devices(homepot.clone()))];
-    if let (true, Some(retention)) = (homepot.analytics_enabled(), homepot.settings().analytics.retention) {
-        jobs.push(tokio::spawn(analytics_retention(homepot.clone(), retention)));
+    vec![
+        tokio::spawn(sweep_nodes(homepot.clone())),
+        tokio::spawn(sweep_devices(homepot.clone())),
+        tokio::spawn(flush_rollups(homepot.clone())),
+        tokio::spawn(retention(homepot.clone())),
+    ]
+}
+
+async fn flush_rollups(homepot: Homepot) {
+    let mut ticks = tokio::time::interval(homepot.settings().rollup_flush_interval.max(Duration::from_millis(10)));
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        homepot.inner.rollups.flush(homepot.inner.store.as_ref()).await;
     }
-    jobs
 }
 
 async fn sweep_nodes(homepot: Homepot) {
@@ -40,18 +51,33 @@ async fn sweep_devices(homepot: Homepot) {
     }
 }
 
-/// Deletes analytics older than `retention` now and every retention interval.
-async fn analytics_retention(homepot: Homepot, retention: Duration) {
-    let interval = homepot.settings().analytics.retention_interval;
-    let mut ticks = tokio::time::interval(interval.max(Duration::from_secs(1)));
-    let Ok(age) = TimeDelta::from_std(retention) else { return };
+/// Deletes what is past its retention, now and every retention interval: analytics (when
+/// enabled and limited), raw health checks and points, and rollup buckets.
+async fn retention(homepot: Homepot) {
+    let settings = homepot.settings();
+    let mut ticks = tokio::time::interval(settings.analytics.retention_interval.max(Duration::from_secs(1)));
+    let analytics = settings.analytics.retention.filter(|_| settings.analytics.enabled);
     loop {
         ticks.tick().await;
-        let cutoff = homepot.now() - age;
-        match purge_before(&*homepot.inner.store, cutoff).await {
-            Ok(0) => {}
-            Ok(deleted) => tracing::info!(deleted, %cutoff, "analytics retention"),
-            Err(error) => tracing::warn!(%error, "analytics retention failed; next run retries"),
+        let now = homepot.now();
+        if let Some(age) = analytics.and_then(|a| TimeDelta::from_std(a).ok()) {
+            let cutoff = now - age;
+            match purge_before(&*homepot.inner.store, cutoff).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, %cutoff, "analytics retention"),
+                Err(error) => tracing::warn!(%error, "analytics retention failed; next run retries"),
+            }
+        }
+        // Raw rows go only once their rollups are stored: store what has gathered first.
+        if !homepot.inner.rollups.flush(homepot.inner.store.as_ref()).await {
+            continue;
+        }
+        match purge_expired(&*homepot.inner.store, &settings.retention, now).await {
+            Ok(purged) if purged == Default::default() => {}
+            Ok(purged) => {
+                tracing::info!(health = purged.health, points = purged.points, rollups = purged.rollups, "retention")
+            }
+            Err(error) => tracing::warn!(%error, "retention failed; next run retries"),
         }
     }
 }

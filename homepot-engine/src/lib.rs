@@ -17,8 +17,10 @@ mod error;
 mod jobs;
 mod nodes;
 mod pipeline;
+mod query;
 mod request_log;
 mod restore;
+mod rollups;
 mod stats;
 mod writer;
 
@@ -36,6 +38,7 @@ use homepot_core::filter::FilterConfig;
 use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_core::node::{NodeEvent, NodeReport, Thresholds};
 use homepot_core::{ApiKey, Device, DeviceId, HealthCheck, NewDevice, Point, Role};
+use homepot_storage::retention::RetentionPolicy;
 use homepot_storage::{KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StorageError, Store, StoredHealthCheck};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -46,14 +49,16 @@ pub use containers::{ContainerRequester, DeviceAnswer, RequestError};
 pub use error::EngineError;
 pub use nodes::{ClusterView, NodeView};
 pub use pipeline::{HealthWrite, PointsWrite};
+pub use query::{MAX_RANGE_SERIES, RangeAnswer, RangeQuery, RangeSeries, SeriesSelector};
 pub use stats::{Stats, StatsSnapshot, SubscriberGuard};
 
 use crate::clock::nanos;
 use crate::device_state::DeviceStates;
 use crate::nodes::Nodes;
-use crate::pipeline::{AnalyticsRecord, Pipeline};
+use crate::pipeline::{Accepted, AnalyticsRecord, Pipeline};
 use crate::request_log::RequestLogs;
 use crate::restore::{RestoreWindows, restore_views};
+use crate::rollups::Rollups;
 use crate::writer::WriterTask;
 
 /// Analytics collection: the request log, the collection records and their retention.
@@ -108,6 +113,10 @@ pub struct Settings {
     pub heartbeat_interval: Duration,
     /// Heartbeats a device may miss before it is marked offline.
     pub missed_heartbeats: u32,
+    /// How long raw rows and each rollup tier are kept.
+    pub retention: RetentionPolicy,
+    /// How often rollups gathered in memory are merged into storage.
+    pub rollup_flush_interval: Duration,
 }
 
 impl Default for Settings {
@@ -124,6 +133,8 @@ impl Default for Settings {
             analytics: AnalyticsSettings::default(),
             heartbeat_interval: Duration::from_secs(60),
             missed_heartbeats: 3,
+            retention: RetentionPolicy::default(),
+            rollup_flush_interval: Duration::from_secs(10),
         }
     }
 }
@@ -158,6 +169,7 @@ struct Inner {
     auth: Authenticator,
     nodes: Nodes,
     states: Arc<DeviceStates>,
+    rollups: Arc<Rollups>,
     /// Devices known to send container data, so that each is recorded once per run.
     container_reporters: Mutex<HashSet<DeviceId>>,
     requester: RwLock<Option<Arc<dyn ContainerRequester>>>,
@@ -170,10 +182,13 @@ pub struct Engine {
     writer: WriterTask,
     logs: Option<WriterTask>,
     jobs: Vec<JoinHandle<()>>,
+    rollups: Arc<Rollups>,
+    store: Arc<dyn Store>,
 }
 
 impl Engine {
-    /// Stops the background jobs, then commits every write and request log already queued.
+    /// Stops the background jobs, then commits every write and request log already queued,
+    /// and the rollups gathered so far.
     pub async fn shutdown(self) {
         for job in &self.jobs {
             job.abort();
@@ -181,6 +196,9 @@ impl Engine {
         self.writer.drain().await;
         if let Some(logs) = self.logs {
             logs.drain().await;
+        }
+        if !self.rollups.flush(self.store.as_ref()).await {
+            tracing::error!("rollups gathered since the last flush could not be stored at shutdown");
         }
     }
 }
@@ -199,11 +217,12 @@ impl Homepot {
         let now = clock.now();
         let live = Arc::new(RwLock::new(LiveStore::new(settings.live)));
         let stats = Arc::new(Stats::default());
+        let rollups = Arc::new(Rollups::default());
+        let accepted = Accepted { live: Arc::clone(&live), rollups: Arc::clone(&rollups), clock: Arc::clone(&clock) };
         let (pipeline, writer) = Pipeline::start(
             Arc::clone(&store),
-            Arc::clone(&live),
+            accepted,
             Arc::clone(&stats),
-            Arc::clone(&clock),
             settings.filter,
             settings.write_queue_capacity,
             settings.max_write_batch,
@@ -243,13 +262,15 @@ impl Homepot {
                 auth,
                 nodes,
                 states,
+                rollups: Arc::clone(&rollups),
                 container_reporters: Mutex::default(),
                 requester: RwLock::default(),
                 settings,
             }),
         };
         let jobs = jobs::spawn(&homepot);
-        Ok((homepot, Engine { writer, logs, jobs }))
+        let store = Arc::clone(&homepot.inner.store);
+        Ok((homepot, Engine { writer, logs, jobs, rollups, store }))
     }
 
     /// Now, by the engine's clock.

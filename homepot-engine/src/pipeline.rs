@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::clock::{Clock, nanos};
 use crate::error::EngineError;
+use crate::rollups::Rollups;
 use crate::stats::Stats;
 use crate::writer::{BatchWriter, Commit, QueueError, WriterTask};
 
@@ -36,7 +37,6 @@ enum Job {
     // Boxed: a health check is ~400 bytes, and every queue slot is as large as the largest job.
     Health(Box<NewHealthCheck>, Reply<HealthCheckId>),
     Points(Vec<Point>, Arc<str>, Reply<()>),
-    /// `None`: nobody waits (state changes homepot detects itself).
     Record(Box<AnalyticsRecord>, Reply<RecordId>),
 }
 
@@ -73,6 +73,38 @@ struct FilterState {
     last_health: HashMap<String, HealthCheckId>,
 }
 
+/// Where accepted samples go besides storage: the live view and the rollups. Stored
+/// samples arrive after their commit, filtered ones at once.
+#[derive(Debug, Clone)]
+pub(crate) struct Accepted {
+    pub(crate) live: Arc<RwLock<LiveStore>>,
+    pub(crate) rollups: Arc<Rollups>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Accepted {
+    /// Shows batches of points live, each with its sender (`None`: the server's own points),
+    /// under one lock, and folds them into the rollups.
+    fn accept<'a>(&self, batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>) {
+        let batches: Vec<(Option<&str>, &[Point])> =
+            batches.into_iter().filter(|(_, points)| !points.is_empty()).collect();
+        if batches.is_empty() {
+            return;
+        }
+        for (_, points) in &batches {
+            self.rollups.observe(points);
+        }
+        let now_ns = nanos(self.clock.now());
+        // A poisoned lock only means a reader panicked; the map itself is always consistent.
+        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let refused: usize =
+            batches.into_iter().map(|(owner, points)| live.insert(owner, points, now_ns).refused).sum();
+        if refused > 0 {
+            tracing::warn!(refused, limit = live.limits().max_series, "live store full: new series refused");
+        }
+    }
+}
+
 /// The sending side of the write path.
 #[derive(Debug, Clone)]
 pub(crate) struct Pipeline {
@@ -80,8 +112,7 @@ pub(crate) struct Pipeline {
     /// Off means every sample is stored: no filter state, no per-sample work.
     filter_enabled: bool,
     filter: Arc<Mutex<FilterState>>,
-    live: Arc<RwLock<LiveStore>>,
-    clock: Arc<dyn Clock>,
+    accepted: Accepted,
 }
 
 impl std::fmt::Debug for Job {
@@ -106,19 +137,18 @@ impl Pipeline {
     /// those committed together.
     pub(crate) fn start(
         store: Arc<dyn Store>,
-        live: Arc<RwLock<LiveStore>>,
+        accepted: Accepted,
         stats: Arc<Stats>,
-        clock: Arc<dyn Clock>,
         filter: FilterConfig,
         capacity: usize,
         max_batch: usize,
     ) -> (Self, WriterTask) {
-        let committer = Telemetry { store, live: Arc::clone(&live), stats, clock: Arc::clone(&clock) };
+        let committer = Telemetry { store, accepted: accepted.clone(), stats };
         let (writer, task) = BatchWriter::spawn(committer, capacity, max_batch, None);
         let filter_enabled = filter.enabled;
         let filter =
             Arc::new(Mutex::new(FilterState { filter: SmartDataFilter::new(filter), last_health: HashMap::new() }));
-        (Self { writer, filter_enabled, filter, live, clock }, task)
+        (Self { writer, filter_enabled, filter, accepted }, task)
     }
 
     fn filter(&self) -> std::sync::MutexGuard<'_, FilterState> {
@@ -146,7 +176,7 @@ impl Pipeline {
             // Until the baseline's write is answered there is no id to point to: store this one.
             if let (Decision::Skip, Some(last)) = (decision, state.last_health.get(&key).copied()) {
                 drop(state);
-                show_live(&self.live, &*self.clock, [(None, &check.check.points(&check.device_id, time_ns)[..])]);
+                self.accepted.accept([(None, &check.check.points(&check.device_id, time_ns)[..])]);
                 return Ok(HealthWrite::Filtered(last));
             }
         }
@@ -170,7 +200,7 @@ impl Pipeline {
     /// that would take its owner over the live series limit is refused whole, before anything
     /// is stored.
     pub(crate) async fn write_points(&self, owner: &str, points: Vec<Point>) -> Result<PointsWrite, EngineError> {
-        self.live.read().unwrap_or_else(std::sync::PoisonError::into_inner).admit(owner, &points)?;
+        self.accepted.live.read().unwrap_or_else(std::sync::PoisonError::into_inner).admit(owner, &points)?;
         let owner: Arc<str> = Arc::from(owner);
         if !self.filter_enabled {
             let stored = points.len();
@@ -185,7 +215,7 @@ impl Pipeline {
                 matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
             })
         };
-        show_live(&self.live, &*self.clock, [(Some(&*owner), &skip[..])]);
+        self.accepted.accept([(Some(&*owner), &skip[..])]);
         let stored = store.len();
         if stored == 0 {
             return Ok(PointsWrite { stored });
@@ -228,9 +258,8 @@ async fn answered<T>(answer: oneshot::Receiver<Result<T, Arc<StorageError>>>) ->
 /// The telemetry writer's commit: one transaction per kind of record.
 struct Telemetry {
     store: Arc<dyn Store>,
-    live: Arc<RwLock<LiveStore>>,
+    accepted: Accepted,
     stats: Arc<Stats>,
-    clock: Arc<dyn Clock>,
 }
 
 #[async_trait]
@@ -299,7 +328,7 @@ impl Telemetry {
             .filter(|(_, result)| result.is_ok())
             .flat_map(|(c, _)| c.check.points(&c.device_id, nanos(c.checked_at)))
             .collect();
-        show_live(&self.live, &*self.clock, [(None, &live[..])]);
+        self.accepted.accept([(None, &live[..])]);
         for (reply, result) in replies.into_iter().zip(stored) {
             let _ = reply.send(result);
         }
@@ -308,7 +337,7 @@ impl Telemetry {
     /// Tells `/health` whether storage takes writes: a ping alone misses a locked or
     /// read-only file.
     fn note<T>(&self, result: &Result<T, StorageError>) {
-        let now_ms = self.clock.now().timestamp_millis();
+        let now_ms = self.accepted.clock.now().timestamp_millis();
         match result {
             Ok(_) => self.stats.write_outcome(false, now_ms),
             Err(StorageError::Unavailable { .. }) => self.stats.write_outcome(true, now_ms),
@@ -330,11 +359,7 @@ impl Telemetry {
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
         if result.is_ok() {
-            show_live(
-                &self.live,
-                &*self.clock,
-                senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()])),
-            );
+            self.accepted.accept(senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()])));
         }
         let result = result.map_err(Arc::new);
         for (_, _, reply) in senders {
@@ -351,25 +376,5 @@ impl Telemetry {
         };
         self.note(&result);
         let _ = reply.send(result.map_err(Arc::new));
-    }
-}
-
-/// Shows points in the live view: stored ones after their commit, filtered ones at once.
-/// Each batch comes with its sender (`None`: the server's own points); one lock serves all.
-fn show_live<'a>(
-    live: &RwLock<LiveStore>,
-    clock: &dyn Clock,
-    batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>,
-) {
-    let mut batches = batches.into_iter().filter(|(_, points)| !points.is_empty()).peekable();
-    if batches.peek().is_none() {
-        return;
-    }
-    let now_ns = nanos(clock.now());
-    // A poisoned lock only means a reader panicked; the map itself is always consistent.
-    let mut live = live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let refused: usize = batches.map(|(owner, points)| live.insert(owner, points, now_ns).refused).sum();
-    if refused > 0 {
-        tracing::warn!(refused, limit = live.limits().max_series, "live store full: new series refused");
     }
 }

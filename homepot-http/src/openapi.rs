@@ -20,9 +20,10 @@ const NOT_RATE_LIMITED: [&str; 3] = ["/health", "/api/v1/stats", "/metrics/strea
 /// Operations any valid key may call: no role is checked.
 const ANY_KEY: [(&str, &str); 1] = [("post", "/api/v1/analytics/user-activity")];
 
-/// Operations that answer 404 without a path parameter: a device named in the body, the
-/// analytics collection switched off, or the simulator switched off.
-const NOT_FOUND_WITHOUT_PATH: [(&str, &str); 8] = [
+/// Operations that answer 404 without a path parameter: a device named in the body or the
+/// query, no matching series, the analytics collection or the simulator switched off.
+const NOT_FOUND_WITHOUT_PATH: [(&str, &str); 9] = [
+    ("get", "/api/v1/query/range"),
     ("post", "/api/v1/containers/metrics"),
     ("post", "/api/v1/containers/requests"),
     ("post", "/api/v1/keys"),

@@ -12,6 +12,7 @@ use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
 use homepot_engine::{AnalyticsSettings, Engine, Homepot, Settings, SystemClock};
 use homepot_storage::Store;
+use homepot_storage::retention::RetentionPolicy;
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::middleware::CatchPanic;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
@@ -22,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::analytics::{AnalyticsConfig, RequestLogger};
 use crate::api::{
     AnalyticsApi, AppState, ContainersApi, DevicesApi, HealthApi, KeysApi, LiveApi, MetricsApi, MonitoringApi,
-    ServiceApi, SimulatorApi, StreamApi,
+    QueryApi, ServiceApi, SimulatorApi, StreamApi,
 };
 use crate::body::{BodyLimit, BodyTimeout};
 use crate::error::catch_all;
@@ -76,6 +77,10 @@ pub struct ServerConfig {
     pub heartbeat_interval: Duration,
     /// Heartbeats a device may miss before it is marked offline.
     pub missed_heartbeats: u32,
+    /// How long raw health checks and points, and each rollup tier, are kept.
+    pub retention: RetentionPolicy,
+    /// How often rollups gathered in memory are merged into storage.
+    pub rollup_flush_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +106,8 @@ impl Default for ServerConfig {
             analytics: AnalyticsConfig::default(),
             heartbeat_interval: Duration::from_secs(60),
             missed_heartbeats: 3,
+            retention: RetentionPolicy::default(),
+            rollup_flush_interval: Duration::from_secs(10),
         }
     }
 }
@@ -116,6 +123,7 @@ type Apis = (
     MonitoringApi,
     ContainersApi,
     AnalyticsApi,
+    QueryApi,
     SimulatorApi,
 );
 
@@ -163,6 +171,8 @@ impl ServerConfig {
             },
             heartbeat_interval: self.heartbeat_interval,
             missed_heartbeats: self.missed_heartbeats,
+            retention: self.retention,
+            rollup_flush_interval: self.rollup_flush_interval,
         }
     }
 }

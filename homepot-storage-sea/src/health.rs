@@ -155,7 +155,13 @@ impl HealthStore for SeaOrmStore {
         Ok(self.health_rows(device, None, 1).await?.pop())
     }
 
-    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
-        self.delete_some("health_checks", "checked_at < ?", vec![before.into()], max_rows).await
+    async fn purge_health(
+        &self,
+        from: DateTime<Utc>,
+        before: DateTime<Utc>,
+        max_rows: u64,
+    ) -> Result<u64, StorageError> {
+        let values = vec![from.into(), before.into()];
+        self.delete_some("health_checks", "checked_at >= ? AND checked_at < ?", values, max_rows).await
     }
 }

@@ -104,8 +104,9 @@ impl MetricStore for SeaOrmStore {
         latest.into_values().map(to_point).collect()
     }
 
-    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
-        self.delete_some("metric_points", "time_ns < ?", vec![before_ns.into()], max_rows).await
+    async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
+        let values = vec![from_ns.into(), before_ns.into()];
+        self.delete_some("metric_points", "time_ns >= ? AND time_ns < ?", values, max_rows).await
     }
 }
 

@@ -329,4 +329,21 @@ impl RollupStore for SeaOrmStore {
         let values = vec![tier_seconds(tier).into(), before_s.into()];
         self.delete_some("rollup_buckets", "tier = ? AND bucket_start < ?", values, max_rows).await
     }
+
+    async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError> {
+        let backend = self.db.get_database_backend();
+        let sql = format!(
+            "SELECT MIN(bucket_start) AS oldest FROM rollup_buckets WHERE tier = {}",
+            parameters(backend, 1, 1)
+        );
+        let row = self
+            .db
+            .query_one(Statement::from_sql_and_values(backend, sql, [tier_seconds(tier).into()]))
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => row.try_get::<Option<i64>>("", "oldest").map_err(db_error),
+            None => Ok(None),
+        }
+    }
 }

@@ -635,30 +635,35 @@ fn ancient(seconds: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(1950, 1, 1, 0, 0, 0).single().expect("valid instant") + Duration::seconds(seconds)
 }
 
-/// Raw health checks and points older than the cutoff go in bounded batches; newer ones stay.
+/// Raw health checks and points within `[from, before)` go in bounded batches; older and
+/// newer ones stay.
 pub async fn purges_old_health_checks_and_points<S: Store + ?Sized>(store: &S) {
     let device = unique_device("purge-raw");
     register(store, &device).await;
     let new = |checked_at| NewHealthCheck { device_id: device.clone(), checked_at, check: check(10.0, true) };
-    store.insert_health(&[new(ancient(0)), new(ancient(60)), new(ancient(120)), new(now())]).await.expect("insert");
-    let cutoff = ancient(3_600);
-    let deleted = store.purge_health(cutoff, 2).await.expect("purge");
+    let times = [ancient(0), ancient(60), ancient(120), ancient(180), now()];
+    store.insert_health(&times.map(new)).await.expect("insert");
+    let (from, cutoff) = (ancient(60), ancient(3_600));
+    let deleted = store.purge_health(from, cutoff, 2).await.expect("purge");
     assert!((1..=2).contains(&deleted), "at most the batch size, deleted {deleted}");
-    while store.purge_health(cutoff, 2).await.expect("purge") > 0 {}
-    let left = store.health_since(&device, ancient(-1), 10).await.expect("read");
-    assert_eq!(left.len(), 1, "only the recent check stays");
+    while store.purge_health(from, cutoff, 2).await.expect("purge") > 0 {}
+    let mut left: Vec<_> = store.health_since(&device, ancient(-1), 10).await.expect("read");
+    left.sort_by_key(|c| c.checked_at);
+    assert_eq!(left.iter().map(|c| c.checked_at).collect::<Vec<_>>(), [times[0], times[4]], "outside the range");
 
     let name = unique_device("purge-points").to_string();
     let ns = |time: DateTime<Utc>| time.timestamp_nanos_opt().expect("in range");
-    let points: Vec<Point> = [ancient(0), ancient(1), now()]
+    let points: Vec<Point> = [ancient(0), ancient(60), ancient(61), now()]
         .into_iter()
         .map(|t| point(&name, &[], vec![("v", FieldValue::Integer(1))], ns(t), MetricType::Gauge))
         .collect();
     store.insert_points(&points).await.expect("insert");
-    let deleted = store.purge_points(ns(cutoff), 1).await.expect("purge");
+    let deleted = store.purge_points(ns(from), ns(cutoff), 1).await.expect("purge");
     assert_eq!(deleted, 1, "one point per call with a batch of one");
-    while store.purge_points(ns(cutoff), 1_000).await.expect("purge") > 0 {}
-    assert_eq!(store.points_since(&name, i64::MIN, &[], 10).await.expect("read"), vec![points[2].clone()]);
+    while store.purge_points(ns(from), ns(cutoff), 1_000).await.expect("purge") > 0 {}
+    let mut left = store.points_since(&name, i64::MIN, &[], 10).await.expect("read");
+    left.sort_by_key(Point::timestamp_ns);
+    assert_eq!(left, vec![points[0].clone(), points[3].clone()]);
 }
 
 fn series(name: &str, field: &str, tags: &[(&str, &str)]) -> SeriesKey {
@@ -794,4 +799,6 @@ pub async fn purges_old_rollups_by_tier<S: Store + ?Sized>(store: &S) {
     assert_eq!(count(Tier::Minute).await, 1, "only the recent minute stays");
     assert_eq!(count(Tier::Hour).await, 3, "other tiers untouched");
     assert_eq!(count(Tier::Day).await, 3);
+    let oldest = store.oldest_bucket(Tier::Hour).await.expect("oldest").expect("hours are stored");
+    assert!(oldest <= Tier::Hour.bucket_start(old), "the 1950 hour is the oldest or older: {oldest}");
 }

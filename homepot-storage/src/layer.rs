@@ -47,6 +47,7 @@ pub enum Operation {
     FindSeries,
     RollupBuckets,
     PurgeRollups,
+    OldestBucket,
     InsertRequestLogs,
     InsertStateChange,
     InsertJobOutcome,
@@ -121,14 +122,14 @@ layered!(HealthStore {
     InsertHealth => fn insert_health(batch: &[NewHealthCheck]) -> Vec<HealthCheckId>;
     HealthSince => fn health_since(device: &DeviceId, since: DateTime<Utc>, limit: usize) -> Vec<StoredHealthCheck>;
     LatestHealth => fn latest_health(device: &DeviceId) -> Option<StoredHealthCheck>;
-    PurgeHealth => fn purge_health(before: DateTime<Utc>, max_rows: u64) -> u64;
+    PurgeHealth => fn purge_health(from: DateTime<Utc>, before: DateTime<Utc>, max_rows: u64) -> u64;
 });
 
 layered!(MetricStore {
     InsertPoints => fn insert_points(batch: &[Point]) -> ();
     PointsSince => fn points_since(name: &str, since_ns: i64, tags: &[(String, String)], limit: usize) -> Vec<Point>;
     LatestPoints => fn latest_points(names: &[&str], since_ns: i64) -> Vec<Point>;
-    PurgePoints => fn purge_points(before_ns: i64, max_rows: u64) -> u64;
+    PurgePoints => fn purge_points(from_ns: i64, before_ns: i64, max_rows: u64) -> u64;
 });
 
 layered!(RollupStore {
@@ -136,6 +137,7 @@ layered!(RollupStore {
     FindSeries => fn find_series(names: &[&str], field: &str, tags: &[(String, String)], limit: usize) -> Vec<StoredSeries>;
     RollupBuckets => fn rollup_buckets(series: &[SeriesId], tier: Tier, from_s: i64, to_s: i64) -> Vec<StoredBucket>;
     PurgeRollups => fn purge_rollups(tier: Tier, before_s: i64, max_rows: u64) -> u64;
+    OldestBucket => fn oldest_bucket(tier: Tier) -> Option<i64>;
 });
 
 layered!(AnalyticsStore {

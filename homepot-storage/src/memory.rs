@@ -221,8 +221,13 @@ impl HealthStore for InMemoryStore {
         Ok(t.health.iter().filter(|h| &h.device_id == device).max_by_key(|h| (h.checked_at, h.id)).cloned())
     }
 
-    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
-        Ok(purge(&mut self.tables().health, |h| h.checked_at < before, max_rows))
+    async fn purge_health(
+        &self,
+        from: DateTime<Utc>,
+        before: DateTime<Utc>,
+        max_rows: u64,
+    ) -> Result<u64, StorageError> {
+        Ok(purge(&mut self.tables().health, |h| h.checked_at >= from && h.checked_at < before, max_rows))
     }
 }
 
@@ -267,8 +272,9 @@ impl MetricStore for InMemoryStore {
         Ok(latest.into_values().cloned().collect())
     }
 
-    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
-        Ok(purge(&mut self.tables().points, |p| p.timestamp_ns() < before_ns, max_rows))
+    async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
+        let old = |p: &Point| p.timestamp_ns() >= from_ns && p.timestamp_ns() < before_ns;
+        Ok(purge(&mut self.tables().points, old, max_rows))
     }
 }
 
@@ -351,6 +357,10 @@ impl RollupStore for InMemoryStore {
             t.buckets.remove(key);
         }
         Ok(old.len() as u64)
+    }
+
+    async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError> {
+        Ok(self.tables().buckets.keys().filter(|(_, t, _)| *t == tier).map(|(_, _, start)| *start).min())
     }
 }
 

@@ -128,12 +128,17 @@ pub trait HealthStore: Send + Sync + fmt::Debug {
     /// Backend failures only.
     async fn latest_health(&self, device: &DeviceId) -> Result<Option<StoredHealthCheck>, StorageError>;
 
-    /// Deletes at most `max_rows` of the oldest checks accepted before `before` and returns
-    /// how many it deleted. Callers repeat until it returns 0.
+    /// Deletes at most `max_rows` of the checks accepted in `[from, before)` and returns how
+    /// many it deleted. Callers repeat until it returns 0.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError>;
+    async fn purge_health(
+        &self,
+        from: DateTime<Utc>,
+        before: DateTime<Utc>,
+        max_rows: u64,
+    ) -> Result<u64, StorageError>;
 }
 
 /// Metric history: points from every metrics ingest format.
@@ -167,12 +172,12 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
     /// Backend failures only.
     async fn latest_points(&self, names: &[&str], since_ns: i64) -> Result<Vec<Point>, StorageError>;
 
-    /// Deletes at most `max_rows` of the points timed before `before_ns` and returns how many
-    /// it deleted. Callers repeat until it returns 0.
+    /// Deletes at most `max_rows` of the points timed in `[from_ns, before_ns)` and returns
+    /// how many it deleted. Callers repeat until it returns 0.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError>;
+    async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError>;
 }
 
 /// Rollups: every numeric series folded into buckets of each [`Tier`]
@@ -219,6 +224,12 @@ pub trait RollupStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     async fn purge_rollups(&self, tier: Tier, before_s: i64, max_rows: u64) -> Result<u64, StorageError>;
+
+    /// The start of the oldest bucket of `tier`, if any: how far back rollups reach.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError>;
 }
 
 /// The analytics records and the aggregations over them. Aggregations group in

@@ -52,8 +52,8 @@ enum Op<'a> {
     InsertErrorLog { error: Cow<'a, ErrorLog> },
     InsertUserActivity { activity: Cow<'a, UserActivity> },
     PurgeAnalytics { before: DateTime<Utc>, max_rows: u64 },
-    PurgeHealth { before: DateTime<Utc>, max_rows: u64 },
-    PurgePoints { before_ns: i64, max_rows: u64 },
+    PurgeHealth { from: DateTime<Utc>, before: DateTime<Utc>, max_rows: u64 },
+    PurgePoints { from_ns: i64, before_ns: i64, max_rows: u64 },
     MergeRollups { deltas: Cow<'a, [RollupDelta]> },
     PurgeRollups { tier: Tier, before_s: i64, max_rows: u64 },
 }
@@ -94,9 +94,11 @@ impl Op<'_> {
             Op::PurgeAnalytics { before, max_rows } => {
                 Applied::Count(tables.purge_analytics(*before, *max_rows).await?)
             }
-            Op::PurgeHealth { before, max_rows } => Applied::Count(tables.purge_health(*before, *max_rows).await?),
-            Op::PurgePoints { before_ns, max_rows } => {
-                Applied::Count(tables.purge_points(*before_ns, *max_rows).await?)
+            Op::PurgeHealth { from, before, max_rows } => {
+                Applied::Count(tables.purge_health(*from, *before, *max_rows).await?)
+            }
+            Op::PurgePoints { from_ns, before_ns, max_rows } => {
+                Applied::Count(tables.purge_points(*from_ns, *before_ns, *max_rows).await?)
             }
             Op::MergeRollups { deltas } => {
                 tables.merge_rollups(deltas).await?;
@@ -361,8 +363,13 @@ impl HealthStore for JournalStore {
         self.tables.latest_health(device).await
     }
 
-    async fn purge_health(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
-        answer!(self.write(Op::PurgeHealth { before, max_rows }).await, Count)
+    async fn purge_health(
+        &self,
+        from: DateTime<Utc>,
+        before: DateTime<Utc>,
+        max_rows: u64,
+    ) -> Result<u64, StorageError> {
+        answer!(self.write(Op::PurgeHealth { from, before, max_rows }).await, Count)
     }
 }
 
@@ -386,8 +393,8 @@ impl MetricStore for JournalStore {
         self.tables.latest_points(names, since_ns).await
     }
 
-    async fn purge_points(&self, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
-        answer!(self.write(Op::PurgePoints { before_ns, max_rows }).await, Count)
+    async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
+        answer!(self.write(Op::PurgePoints { from_ns, before_ns, max_rows }).await, Count)
     }
 }
 
@@ -419,6 +426,10 @@ impl RollupStore for JournalStore {
 
     async fn purge_rollups(&self, tier: Tier, before_s: i64, max_rows: u64) -> Result<u64, StorageError> {
         answer!(self.write(Op::PurgeRollups { tier, before_s, max_rows }).await, Count)
+    }
+
+    async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError> {
+        self.tables.oldest_bucket(tier).await
     }
 }
 

@@ -20,7 +20,7 @@ use serde_json::Value;
 use homepot_engine::{PointsWrite, Principal};
 
 use super::documented::{MetricBatchRequest, SimpleMetricRequest};
-use super::{ApiTags, AppState};
+use super::{ApiTags, AppState, parse_tags};
 use crate::auth::MetricsAuth;
 use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
 use crate::error::ApiError;
@@ -398,13 +398,7 @@ impl MetricsApi {
     ) -> Result<Json<MetricHistory>, ApiError> {
         state.authenticate_metrics(&auth).await?.require_reader()?;
         let name = name.0;
-        let mut tags = Vec::with_capacity(tag.0.len());
-        for raw in &tag.0 {
-            let Some((key, value)) = raw.split_once(':') else {
-                return Err(ApiError::invalid_field("query", "tag", ErrorKind::BadFormat, "tags are key:value"));
-            };
-            tags.push((key.to_owned(), value.to_owned()));
-        }
+        let tags = parse_tags(&tag.0)?;
         let hours = hours.0.unwrap_or(24);
         let points = state.homepot.metric_history(&name, hours, &tags, limit.0.unwrap_or(1000) as usize).await?;
         Ok(Json(MetricHistory {

@@ -11,6 +11,7 @@ mod keys;
 mod live;
 mod metrics;
 mod monitoring;
+mod query;
 mod service;
 mod simulator;
 mod stream;
@@ -30,6 +31,7 @@ pub(crate) use self::keys::KeysApi;
 pub(crate) use self::live::LiveApi;
 pub(crate) use self::metrics::MetricsApi;
 pub(crate) use self::monitoring::MonitoringApi;
+pub(crate) use self::query::QueryApi;
 pub(crate) use self::service::ServiceApi;
 pub(crate) use self::simulator::SimulatorApi;
 pub(crate) use self::stream::StreamApi;
@@ -52,6 +54,8 @@ enum ApiTags {
     Containers,
     /// Analytics collection and queries.
     Analytics,
+    /// Range queries over the rollups of every numeric series.
+    Query,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.
@@ -86,4 +90,16 @@ impl AppState {
 /// The original APIs' timestamp format: `2025-11-19T10:00:00.000Z`.
 pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Repeated `tag=key:value` query parameters as tag pairs.
+pub(crate) fn parse_tags(raw: &[String]) -> Result<Vec<(String, String)>, ApiError> {
+    raw.iter()
+        .map(|tag| match tag.split_once(':') {
+            Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
+            None => {
+                Err(ApiError::invalid_field("query", "tag", homepot_core::ErrorKind::BadFormat, "tags are key:value"))
+            }
+        })
+        .collect()
 }
