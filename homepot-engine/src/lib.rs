@@ -38,6 +38,7 @@ use homepot_core::filter::FilterConfig;
 use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_core::node::{NodeEvent, NodeReport, Thresholds};
 use homepot_core::{ApiKey, Device, DeviceId, HealthCheck, NewDevice, Point, Role};
+use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::retention::RetentionPolicy;
 use homepot_storage::{KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StorageError, Store, StoredHealthCheck};
 use tokio::sync::broadcast;
@@ -367,6 +368,15 @@ impl Homepot {
     /// Storage failures.
     pub async fn devices(&self) -> Result<Vec<Device>, EngineError> {
         Ok(self.inner.store.devices().await?)
+    }
+
+    /// A page of the fleet: devices with their latest check and state, filtered, sorted and
+    /// continued from a cursor.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn fleet(&self, query: &FleetQuery) -> Result<FleetPage, EngineError> {
+        Ok(self.inner.store.fleet(query).await?)
     }
 
     /// A registered device, if it is.

@@ -20,7 +20,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
-use sea_orm::{Condition, DatabaseTransaction};
+use sea_orm::{Condition, ConnectionTrait, DatabaseTransaction, Statement};
 use serde_json::{Map, Value};
 
 use crate::SeaOrmStore;
@@ -218,7 +218,23 @@ impl AnalyticsStore for SeaOrmStore {
             extra_data: Set(object(&c.metadata)),
             ..Default::default()
         };
-        self.insert_one(row).await.map(RecordId).map_err(db_error)
+        // The change and the device's current state in one transaction, the insert first (a
+        // write, so SQLite holds the lock before anything is read).
+        let txn = self.db.begin().await.map_err(db_error)?;
+        let id = device_state_change::Entity::insert(row).exec(&txn).await.map_err(db_error)?.last_insert_id;
+        let backend = txn.get_database_backend();
+        let sql = crate::sql::numbered(
+            backend,
+            "INSERT INTO device_latest (device_id, state, state_since) SELECT id, ?, ? FROM devices \
+             WHERE device_id = ? ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, \
+             state_since = excluded.state_since \
+             WHERE device_latest.state_since IS NULL OR excluded.state_since >= device_latest.state_since",
+        );
+        let values: Vec<sea_orm::Value> =
+            vec![c.new_state.clone().into(), c.timestamp.into(), c.device_id.clone().into()];
+        txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+        txn.commit().await.map_err(db_error)?;
+        Ok(RecordId(id))
     }
 
     async fn insert_job_outcome(&self, o: &JobOutcome) -> Result<RecordId, StorageError> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
+use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{DeviceStore, StorageError};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
@@ -105,5 +106,9 @@ impl DeviceStore for SeaOrmStore {
             .await
             .map_err(db_error)?;
         Ok(rows.into_iter().map(|d| to_device(d).id).collect())
+    }
+
+    async fn fleet(&self, query: &FleetQuery) -> Result<FleetPage, StorageError> {
+        self.fleet_page(query).await
     }
 }

@@ -1,5 +1,7 @@
 //! Health checks: the group-commit insert and a device's history, both plain SQL.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::DeviceId;
@@ -25,6 +27,25 @@ const HEALTH_COLUMNS: &[(&str, Bind)] = &[
     ("disk_percent", Bind::Plain),
     ("checked_at", Bind::Plain),
 ];
+
+/// Columns of a device's latest check in brief, kept beside the history for the fleet query.
+const LATEST_COLUMNS: &[(&str, Bind)] = &[
+    ("device_id", Bind::DeviceKey),
+    ("checked_at", Bind::Plain),
+    ("is_healthy", Bind::Plain),
+    ("response_time_ms", Bind::Plain),
+    ("cpu_percent", Bind::Plain),
+    ("memory_percent", Bind::Plain),
+    ("disk_percent", Bind::Plain),
+];
+
+/// Replaces a device's latest check unless the stored one is newer (of equal times, the
+/// later stored wins).
+const LATEST_UPSERT: &str = " ON CONFLICT (device_id) DO UPDATE SET checked_at = excluded.checked_at, \
+     is_healthy = excluded.is_healthy, response_time_ms = excluded.response_time_ms, \
+     cpu_percent = excluded.cpu_percent, memory_percent = excluded.memory_percent, \
+     disk_percent = excluded.disk_percent \
+     WHERE device_latest.checked_at IS NULL OR excluded.checked_at >= device_latest.checked_at";
 
 /// Whether a health insert failed for want of its device: the key subquery found none
 /// (NOT NULL: SQLite 1299, PostgreSQL 23502), or the device went away (foreign key).
@@ -137,6 +158,33 @@ impl HealthStore for SeaOrmStore {
             // Both backends assign keys in VALUES order; RETURNING's row order is not promised.
             chunk_ids.sort_unstable();
             ids.extend(chunk_ids.into_iter().map(HealthCheckId));
+        }
+        // Each device's newest check of the batch (the later of equal times), once: one
+        // statement may not update a row twice.
+        let mut newest: HashMap<&DeviceId, &NewHealthCheck> = HashMap::new();
+        for item in batch {
+            let entry = newest.entry(&item.device_id).or_insert(item);
+            if item.checked_at >= entry.checked_at {
+                *entry = item;
+            }
+        }
+        let newest: Vec<&NewHealthCheck> = newest.into_values().collect();
+        for chunk in newest.chunks(INSERT_CHUNK) {
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * LATEST_COLUMNS.len());
+            for item in chunk {
+                let report = item.check.report();
+                values.extend([
+                    item.device_id.as_str().into(),
+                    item.checked_at.into(),
+                    report.is_healthy.into(),
+                    report.response_time_ms.into(),
+                    item.check.cpu_percent().into(),
+                    item.check.memory_percent().into(),
+                    item.check.disk_percent().into(),
+                ]);
+            }
+            let sql = insert_sql(backend, "device_latest", LATEST_COLUMNS, chunk.len(), LATEST_UPSERT);
+            txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)?;
         Ok(ids)

@@ -12,6 +12,7 @@ mod connect;
 mod devices;
 mod entity;
 mod error;
+mod fleet;
 mod health;
 mod keys;
 mod metrics;

@@ -21,6 +21,7 @@ use homepot_core::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::fleet::{FleetDevice, FleetQuery, FleetSortKey, fleet_order};
 use crate::{NewHealthCheck, NewKey, RollupDelta, SeriesKey, StorageError, Store, StoredBucket};
 
 /// Runs every check in this module.
@@ -47,6 +48,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     merges_rollups_exactly(store).await;
     finds_series_and_reads_bucket_ranges(store).await;
     purges_old_rollups_by_tier(store).await;
+    pages_the_fleet_by_any_latest_figure(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -801,4 +803,129 @@ pub async fn purges_old_rollups_by_tier<S: Store + ?Sized>(store: &S) {
     assert_eq!(count(Tier::Day).await, 3);
     let oldest = store.oldest_bucket(Tier::Hour).await.expect("oldest").expect("hours are stored");
     assert!(oldest <= Tier::Hour.bucket_start(old), "the 1950 hour is the oldest or older: {oldest}");
+}
+
+/// The fleet: each device with its latest check (the last accepted; of equal times the last
+/// stored) and newest state, filtered, sorted on every key both ways (absent values last),
+/// and paged by cursor without gaps or repeats.
+pub async fn pages_the_fleet_by_any_latest_figure<S: Store + ?Sized>(store: &S) {
+    let namespace = unique_device("fleet").to_string();
+    let id = |n: usize| DeviceId::parse(&format!("{namespace}-{n}")).expect("valid id");
+    let names = [Some("Till Two"), None, Some("back office"), Some("Till one"), None, Some("kiosk")];
+    let labels = ["a", "b", "a", "a", "b", "a"];
+    for n in 0..6 {
+        let labels = [("site".to_owned(), labels[n].to_owned())].into();
+        let new = NewDevice::parse(id(n).as_str(), names[n].map(str::to_owned), None, labels).expect("valid device");
+        store.register_device(&new, &fresh_key().hash(), at(n as i64)).await.expect("register");
+    }
+    let checked = |n: usize, cpu: Option<f64>, healthy: bool, seconds: i64| {
+        let mut report = HealthReport::minimal(healthy, 10 * n as i64);
+        report.system =
+            cpu.map(|c| SystemMetrics { cpu_percent: Some(c), disk_percent: Some(50.0), ..Default::default() });
+        NewHealthCheck {
+            device_id: id(n),
+            checked_at: at(seconds),
+            check: HealthCheck::validate(report).expect("valid"),
+        }
+    };
+    // Device 0: an older check is superseded; devices 1 and 2 tie on CPU; 4 reports no CPU;
+    // 5 has never reported. Two checks of device 3 at one time: the later stored wins.
+    store.insert_health(&[checked(0, Some(90.0), true, 10), checked(1, Some(40.0), true, 20)]).await.expect("insert");
+    store
+        .insert_health(&[
+            checked(0, Some(15.0), false, 30),
+            checked(2, Some(40.0), true, 20),
+            checked(3, Some(70.0), true, 40),
+        ])
+        .await
+        .expect("insert");
+    store.insert_health(&[checked(3, Some(75.0), false, 40), checked(4, None, true, 50)]).await.expect("insert");
+    for (n, state, seconds) in [(0, "online", 1), (0, "unhealthy", 31), (3, "online", 41), (3, "offline", 41)] {
+        let change = StateChange {
+            timestamp: at(seconds),
+            device_id: id(n).to_string(),
+            previous_state: None,
+            new_state: state.to_owned(),
+            changed_by: "system".to_owned(),
+            recorded_by: Some("system".to_owned()),
+            reason: None,
+            metadata: Map::new(),
+        };
+        store.insert_state_change(&change).await.expect("state");
+    }
+    let query = |sort, descending| FleetQuery {
+        text: Some(namespace.clone()),
+        sort,
+        descending,
+        limit: 100,
+        ..FleetQuery::default()
+    };
+    let all = store.fleet(&query(FleetSortKey::DeviceId, false)).await.expect("fleet");
+    assert_eq!(all.devices.len(), 6);
+    assert!(all.next.is_none());
+    let by_id = |n: usize| all.devices.iter().find(|d| d.device.id == id(n)).expect("listed");
+    let latest0 = by_id(0).latest.as_ref().expect("device 0 reported");
+    assert_eq!((latest0.cpu_percent, latest0.is_healthy, latest0.checked_at), (Some(15.0), false, at(30)));
+    assert_eq!(by_id(3).latest.as_ref().map(|l| (l.cpu_percent, l.is_healthy)), Some((Some(75.0), false)));
+    assert_eq!(by_id(4).latest.as_ref().map(|l| l.cpu_percent), Some(None));
+    assert!(by_id(5).latest.is_none());
+    assert_eq!(by_id(0).state, Some(("unhealthy".to_owned(), at(31))));
+    assert_eq!(by_id(3).state, Some(("offline".to_owned(), at(41))), "the later stored of equal times");
+    assert_eq!(by_id(0).device.labels.as_map().get("site").map(String::as_str), Some("a"));
+
+    let expected = |sort: FleetSortKey, descending: bool| {
+        let mut devices: Vec<&FleetDevice> = all.devices.iter().collect();
+        devices.sort_by(|a, b| {
+            let (x, y) = (a.sort_value(sort), b.sort_value(sort));
+            fleet_order((&x, a.device.id.as_str()), (&y, b.device.id.as_str()), descending)
+        });
+        devices.into_iter().map(|d| d.device.id.clone()).collect::<Vec<_>>()
+    };
+    for sort in FleetSortKey::ALL {
+        for descending in [false, true] {
+            let want = expected(sort, descending);
+            let page = store.fleet(&query(sort, descending)).await.expect("fleet");
+            let got: Vec<DeviceId> = page.devices.iter().map(|d| d.device.id.clone()).collect();
+            assert_eq!(got, want, "sort {} descending {descending}", sort.as_str());
+            // Pages of two, following the cursor, give the same order.
+            let mut walked = Vec::new();
+            let mut paged = FleetQuery { limit: 2, ..query(sort, descending) };
+            loop {
+                let page = store.fleet(&paged).await.expect("page");
+                assert!(page.devices.len() <= 2);
+                walked.extend(page.devices.iter().map(|d| d.device.id.clone()));
+                match page.next {
+                    Some(cursor) => paged.after = Some(cursor),
+                    None => break,
+                }
+            }
+            assert_eq!(walked, want, "paged by {} descending {descending}", sort.as_str());
+        }
+    }
+    let cpu_desc = expected(FleetSortKey::CpuPercent, true);
+    assert_eq!(cpu_desc[..4], [id(3), id(1), id(2), id(0)], "75, 40, 40 (by id), 15, then no figure");
+
+    let ids = |page: crate::fleet::FleetPage| page.devices.into_iter().map(|d| d.device.id).collect::<Vec<_>>();
+    let filtered = |change: &dyn Fn(&mut FleetQuery)| {
+        let mut q = query(FleetSortKey::DeviceId, false);
+        change(&mut q);
+        q
+    };
+    let unhealthy = store.fleet(&filtered(&|q| q.healthy = Some(false))).await.expect("fleet");
+    assert_eq!(ids(unhealthy), [id(0), id(3)]);
+    let offline = store.fleet(&filtered(&|q| q.state = Some("offline".to_owned()))).await.expect("fleet");
+    assert_eq!(ids(offline), [id(3)]);
+    let site_b =
+        store.fleet(&filtered(&|q| q.labels = vec![("site".to_owned(), "b".to_owned())])).await.expect("fleet");
+    assert_eq!(ids(site_b), [id(1), id(4)]);
+    let till = store.fleet(&filtered(&|q| q.text = Some("TILL".to_owned()))).await.expect("fleet");
+    // Other devices of a shared database may match too: look at this check's only.
+    let mine: Vec<FleetDevice> =
+        till.devices.into_iter().filter(|d| d.device.id.as_str().starts_with(&namespace)).collect();
+    assert_eq!(mine.len(), 2, "names match without regard to ASCII case");
+    assert!(mine.iter().all(|d| d.device.name.as_deref().is_some_and(|n| n.starts_with("Till"))));
+    let one = store.fleet(&filtered(&|q| q.text = Some(format!("{namespace}-4")))).await.expect("fleet");
+    assert_eq!(ids(one), [id(4)]);
+    let percent = store.fleet(&filtered(&|q| q.text = Some("%".to_owned()))).await.expect("fleet");
+    assert!(percent.devices.is_empty(), "search text is matched literally");
 }

@@ -13,6 +13,7 @@ use homepot_core::analytics::{
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
+use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
     AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
     NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck,
@@ -30,6 +31,7 @@ pub enum Operation {
     RemoveDevice,
     MarkContainerReporter,
     ContainerReporters,
+    Fleet,
     InsertKey,
     KeyByHash,
     HasKeyWithRole,
@@ -108,6 +110,7 @@ layered!(DeviceStore {
     RemoveDevice => fn remove_device(id: &DeviceId) -> ();
     MarkContainerReporter => fn mark_container_reporter(id: &DeviceId, at: DateTime<Utc>) -> ();
     ContainerReporters => fn container_reporters() -> Vec<DeviceId>;
+    Fleet => fn fleet(query: &FleetQuery) -> FleetPage;
 });
 
 layered!(KeyStore {

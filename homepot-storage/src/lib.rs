@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod fleet;
 pub mod keys;
 pub mod layer;
 mod record;

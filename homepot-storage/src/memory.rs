@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use crate::fleet::{FleetDevice, FleetPage, FleetQuery, LatestHealth, fleet_order};
 use crate::{
     AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
     NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket,
@@ -119,6 +120,61 @@ impl DeviceStore for InMemoryStore {
     async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError> {
         Ok(self.tables().container_reporters.iter().cloned().collect())
     }
+
+    async fn fleet(&self, query: &FleetQuery) -> Result<FleetPage, StorageError> {
+        let t = self.tables();
+        let mut latest: HashMap<&DeviceId, &StoredHealthCheck> = HashMap::new();
+        for check in &t.health {
+            let newest = latest.entry(&check.device_id).or_insert(check);
+            if (check.checked_at, check.id) >= (newest.checked_at, newest.id) {
+                *newest = check;
+            }
+        }
+        let mut states: HashMap<&str, &StateChange> = HashMap::new();
+        // In insertion order, so the later-stored of equal times wins.
+        for change in &t.states {
+            let newest = states.entry(change.device_id.as_str()).or_insert(change);
+            if change.timestamp >= newest.timestamp {
+                *newest = change;
+            }
+        }
+        let key = query.sort;
+        let mut devices: Vec<FleetDevice> = t
+            .devices
+            .values()
+            .map(|device| FleetDevice {
+                device: device.clone(),
+                latest: latest.get(&device.id).map(|c| LatestHealth {
+                    checked_at: c.checked_at,
+                    is_healthy: c.is_healthy,
+                    response_time_ms: c.response_time_ms,
+                    cpu_percent: number(c, "cpu_percent"),
+                    memory_percent: number(c, "memory_percent"),
+                    disk_percent: number(c, "disk_percent"),
+                }),
+                state: states.get(device.id.as_str()).map(|c| (c.new_state.clone(), c.timestamp)),
+            })
+            .filter(|d| d.matches(query))
+            .collect();
+        devices.sort_by(|a, b| {
+            let (x, y) = (a.sort_value(key), b.sort_value(key));
+            fleet_order((&x, a.device.id.as_str()), (&y, b.device.id.as_str()), query.descending)
+        });
+        if let Some(after) = &query.after {
+            devices.retain(|d| {
+                let value = d.sort_value(key);
+                fleet_order((&value, d.device.id.as_str()), (&after.value, after.device_id.as_str()), query.descending)
+                    == std::cmp::Ordering::Greater
+            });
+        }
+        devices.truncate(query.limit.saturating_add(1));
+        Ok(FleetPage::from_sorted(devices, query))
+    }
+}
+
+/// A figure of a stored check's `system` group.
+fn number(check: &StoredHealthCheck, field: &str) -> Option<f64> {
+    check.response_data.get("system").and_then(|s| s.get(field)).and_then(serde_json::Value::as_f64)
 }
 
 #[async_trait]

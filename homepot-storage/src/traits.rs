@@ -11,6 +11,7 @@ use homepot_core::analytics::{
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
+use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
     HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, StorageError, StoredBucket,
     StoredHealthCheck, StoredKey, StoredSeries,
@@ -61,6 +62,15 @@ pub trait DeviceStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError>;
+
+    /// A page of devices with their latest stored check and current state, filtered and
+    /// sorted as `query` says, in the order of [`crate::fleet::fleet_order`], after its cursor.
+    /// The latest check is the one accepted last (of equal times, the one stored last); the
+    /// state is the newest state change of the device.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn fleet(&self, query: &FleetQuery) -> Result<FleetPage, StorageError>;
 }
 
 /// API keys, stored as hashes.

@@ -27,6 +27,7 @@ use homepot_core::analytics::{
 };
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
+use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{
     AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo, KeyStore, MetricStore,
     NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket,
@@ -318,6 +319,10 @@ impl DeviceStore for JournalStore {
 
     async fn container_reporters(&self) -> Result<Vec<DeviceId>, StorageError> {
         self.tables.container_reporters().await
+    }
+
+    async fn fleet(&self, query: &FleetQuery) -> Result<FleetPage, StorageError> {
+        self.tables.fleet(query).await
     }
 }
 

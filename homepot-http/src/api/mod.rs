@@ -94,12 +94,24 @@ pub(crate) fn rfc3339(at: DateTime<Utc>) -> String {
 
 /// Repeated `tag=key:value` query parameters as tag pairs.
 pub(crate) fn parse_tags(raw: &[String]) -> Result<Vec<(String, String)>, ApiError> {
+    pairs("tag", raw)
+}
+
+/// Repeated `label=key:value` query parameters as label pairs.
+pub(crate) fn parse_labels(raw: &[String]) -> Result<Vec<(String, String)>, ApiError> {
+    pairs("label", raw)
+}
+
+fn pairs(parameter: &str, raw: &[String]) -> Result<Vec<(String, String)>, ApiError> {
     raw.iter()
-        .map(|tag| match tag.split_once(':') {
+        .map(|pair| match pair.split_once(':') {
             Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
-            None => {
-                Err(ApiError::invalid_field("query", "tag", homepot_core::ErrorKind::BadFormat, "tags are key:value"))
-            }
+            None => Err(ApiError::invalid_field(
+                "query",
+                parameter,
+                homepot_core::ErrorKind::BadFormat,
+                format!("{parameter}s are key:value"),
+            )),
         })
         .collect()
 }
