@@ -37,6 +37,7 @@ use homepot_core::container::{MetricsData, RequestCommand};
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_core::node::{NodeEvent, NodeReport, Thresholds};
+use homepot_core::rollup::Tier;
 use homepot_core::{ApiKey, Device, DeviceId, HealthCheck, NewDevice, Point, Role};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::retention::RetentionPolicy;
@@ -737,12 +738,18 @@ impl Homepot {
         Ok(self.inner.store.job_status_counts(self.since(hours), job_type).await?)
     }
 
-    /// Error counts per category and severity over the last `hours`.
+    /// Error counts per category and severity over the last `hours`, per bucket of `bucket`
+    /// if given.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn error_trends(&self, hours: u32, category: Option<&str>) -> Result<Vec<ErrorTrend>, EngineError> {
-        Ok(self.inner.store.error_trends(self.since(hours), category).await?)
+    pub async fn error_trends(
+        &self,
+        hours: u32,
+        category: Option<&str>,
+        bucket: Option<Tier>,
+    ) -> Result<Vec<ErrorTrend>, EngineError> {
+        Ok(self.inner.store.error_trends(self.since(hours), category, bucket.map(Tier::seconds)).await?)
     }
 
     /// A registered device's state changes over the last `hours`, newest first, at most

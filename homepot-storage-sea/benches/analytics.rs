@@ -167,7 +167,7 @@ fn queries(c: &mut Criterion) {
         });
     });
     group.bench_function("error_trends_168h", |b| {
-        b.iter(|| black_box(runtime.block_on(store.error_trends(hours_ago(168), None)).expect("query")));
+        b.iter(|| black_box(runtime.block_on(store.error_trends(hours_ago(168), None, None)).expect("query")));
     });
     group.bench_function("device_state_history_720h", |b| {
         b.iter(|| {

@@ -20,7 +20,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
 };
-use sea_orm::{Condition, ConnectionTrait, DatabaseTransaction, Statement};
+use sea_orm::{Condition, ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use serde_json::{Map, Value};
 
 use crate::SeaOrmStore;
@@ -401,17 +401,29 @@ impl AnalyticsStore for SeaOrmStore {
         &self,
         since: DateTime<Utc>,
         category: Option<&str>,
+        bucket_s: Option<i64>,
     ) -> Result<Vec<ErrorTrend>, StorageError> {
         use error_log::{Column as C, Entity};
+        // The bucket width is a number, never client text, so it is written into the SQL.
+        let width = bucket_s.unwrap_or(0).max(1);
+        let bucket = match self.db.get_database_backend() {
+            DbBackend::Postgres => format!("(FLOOR(EXTRACT(EPOCH FROM timestamp) / {width}) * {width})::BIGINT"),
+            _ => format!("(CAST(strftime('%s', timestamp) AS INTEGER) / {width}) * {width}"),
+        };
+        let bucket = if bucket_s.is_some() { bucket } else { "CAST(0 AS BIGINT)".to_owned() };
         let mut query = Entity::find()
             .select_only()
+            .column_as(Expr::cust(bucket.clone()), "bucket")
             .columns([C::Category, C::Severity])
             .column_as(Expr::cust("COUNT(*)"), "count")
             .filter(C::Timestamp.gte(since));
         if let Some(category) = category {
             query = query.filter(C::Category.eq(category));
         }
-        let rows: Vec<(String, String, i64)> = query
+        if bucket_s.is_some() {
+            query = query.group_by(Expr::cust(bucket.clone())).order_by_asc(Expr::cust(bucket));
+        }
+        let rows: Vec<(i64, String, String, i64)> = query
             .group_by(C::Category)
             .group_by(C::Severity)
             .order_by_asc(C::Category)
@@ -420,7 +432,15 @@ impl AnalyticsStore for SeaOrmStore {
             .all(&self.db)
             .await
             .map_err(db_error)?;
-        Ok(rows.into_iter().map(|(category, severity, n)| ErrorTrend { category, severity, count: count(n) }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(start, category, severity, n)| ErrorTrend {
+                bucket: bucket_s.map(|_| start),
+                category,
+                severity,
+                count: count(n),
+            })
+            .collect())
     }
 
     async fn state_history(

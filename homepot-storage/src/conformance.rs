@@ -575,10 +575,30 @@ pub async fn counts_job_outcomes_and_errors<S: Store + ?Sized>(store: &S) {
     for severity in [Severity::Error, Severity::Critical, Severity::Error] {
         store.insert_error_log(&error(severity)).await.expect("insert error log");
     }
-    let trends = store.error_trends(since, Some(&category)).await.expect("error trends");
+    let trends = store.error_trends(since, Some(&category), None).await.expect("error trends");
     let got: Vec<(&str, u64)> = trends.iter().map(|t| (t.severity.as_str(), t.count)).collect();
     assert_eq!(got, vec![("critical", 1), ("error", 2)]);
-    assert!(store.error_trends(now() + Duration::minutes(1), Some(&category)).await.expect("trends").is_empty());
+    assert!(trends.iter().all(|t| t.bucket.is_none()));
+    let later = now() + Duration::minutes(1);
+    assert!(store.error_trends(later, Some(&category), None).await.expect("trends").is_empty());
+    // Per hour: two more errors, an hour and a half earlier, land in their own bucket.
+    let earlier = now() - Duration::minutes(90);
+    for severity in [Severity::Error, Severity::Warning] {
+        store.insert_error_log(&ErrorLog { timestamp: earlier, ..error(severity) }).await.expect("insert error log");
+    }
+    let hourly =
+        store.error_trends(earlier - Duration::minutes(1), Some(&category), Some(3_600)).await.expect("trends");
+    let hour = |t: DateTime<Utc>| t.timestamp().div_euclid(3_600) * 3_600;
+    let got: Vec<(Option<i64>, &str, u64)> = hourly.iter().map(|t| (t.bucket, t.severity.as_str(), t.count)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (Some(hour(earlier)), "error", 1),
+            (Some(hour(earlier)), "warning", 1),
+            (Some(hour(now())), "critical", 1),
+            (Some(hour(now())), "error", 2),
+        ]
+    );
 
     let activity = UserActivity {
         timestamp: now(),

@@ -151,7 +151,7 @@ layered!(AnalyticsStore {
     InsertUserActivity => fn insert_user_activity(activity: &UserActivity) -> RecordId;
     RequestLatencies => fn request_latencies(since: DateTime<Utc>, endpoint: Option<&str>) -> Vec<EndpointLatency>;
     JobStatusCounts => fn job_status_counts(since: DateTime<Utc>, job_type: Option<&str>) -> Vec<JobStatusCount>;
-    ErrorTrends => fn error_trends(since: DateTime<Utc>, category: Option<&str>) -> Vec<ErrorTrend>;
+    ErrorTrends => fn error_trends(since: DateTime<Utc>, category: Option<&str>, bucket_s: Option<i64>) -> Vec<ErrorTrend>;
     StateHistory => fn state_history(device_id: &str, since: DateTime<Utc>, limit: usize) -> Vec<StateChange>;
     LatestStates => fn latest_states() -> Vec<StateChange>;
     PurgeAnalytics => fn purge_analytics(before: DateTime<Utc>, max_rows: u64) -> u64;

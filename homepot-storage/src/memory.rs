@@ -513,15 +513,20 @@ impl AnalyticsStore for InMemoryStore {
         &self,
         since: DateTime<Utc>,
         category: Option<&str>,
+        bucket_s: Option<i64>,
     ) -> Result<Vec<ErrorTrend>, StorageError> {
-        let mut groups: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut groups: BTreeMap<(Option<i64>, String, String), u64> = BTreeMap::new();
         for error in self.tables().errors.iter().filter(|e| e.timestamp >= since) {
             if category.is_some_and(|c| c != error.category) {
                 continue;
             }
-            *groups.entry((error.category.clone(), error.severity.as_str().to_owned())).or_default() += 1;
+            let bucket = bucket_s.map(|width| error.timestamp.timestamp().div_euclid(width) * width);
+            *groups.entry((bucket, error.category.clone(), error.severity.as_str().to_owned())).or_default() += 1;
         }
-        Ok(groups.into_iter().map(|((category, severity), count)| ErrorTrend { category, severity, count }).collect())
+        Ok(groups
+            .into_iter()
+            .map(|((bucket, category, severity), count)| ErrorTrend { bucket, category, severity, count })
+            .collect())
     }
 
     async fn state_history(

@@ -302,12 +302,17 @@ pub trait AnalyticsStore: Send + Sync + fmt::Debug {
     ) -> Result<Vec<JobStatusCount>, StorageError>;
 
     /// Error logs at or after `since` (of one category, if given), counted per category and
-    /// severity, ordered by category then severity.
+    /// severity, ordered by category then severity; with `bucket_s`, per bucket of that many
+    /// seconds aligned to the epoch as well, ordered by bucket first.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn error_trends(&self, since: DateTime<Utc>, category: Option<&str>)
-    -> Result<Vec<ErrorTrend>, StorageError>;
+    async fn error_trends(
+        &self,
+        since: DateTime<Utc>,
+        category: Option<&str>,
+        bucket_s: Option<i64>,
+    ) -> Result<Vec<ErrorTrend>, StorageError>;
 
     /// A device's state changes at or after `since`, newest first, at most `limit`.
     ///

@@ -57,6 +57,15 @@ async fn collection_endpoints_store_records(s: &TestServer) {
             {"category": category, "severity": "critical", "count": 1},
             {"category": category, "severity": "error", "count": 2}]})
     );
+    // Per day: the same counts, each with its bucket's start (the three are seconds apart,
+    // so at most a midnight separates them).
+    let path = format!("/api/v1/metrics/error-trends?category={category}&bucket=1d");
+    let (_, daily) = s.call(Method::GET, &path, admin, None).await;
+    let errors = daily["errors"].as_array().unwrap();
+    assert_eq!(errors.iter().map(|e| e["count"].as_u64().unwrap()).sum::<u64>(), 3, "{daily}");
+    assert!(errors.iter().all(|e| e["bucket_start"].as_str().unwrap().ends_with("T00:00:00.000Z")), "{daily}");
+    let (status, body) = s.call(Method::GET, &format!("{path}x"), admin, None).await;
+    assert_eq!((status, body["detail"][0]["loc"].clone()), (422, json!(["query", "bucket"])));
 
     let job_type = unique("device_restart-");
     for (status, duration) in [("success", 5000), ("success", 3000), ("failed", 1000), ("timeout", 30000)] {

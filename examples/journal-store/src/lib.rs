@@ -480,8 +480,9 @@ impl AnalyticsStore for JournalStore {
         &self,
         since: DateTime<Utc>,
         category: Option<&str>,
+        bucket_s: Option<i64>,
     ) -> Result<Vec<ErrorTrend>, StorageError> {
-        self.tables.error_trends(since, category).await
+        self.tables.error_trends(since, category, bucket_s).await
     }
 
     async fn state_history(

@@ -297,9 +297,11 @@ pub fn summarize_jobs(counts: &[JobStatusCount]) -> Vec<JobSuccessRate> {
         .collect()
 }
 
-/// Errors of one category and severity over a window.
+/// Errors of one category and severity over a window, or over one bucket of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ErrorTrend {
+    /// The bucket's start (Unix seconds, aligned to its width) when counted per bucket.
+    pub bucket: Option<i64>,
     /// Category.
     pub category: String,
     /// Severity.

@@ -10,10 +10,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use homepot_core::ErrorKind;
 use homepot_core::analytics::{
     EndpointPerformance, ErrorTrend, JobStatusCount, JobSuccessRate, StateChange, summarize_jobs,
 };
 use homepot_core::ingest::analytics_json;
+use homepot_core::rollup::Tier;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -174,6 +176,9 @@ struct JobOutcomes {
 /// Errors of one category and severity.
 #[derive(Debug, Object)]
 struct ErrorCount {
+    /// The bucket's start (RFC 3339, UTC), when counted per `bucket`.
+    #[oai(skip_serializing_if_is_none)]
+    bucket_start: Option<String>,
     /// Category.
     category: String,
     /// Severity.
@@ -184,7 +189,12 @@ struct ErrorCount {
 
 impl From<ErrorTrend> for ErrorCount {
     fn from(t: ErrorTrend) -> Self {
-        Self { category: t.category, severity: t.severity, count: t.count }
+        Self {
+            bucket_start: t.bucket.and_then(|s| chrono::DateTime::from_timestamp(s, 0)).map(rfc3339),
+            category: t.category,
+            severity: t.severity,
+            count: t.count,
+        }
     }
 }
 
@@ -373,7 +383,8 @@ impl AnalyticsApi {
         Ok(Json(JobOutcomes { success: true, time_range_hours: hours, outcomes, success_rates }))
     }
 
-    /// Error counts per category and severity over the last `hours`. Admin keys only.
+    /// Error counts per category and severity over the last `hours`; with `bucket` (`1m`,
+    /// `1h` or `1d`), per bucket too, each with its `bucket_start`. Admin keys only.
     #[oai(path = "/api/v1/metrics/error-trends", method = "get", tag = "ApiTags::Analytics")]
     async fn error_trends(
         &self,
@@ -384,10 +395,25 @@ impl AnalyticsApi {
         hours: Query<Option<u32>>,
         /// Only this category.
         category: Query<Option<String>>,
+        /// Count per bucket of this width: `1m`, `1h` or `1d`.
+        bucket: Query<Option<String>>,
     ) -> Result<Json<ErrorTrends>, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
         let hours = hours.0.unwrap_or(24);
-        let trends = state.homepot.error_trends(hours, category.0.as_deref()).await?;
+        let bucket = bucket
+            .0
+            .map(|raw| {
+                Tier::parse(&raw).ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "query",
+                        "bucket",
+                        ErrorKind::BadFormat,
+                        "bucket is 1m, 1h or 1d".to_owned(),
+                    )
+                })
+            })
+            .transpose()?;
+        let trends = state.homepot.error_trends(hours, category.0.as_deref(), bucket).await?;
         Ok(Json(ErrorTrends {
             success: true,
             time_range_hours: hours,
