@@ -83,6 +83,7 @@ impl Homepot {
             policy.kept_since(tier, now)
         })
         .map_err(|e| invalid(e.parameter(), e.to_string()))?;
+        let _consistent = self.inner.rollups.consistent().await;
         let series = self.select(&query.selector).await?;
         let ids: Vec<SeriesId> = series.iter().filter_map(|(id, _)| *id).collect();
         let stored = self.inner.store.rollup_buckets(&ids, plan.tier, plan.from_s, plan.to_s).await?;

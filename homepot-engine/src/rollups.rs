@@ -1,69 +1,121 @@
 //! Rollup maintenance. Every accepted sample (stored, or filtered and only shown live) is
-//! folded in memory into its 1-minute, 1-hour and 1-day buckets, and a job merges what has
-//! gathered into storage every `flush_interval`, and once more at shutdown. A sample costs a
-//! few map updates on the ingest path; storage sees one row per series and bucket per flush,
-//! however many samples arrived.
+//! folded in memory into its 1-minute bucket, and a job merges what has gathered into
+//! storage every `flush_interval`, and once more at shutdown. The hour and day buckets are
+//! derived from the minute buckets at flush time: folding is exact, so they equal the
+//! rollups of the samples. A sample costs one map update on the ingest path; a point's
+//! series is looked up once for all its fields; storage sees one row per series and bucket
+//! per flush, however many samples arrived.
 //!
 //! Deltas that storage refused are kept and retried at the next flush, up to
 //! [`MAX_UNFLUSHED`]; queries see them, and the ones still gathering, as if stored. What a
 //! crash loses is the last flush interval's deltas: the raw rows stored meanwhile are
 //! durable, the rollups of that interval miss them.
 
-use std::hash::{Hash, Hasher, RandomState};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use hashbrown::Equivalent;
 use homepot_core::Point;
-use homepot_core::rollup::{Aggregate, Rollup, Tier, samples};
+use homepot_core::rollup::{Aggregate, Tier, rebucket, samples};
 use homepot_storage::{RollupDelta, SeriesKey, Store};
 
 /// Deltas kept for retry while storage refuses them; beyond this the oldest are dropped.
 pub(crate) const MAX_UNFLUSHED: usize = 1_000_000;
 
-/// A series named by borrowed parts, to find its interned id without allocating.
-struct SeriesRef<'a> {
-    name: &'a str,
-    tags: &'a [(String, String)],
-    field: &'a str,
+/// A point's series (name and tags) as gathered: its fields' rollup series ids.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PointSeries {
+    name: String,
+    tags: Vec<(String, String)>,
 }
 
-// Hashes exactly as `SeriesKey`'s derived `Hash`: its fields, in order.
-impl Hash for SeriesRef<'_> {
+/// A point's series by borrowed parts, to find it without allocating.
+struct PointRef<'a> {
+    name: &'a str,
+    tags: &'a [(String, String)],
+}
+
+// Hashes exactly as `PointSeries`'s derived `Hash`: its fields, in order.
+impl Hash for PointRef<'_> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.name.hash(state);
         self.tags.hash(state);
-        self.field.hash(state);
     }
 }
 
-impl Equivalent<SeriesKey> for SeriesRef<'_> {
-    fn equivalent(&self, key: &SeriesKey) -> bool {
-        self.name == key.name && self.field == key.field && self.tags == key.tags.as_slice()
+impl Equivalent<PointSeries> for PointRef<'_> {
+    fn equivalent(&self, key: &PointSeries) -> bool {
+        self.name == key.name && self.tags == key.tags.as_slice()
     }
 }
 
+impl From<&PointRef<'_>> for PointSeries {
+    fn from(series: &PointRef<'_>) -> Self {
+        Self { name: series.name.to_owned(), tags: series.tags.to_vec() }
+    }
+}
+
+/// What gathers between two flushes. The maps hash with foldhash: they are rebuilt at every
+/// flush and bounded by the series accepted in one interval, which the live view's series
+/// limits bound per key.
 #[derive(Debug, Default)]
 struct Gathering {
-    /// Series seen since the last flush, and their ids in `buckets`.
-    ids: hashbrown::HashMap<SeriesKey, u32, RandomState>,
+    /// Each point series seen, with its fields' series ids.
+    points: hashbrown::HashMap<PointSeries, Vec<(String, u32)>>,
+    /// Every series id's key.
     keys: Vec<SeriesKey>,
-    buckets: Rollup<u32>,
+    /// 1-minute buckets by series id and start.
+    minutes: hashbrown::HashMap<(u32, i64), Aggregate>,
     /// Drained but not yet stored: being written, or refused and waiting for a retry.
     unflushed: Vec<RollupDelta>,
     dropped: u64,
 }
 
 impl Gathering {
-    fn id(&mut self, series: &SeriesRef<'_>) -> u32 {
-        if let Some(id) = self.ids.get(series) {
-            return *id;
+    fn fold(&mut self, point: &Point) {
+        let minute = Tier::Minute.bucket_start(point.timestamp_ns().div_euclid(1_000_000_000));
+        let fields = self.points.entry_ref(&PointRef { name: point.name(), tags: point.tags() }).or_default();
+        for (field, value) in samples(point) {
+            let id = match fields.iter().find(|(f, _)| f == field) {
+                Some((_, id)) => *id,
+                None => {
+                    let id = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
+                    self.keys.push(SeriesKey {
+                        name: point.name().to_owned(),
+                        tags: point.tags().to_vec(),
+                        field: field.to_owned(),
+                    });
+                    fields.push((field.to_owned(), id));
+                    id
+                }
+            };
+            let sample = Aggregate::sample(value, point.timestamp_ns());
+            self.minutes.entry((id, minute)).and_modify(|a| a.merge(&sample)).or_insert(sample);
         }
-        let key =
-            SeriesKey { name: series.name.to_owned(), tags: series.tags.to_vec(), field: series.field.to_owned() };
-        let id = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
-        self.keys.push(key.clone());
-        self.ids.insert(key, id);
-        id
+    }
+
+    /// Every gathered bucket as deltas of all three tiers; the gathering starts afresh.
+    fn drain(&mut self) -> Vec<RollupDelta> {
+        let mut per_series: HashMap<u32, Vec<(i64, Aggregate)>> = HashMap::new();
+        for ((id, start), aggregate) in self.minutes.drain() {
+            per_series.entry(id).or_default().push((start, aggregate));
+        }
+        let mut deltas = Vec::new();
+        for (id, minutes) in per_series {
+            let key = &self.keys[id as usize];
+            for tier in [Tier::Hour, Tier::Day] {
+                for (start, aggregate) in rebucket(minutes.iter().copied(), tier.seconds()) {
+                    deltas.push(RollupDelta { series: key.clone(), tier, start, aggregate });
+                }
+            }
+            for (start, aggregate) in minutes {
+                deltas.push(RollupDelta { series: key.clone(), tier: Tier::Minute, start, aggregate });
+            }
+        }
+        self.points.clear();
+        self.keys.clear();
+        deltas
     }
 }
 
@@ -73,6 +125,9 @@ pub(crate) struct Rollups {
     gathering: Mutex<Gathering>,
     /// One flush at a time: the job's and the one at shutdown.
     flushing: tokio::sync::Mutex<()>,
+    /// Held for writing while a flush stores deltas and forgets them, for reading while a
+    /// query reads storage and the unstored deltas: a query sees every delta exactly once.
+    storing: tokio::sync::RwLock<()>,
 }
 
 impl Rollups {
@@ -85,10 +140,7 @@ impl Rollups {
     pub(crate) fn observe(&self, points: &[Point]) {
         let mut gathering = self.gathering();
         for point in points {
-            for (field, value) in samples(point) {
-                let id = gathering.id(&SeriesRef { name: point.name(), tags: point.tags(), field });
-                gathering.buckets.add(&id, point.timestamp_ns(), value);
-            }
+            gathering.fold(point);
         }
     }
 
@@ -98,23 +150,16 @@ impl Rollups {
         let _one_at_a_time = self.flushing.lock().await;
         let deltas = {
             let mut gathering = self.gathering();
-            let drained = gathering.buckets.drain();
+            let drained = gathering.drain();
             let mut deltas = std::mem::take(&mut gathering.unflushed);
-            deltas.extend(drained.into_iter().map(|(id, tier, start, aggregate)| RollupDelta {
-                series: gathering.keys[id as usize].clone(),
-                tier,
-                start,
-                aggregate,
-            }));
-            // Ids restart with each flush, so the interner holds only the series of one interval.
-            gathering.ids.clear();
-            gathering.keys.clear();
+            deltas.extend(drained);
             gathering.unflushed.clone_from(&deltas);
             deltas
         };
         if deltas.is_empty() {
             return true;
         }
+        let _storing = self.storing.write().await;
         match store.merge_rollups(&deltas).await {
             Ok(()) => {
                 let mut gathering = self.gathering();
@@ -134,6 +179,12 @@ impl Rollups {
                 false
             }
         }
+    }
+
+    /// Keeps flushes from storing while held, so storage and the unstored deltas read under
+    /// it add up to each sample exactly once.
+    pub(crate) async fn consistent(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.storing.read().await
     }
 
     /// The series gathering or waiting to be stored that are named one of `names`, of
@@ -166,8 +217,11 @@ impl Rollups {
             .filter(|d| d.series == *series && d.tier == tier && in_range(d.start))
             .map(|d| (d.start, d.aggregate))
             .collect();
-        if let Some(id) = gathering.ids.get(series) {
-            found.extend(gathering.buckets.buckets_of(id, tier).filter(|(start, _)| in_range(*start)));
+        let fields = gathering.points.get(&PointRef { name: &series.name, tags: &series.tags });
+        let id = fields.and_then(|fields| fields.iter().find(|(f, _)| *f == series.field)).map(|(_, id)| *id);
+        if let Some(id) = id {
+            let minutes = gathering.minutes.iter().filter(|((s, _), _)| *s == id).map(|((_, start), a)| (*start, *a));
+            found.extend(rebucket(minutes, tier.seconds()).into_iter().filter(|(start, _)| in_range(*start)));
         }
         found
     }
@@ -177,12 +231,14 @@ impl Rollups {
 mod tests {
     use std::collections::hash_map::DefaultHasher;
 
+    use homepot_core::{FieldValue, MetricType};
+
     use super::*;
 
     #[test]
     fn a_borrowed_series_hashes_as_its_key() {
-        let key = SeriesKey { name: "cpu".into(), tags: vec![("host".into(), "a".into())], field: "value".into() };
-        let borrowed = SeriesRef { name: "cpu", tags: &key.tags, field: "value" };
+        let key = PointSeries { name: "cpu".into(), tags: vec![("host".into(), "a".into())] };
+        let borrowed = PointRef { name: "cpu", tags: &key.tags };
         let hash = |value: &dyn Fn(&mut DefaultHasher)| {
             let mut hasher = DefaultHasher::new();
             value(&mut hasher);
@@ -190,5 +246,41 @@ mod tests {
         };
         assert_eq!(hash(&|h| key.hash(h)), hash(&|h| borrowed.hash(h)));
         assert!(borrowed.equivalent(&key));
+    }
+
+    #[test]
+    fn hours_and_days_are_folded_from_the_minutes() {
+        let mut gathering = Gathering::default();
+        let point = |v: f64, minute: i64| {
+            Point::new(
+                "cpu".into(),
+                vec![],
+                vec![("value".into(), FieldValue::Float(v))],
+                minute * 60_000_000_000,
+                MetricType::Gauge,
+            )
+            .unwrap()
+        };
+        for (v, minute) in [(1.0, 0), (2.0, 0), (4.0, 1), (8.0, 61)] {
+            gathering.fold(&point(v, minute));
+        }
+        let mut deltas: Vec<(Tier, i64, u64, f64)> = gathering
+            .drain()
+            .into_iter()
+            .map(|d| (d.tier, d.start, d.aggregate.count, d.aggregate.sum.to_f64()))
+            .collect();
+        deltas.sort_by_key(|(tier, start, _, _)| (*tier, *start));
+        assert_eq!(
+            deltas,
+            [
+                (Tier::Minute, 0, 2, 3.0),
+                (Tier::Minute, 60, 1, 4.0),
+                (Tier::Minute, 3_660, 1, 8.0),
+                (Tier::Hour, 0, 3, 7.0),
+                (Tier::Hour, 3_600, 1, 8.0),
+                (Tier::Day, 0, 4, 15.0),
+            ]
+        );
+        assert!(gathering.drain().is_empty(), "a drained gathering starts afresh");
     }
 }

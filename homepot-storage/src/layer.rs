@@ -72,6 +72,9 @@ pub trait StoreLayer: Send + Sync + fmt::Debug {
     /// # Errors
     /// Whatever the layer decides the operation should fail with.
     async fn before(&self, operation: Operation) -> Result<(), StorageError>;
+
+    /// Called once `operation` has run, whatever its outcome, before its caller sees it.
+    async fn after(&self, _operation: Operation) {}
 }
 
 /// `inner` with `layer` consulted before every operation.
@@ -88,7 +91,7 @@ impl Layered {
     }
 }
 
-/// One trait's impl for [`Layered`]: each method asks the layer, then forwards.
+/// One trait's impl for [`Layered`]: each method asks the layer, forwards, and tells the layer.
 macro_rules! layered {
     ($trait:ident { $( $op:ident => fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )* }) => {
         #[async_trait]
@@ -96,7 +99,9 @@ macro_rules! layered {
             $(
                 async fn $name(&self, $($arg: $ty),*) -> Result<$ret, StorageError> {
                     self.layer.before(Operation::$op).await?;
-                    self.inner.$name($($arg),*).await
+                    let outcome = self.inner.$name($($arg),*).await;
+                    self.layer.after(Operation::$op).await;
+                    outcome
                 }
             )*
         }
