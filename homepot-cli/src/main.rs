@@ -3,6 +3,7 @@
 
 mod containers;
 mod device;
+mod export;
 mod key;
 mod retention;
 mod serve;
@@ -38,6 +39,8 @@ enum Command {
     /// Talk to edge devices' container metrics over MQTT.
     #[command(subcommand)]
     Containers(containers::ContainersCommand),
+    /// Write one table's rows from the configured database as CSV or NDJSON.
+    Export(Box<export::ExportArgs>),
     /// Delete old analytics records from the configured database.
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Key(command) => key::run(command).await,
         Command::Simulate(args) => simulate::run(args).await,
         Command::Containers(command) => containers::run(command).await,
+        Command::Export(args) => export::run(*args).await,
         Command::Retention(command) => retention::run(command).await,
     }
 }

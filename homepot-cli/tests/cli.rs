@@ -271,6 +271,58 @@ fn retention_run_deletes_old_analytics() {
     );
 }
 
+/// `homepot export` writes a table from the database, to stdout or a file, and refuses what
+/// the table does not have.
+#[test]
+fn export_writes_a_table_as_csv_or_ndjson() {
+    use homepot_core::analytics::StateChange;
+    use homepot_storage::AnalyticsStore;
+    use homepot_storage_sea::{SeaOrmStore, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("export.db").display());
+    let change = |minute: i64, device: &str, state: &str| StateChange {
+        timestamp: chrono::DateTime::from_timestamp(1_790_000_000 + 60 * minute, 0).unwrap(),
+        device_id: device.to_owned(),
+        previous_state: None,
+        new_state: state.to_owned(),
+        changed_by: "system".to_owned(),
+        recorded_by: None,
+        reason: Some("a, \"b\"".to_owned()),
+        metadata: serde_json::Map::new(),
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let store = SeaOrmStore::connect(&db, &StoreOptions::default()).await.unwrap();
+        for c in [change(2, "pos-1", "offline"), change(1, "pos-1", "online"), change(3, "pos-2", "online")] {
+            store.insert_state_change(&c).await.unwrap();
+        }
+    });
+
+    let out = homepot(&["export", "--kind", "state_changes", "--device-id", "pos-1"], &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "timestamp,device_id,previous_state,new_state,changed_by,recorded_by,reason,metadata\r\n\
+         2026-09-21T14:14:20Z,pos-1,,online,system,,\"a, \"\"b\"\"\",{}\r\n\
+         2026-09-21T14:15:20Z,pos-1,,offline,system,,\"a, \"\"b\"\"\",{}\r\n"
+    );
+
+    let file = dir.path().join("states.ndjson");
+    let args = ["export", "--kind", "state_changes", "--format", "ndjson", "--from", "1790000090", "-o"];
+    let out = homepot(&[&args[..], &[file.to_str().unwrap()]].concat(), &db);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&file).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.iter().map(|l| l["device_id"].as_str().unwrap()).collect::<Vec<_>>(), ["pos-1", "pos-2"]);
+
+    let refused = homepot(&["export", "--kind", "request_logs", "--device-id", "pos-1"], &db);
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("request_logs rows have no device"), "{}", text(&refused.stderr));
+    let unknown = homepot(&["export", "--kind", "everything"], &db);
+    assert!(!unknown.status.success());
+    assert!(text(&unknown.stderr).contains("one of health, metrics, rollups"), "{}", text(&unknown.stderr));
+}
+
 /// `homepot key add|list|revoke` rotate a device's key and manage read keys, and refuse to
 /// revoke the last admin key.
 #[test]

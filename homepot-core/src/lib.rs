@@ -9,6 +9,7 @@ pub mod analytics;
 pub mod api_key;
 pub mod container;
 pub mod device;
+pub mod export;
 pub mod filter;
 pub mod health;
 pub mod ingest;

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
+
 /// Most errors collected for one document; past this the client has enough to fix.
 pub const MAX_ERRORS: usize = 64;
 
@@ -217,5 +219,37 @@ pub fn check_float_range(sink: &mut ErrorSink, loc: &[LocSegment], field: &str, 
         sink.at(loc, field, ErrorKind::TooSmall, format!("ensure this value is greater than or equal to {min}"));
     } else if value > max {
         sink.at(loc, field, ErrorKind::TooLarge, format!("ensure this value is less than or equal to {max}"));
+    }
+}
+
+/// An instant given as RFC 3339 or as Unix seconds (fractions allowed), as query parameters
+/// and command lines take them.
+#[must_use]
+pub fn parse_instant(raw: &str) -> Option<DateTime<Utc>> {
+    match raw.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds.abs() < 1e15 => {
+            let whole = seconds.floor();
+            // Both fit: |whole| < 1e15, and the fraction is in [0, 1).
+            DateTime::from_timestamp(whole as i64, ((seconds - whole) * 1e9) as u32)
+        }
+        Ok(_) => None,
+        Err(_) => DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc)),
+    }
+}
+
+#[cfg(test)]
+mod instant_tests {
+    use super::*;
+
+    #[test]
+    fn instants_parse_from_seconds_and_rfc3339() {
+        let at = |s: i64, ns: u32| DateTime::from_timestamp(s, ns);
+        assert_eq!(parse_instant("1700000000"), at(1_700_000_000, 0));
+        assert_eq!(parse_instant("1.5"), at(1, 500_000_000));
+        assert_eq!(parse_instant("-1.5"), at(-2, 500_000_000), "fractions count forward from the floor");
+        assert_eq!(parse_instant("2026-11-30T12:00:00+01:00"), at(1_796_036_400, 0));
+        for bad in ["yesterday", "NaN", "inf", "1e300", ""] {
+            assert_eq!(parse_instant(bad), None, "{bad}");
+        }
     }
 }

@@ -14,6 +14,7 @@ mod clock;
 mod containers;
 mod device_state;
 mod error;
+mod export;
 mod jobs;
 mod nodes;
 mod pipeline;
@@ -49,6 +50,7 @@ pub use auth::{AdminKeyOutcome, Authenticator, Principal, ensure_admin_key, gene
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use containers::{ContainerRequester, DeviceAnswer, RequestError};
 pub use error::EngineError;
+pub use export::{EXPORT_PAGE, Export, cells, columns, export, export_end};
 pub use nodes::{ClusterView, NodeView};
 pub use pipeline::{HealthWrite, PointsWrite};
 pub use query::{MAX_RANGE_SERIES, RangeAnswer, RangeQuery, RangeSeries, SeriesSelector};

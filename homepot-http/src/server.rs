@@ -22,8 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::analytics::{AnalyticsConfig, RequestLogger};
 use crate::api::{
-    AnalyticsApi, AppState, ContainersApi, DevicesApi, HealthApi, KeysApi, LiveApi, MetricsApi, MonitoringApi,
-    QueryApi, ServiceApi, SimulatorApi, StreamApi,
+    AnalyticsApi, AppState, ContainersApi, DevicesApi, ExportApi, HealthApi, KeysApi, LiveApi, MetricsApi,
+    MonitoringApi, QueryApi, ServiceApi, SimulatorApi, StreamApi,
 };
 use crate::body::{BodyLimit, BodyTimeout};
 use crate::error::catch_all;
@@ -123,7 +123,8 @@ type Apis = (
     MonitoringApi,
     ContainersApi,
     AnalyticsApi,
-    QueryApi,
+    // The read side; nested because tuples implement `Default` up to twelve.
+    (QueryApi, ExportApi),
     SimulatorApi,
 );
 

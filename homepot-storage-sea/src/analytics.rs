@@ -33,14 +33,14 @@ fn object(map: &Map<String, Value>) -> Value {
     Value::Object(map.clone())
 }
 
-fn to_map(value: Value) -> Map<String, Value> {
+pub(crate) fn to_map(value: Value) -> Map<String, Value> {
     match value {
         Value::Object(map) => map,
         _ => Map::new(),
     }
 }
 
-fn to_state_change(m: device_state_change::Model) -> StateChange {
+pub(crate) fn to_state_change(m: device_state_change::Model) -> StateChange {
     StateChange {
         timestamp: m.timestamp,
         device_id: m.device_id,

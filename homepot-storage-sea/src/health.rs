@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::DeviceId;
 use homepot_storage::{HealthCheckId, HealthStore, NewHealthCheck, StorageError, StoredHealthCheck};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, SqlErr, Statement, TransactionTrait, sqlx};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, RuntimeErr, SqlErr, Statement, TransactionTrait, sqlx};
 use serde_json::Value;
 
 use crate::SeaOrmStore;
@@ -90,28 +90,28 @@ impl SeaOrmStore {
         values.push(i64::try_from(row_limit(limit)).unwrap_or(i64::MAX).into());
         sql.push_str(&format!(" ORDER BY checked_at DESC, id DESC LIMIT {}", parameter(values.len())));
         let rows = self.db.query_all(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
-        rows.iter()
-            .map(|row| {
-                let text: String = row.try_get("", "response_data")?;
-                let response_data = match serde_json::from_str(&text) {
-                    Ok(Value::Object(map)) => map,
-                    _ => serde_json::Map::new(),
-                };
-                Ok(StoredHealthCheck {
-                    id: HealthCheckId(row.try_get("", "id")?),
-                    device_id: device.clone(),
-                    is_healthy: row.try_get("", "is_healthy")?,
-                    response_time_ms: i64::from(row.try_get::<i32>("", "response_time_ms")?),
-                    status_code: i64::from(row.try_get::<i32>("", "status_code")?),
-                    endpoint: row.try_get("", "endpoint")?,
-                    response_data,
-                    error_message: row.try_get("", "error_message")?,
-                    checked_at: row.try_get("", "checked_at")?,
-                })
-            })
-            .collect::<Result<_, DbErr>>()
-            .map_err(db_error)
+        rows.iter().map(|row| health_from(row, device.clone())).collect::<Result<_, DbErr>>().map_err(db_error)
     }
+}
+
+/// A `health_checks` row selected as `health_rows` selects it, of `device`.
+pub(crate) fn health_from(row: &QueryResult, device_id: DeviceId) -> Result<StoredHealthCheck, DbErr> {
+    let text: String = row.try_get("", "response_data")?;
+    let response_data = match serde_json::from_str(&text) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    Ok(StoredHealthCheck {
+        id: HealthCheckId(row.try_get("", "id")?),
+        device_id,
+        is_healthy: row.try_get("", "is_healthy")?,
+        response_time_ms: i64::from(row.try_get::<i32>("", "response_time_ms")?),
+        status_code: i64::from(row.try_get::<i32>("", "status_code")?),
+        endpoint: row.try_get("", "endpoint")?,
+        response_data,
+        error_message: row.try_get("", "error_message")?,
+        checked_at: row.try_get("", "checked_at")?,
+    })
 }
 
 #[async_trait]

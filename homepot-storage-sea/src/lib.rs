@@ -12,6 +12,7 @@ mod connect;
 mod devices;
 mod entity;
 mod error;
+mod export;
 mod fleet;
 mod health;
 mod keys;

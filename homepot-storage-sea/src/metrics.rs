@@ -30,7 +30,7 @@ const POINT_COLUMNS: &[(&str, Bind)] = &[
 /// Rows read per query while filtering history by tags.
 const HISTORY_PAGE: u64 = 1_000;
 
-fn to_point(model: metric_point::Model) -> Result<Point, StorageError> {
+pub(crate) fn to_point(model: metric_point::Model) -> Result<Point, StorageError> {
     let corrupt = || StorageError::backend(format!("metric point {} is corrupt", model.id));
     let tags: Vec<(String, String)> = serde_json::from_value::<BTreeMap<String, String>>(model.tags.clone())
         .map_err(|_| corrupt())?

@@ -54,7 +54,7 @@ fn key_hash(key: &SeriesKey, tags: &str) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn tier_seconds(tier: Tier) -> i32 {
+pub(crate) fn tier_seconds(tier: Tier) -> i32 {
     // 60, 3,600 and 86,400 all fit.
     i32::try_from(tier.seconds()).unwrap_or(i32::MAX)
 }
@@ -71,7 +71,7 @@ fn corrupt(what: &str) -> StorageError {
     StorageError::backend(format!("rollup row is corrupt: {what}"))
 }
 
-fn aggregate_from(row: &QueryResult) -> Result<Aggregate, StorageError> {
+pub(crate) fn aggregate_from(row: &QueryResult) -> Result<Aggregate, StorageError> {
     let get_i64 = |column: &str| row.try_get::<i64>("", column).map_err(db_error);
     let get_f64 = |column: &str| row.try_get::<f64>("", column).map_err(db_error);
     let sum: String = row.try_get("", "value_sum").map_err(db_error)?;

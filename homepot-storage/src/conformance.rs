@@ -21,6 +21,7 @@ use homepot_core::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::export::{ExportKind, ExportQuery, ExportRecord};
 use crate::fleet::{FleetDevice, FleetQuery, FleetSortKey, fleet_order};
 use crate::{NewHealthCheck, NewKey, RollupDelta, SeriesKey, StorageError, Store, StoredBucket};
 
@@ -49,6 +50,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     finds_series_and_reads_bucket_ranges(store).await;
     purges_old_rollups_by_tier(store).await;
     pages_the_fleet_by_any_latest_figure(store).await;
+    exports_tables_in_time_order_by_pages(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -948,4 +950,151 @@ pub async fn pages_the_fleet_by_any_latest_figure<S: Store + ?Sized>(store: &S) 
     assert_eq!(ids(one), [id(4)]);
     let percent = store.fleet(&filtered(&|q| q.text = Some("%".to_owned()))).await.expect("fleet");
     assert!(percent.devices.is_empty(), "search text is matched literally");
+}
+
+/// Every page of an export, read two rows at a time.
+async fn export_all<S: Store + ?Sized>(store: &S, query: &ExportQuery) -> Vec<ExportRecord> {
+    let mut rows = Vec::new();
+    let mut after = None;
+    for _ in 0..1_000 {
+        let page = store.export_page(query, after, 2).await.expect("export page");
+        assert!(page.rows.len() <= 2, "a page holds at most the rows asked for");
+        rows.extend(page.rows);
+        match page.next {
+            Some(next) => {
+                assert!(after.is_none_or(|a| next > a), "pages move forward");
+                after = Some(next);
+            }
+            None => return rows,
+        }
+    }
+    panic!("an export of a few rows did not end");
+}
+
+/// Exports read each table's rows in `[from, to)` oldest first (ties by row id) across pages,
+/// narrowed by device and metric name where the table has them, each row exactly once.
+pub async fn exports_tables_in_time_order_by_pages<S: Store + ?Sized>(store: &S) {
+    let device = unique_device("export");
+    register(store, &device).await;
+    let other = unique_device("export-other");
+    register(store, &other).await;
+    let new = |device: &DeviceId, seconds: i64, cpu: f64| NewHealthCheck {
+        device_id: device.clone(),
+        checked_at: at(seconds),
+        check: check(cpu, true),
+    };
+    // Three checks share an instant, so pages break inside a tie.
+    store
+        .insert_health(&[new(&device, 10, 1.0), new(&device, 20, 2.0), new(&device, 20, 3.0), new(&device, 20, 4.0)])
+        .await
+        .expect("insert");
+    store.insert_health(&[new(&device, 5, 0.0), new(&device, 90, 9.0), new(&other, 20, 7.0)]).await.expect("insert");
+    let query = |kind: ExportKind| ExportQuery {
+        kind,
+        from: at(10),
+        to: at(90),
+        device: Some(device.to_string()),
+        name: None,
+        tier: Tier::Hour,
+    };
+    let cpus: Vec<f64> = export_all(store, &query(ExportKind::Health))
+        .await
+        .into_iter()
+        .map(|row| match row {
+            ExportRecord::Health(check) => {
+                assert_eq!(check.device_id, device);
+                check.response_data["system"]["cpu_percent"].as_f64().expect("cpu")
+            }
+            other => panic!("a health export read {other:?}"),
+        })
+        .collect();
+    assert_eq!(cpus, [1.0, 2.0, 3.0, 4.0], "[from, to) by time, then by id");
+
+    let name = unique_device("export-metric").to_string();
+    let ns = |seconds: i64| at(seconds).timestamp_nanos_opt().expect("in range");
+    let mine = [("device_id", device.as_str())];
+    let theirs = [("device_id", other.as_str())];
+    let points = [
+        point(&name, &mine, vec![("v", FieldValue::Integer(1))], ns(30), MetricType::Gauge),
+        point(&name, &theirs, vec![("v", FieldValue::Integer(2))], ns(31), MetricType::Gauge),
+        point(&name, &mine, vec![("v", FieldValue::Integer(3))], ns(30), MetricType::Gauge),
+        point(&name, &mine, vec![("v", FieldValue::Integer(4))], ns(95), MetricType::Gauge),
+        point("elsewhere", &mine, vec![("v", FieldValue::Integer(5))], ns(40), MetricType::Gauge),
+    ];
+    store.insert_points(&points).await.expect("insert");
+    let named = ExportQuery { name: Some(name.clone()), ..query(ExportKind::Metrics) };
+    let exported = export_all(store, &named).await;
+    assert_eq!(exported, [ExportRecord::Metric(points[0].clone()), ExportRecord::Metric(points[2].clone())]);
+    let everyone = ExportQuery { device: None, ..named };
+    assert_eq!(export_all(store, &everyone).await.len(), 3, "without a device, every device's points");
+
+    let hour = |n: i64| at(0).timestamp() / 3_600 * 3_600 + n * 3_600;
+    let deltas: Vec<RollupDelta> = [(hour(1), 1.0), (hour(0), 2.0), (hour(5), 3.0)]
+        .into_iter()
+        .flat_map(|(start, value)| {
+            [Tier::Hour, Tier::Minute].map(|tier| RollupDelta {
+                series: series(&name, "v", &[("device_id", device.as_str())]),
+                tier,
+                start,
+                aggregate: Aggregate::sample(value, start * 1_000_000_000),
+            })
+        })
+        .collect();
+    store.merge_rollups(&deltas).await.expect("merge");
+    let buckets = ExportQuery {
+        from: DateTime::from_timestamp(hour(0), 0).expect("valid"),
+        to: DateTime::from_timestamp(hour(5), 0).expect("valid"),
+        name: Some(name.clone()),
+        ..query(ExportKind::Rollups)
+    };
+    let starts: Vec<(i64, f64)> = export_all(store, &buckets)
+        .await
+        .into_iter()
+        .map(|row| match row {
+            ExportRecord::Rollup { series, tier, start, aggregate } => {
+                assert_eq!((series.name.as_str(), series.field.as_str(), tier), (name.as_str(), "v", Tier::Hour));
+                (start, aggregate.sum.to_f64())
+            }
+            other => panic!("a rollup export read {other:?}"),
+        })
+        .collect();
+    assert_eq!(starts, [(hour(0), 2.0), (hour(1), 1.0)], "one tier's buckets starting in [from, to)");
+
+    let change = |seconds: i64, state: &str| StateChange {
+        timestamp: at(seconds),
+        device_id: device.to_string(),
+        previous_state: None,
+        new_state: state.to_owned(),
+        changed_by: "system".to_owned(),
+        recorded_by: None,
+        reason: None,
+        metadata: metadata(json!({"n": seconds})),
+    };
+    for c in [change(50, "offline"), change(15, "online"), change(50, "online"), change(95, "unhealthy")] {
+        store.insert_state_change(&c).await.expect("insert");
+    }
+    let states: Vec<(i64, String)> = export_all(store, &query(ExportKind::StateChanges))
+        .await
+        .into_iter()
+        .map(|row| match row {
+            ExportRecord::StateChange(c) => (c.metadata["n"].as_i64().expect("n"), c.new_state),
+            other => panic!("a state export read {other:?}"),
+        })
+        .collect();
+    assert_eq!(states, [(15, "online".to_owned()), (50, "offline".to_owned()), (50, "online".to_owned())]);
+
+    let endpoint = format!("/{device}");
+    let logs = [request_log(&endpoint, at(60), 2.0, 200), request_log(&endpoint, at(12), 1.0, 500)];
+    store.insert_request_logs(&logs).await.expect("insert");
+    let all_logs = ExportQuery { device: None, ..query(ExportKind::RequestLogs) };
+    let mine: Vec<RequestLog> = export_all(store, &all_logs)
+        .await
+        .into_iter()
+        .filter_map(|row| match row {
+            ExportRecord::RequestLog(log) if log.endpoint == endpoint => Some(log),
+            ExportRecord::RequestLog(_) => None,
+            other => panic!("a request log export read {other:?}"),
+        })
+        .collect();
+    assert_eq!(mine, [logs[1].clone(), logs[0].clone()]);
 }

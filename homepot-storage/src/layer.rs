@@ -13,11 +13,12 @@ use homepot_core::analytics::{
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
+use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
-    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
-    NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck,
-    StoredKey, StoredSeries,
+    AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore,
+    NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket,
+    StoredHealthCheck, StoredKey, StoredSeries,
 };
 
 /// A storage operation, named after its trait method.
@@ -50,6 +51,7 @@ pub enum Operation {
     RollupBuckets,
     PurgeRollups,
     OldestBucket,
+    ExportPage,
     InsertRequestLogs,
     InsertStateChange,
     InsertJobOutcome,
@@ -146,6 +148,10 @@ layered!(RollupStore {
     RollupBuckets => fn rollup_buckets(series: &[SeriesId], tier: Tier, from_s: i64, to_s: i64) -> Vec<StoredBucket>;
     PurgeRollups => fn purge_rollups(tier: Tier, before_s: i64, max_rows: u64) -> u64;
     OldestBucket => fn oldest_bucket(tier: Tier) -> Option<i64>;
+});
+
+layered!(ExportStore {
+    ExportPage => fn export_page(query: &ExportQuery, after: Option<ExportCursor>, limit: usize) -> ExportPage;
 });
 
 layered!(AnalyticsStore {

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod export;
 pub mod fleet;
 pub mod keys;
 pub mod layer;
@@ -29,4 +30,4 @@ pub use record::{
     HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, SeriesKey, StoredBucket,
     StoredHealthCheck, StoredKey, StoredSeries,
 };
-pub use traits::{AnalyticsStore, DeviceStore, HealthStore, KeyStore, MetricStore, RollupStore, Store};
+pub use traits::{AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, MetricStore, RollupStore, Store};

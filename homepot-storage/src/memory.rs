@@ -5,10 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use crate::export::{ExportCursor, ExportKind, ExportPage, ExportQuery, ExportRecord};
 use crate::fleet::{FleetDevice, FleetPage, FleetQuery, LatestHealth, fleet_order};
 use crate::{
-    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore, NewHealthCheck,
-    NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket,
+    AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore,
+    NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket,
     StoredHealthCheck, StoredKey, StoredSeries,
 };
 use async_trait::async_trait;
@@ -417,6 +418,107 @@ impl RollupStore for InMemoryStore {
 
     async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError> {
         Ok(self.tables().buckets.keys().filter(|(_, t, _)| *t == tier).map(|(_, _, start)| *start).min())
+    }
+}
+
+#[async_trait]
+impl ExportStore for InMemoryStore {
+    // Rows without an id of their own (points, analytics records) use their position, which
+    // a purge during an export shifts: rows sharing the cursor's instant may then be skipped.
+    async fn export_page(
+        &self,
+        query: &ExportQuery,
+        after: Option<ExportCursor>,
+        limit: usize,
+    ) -> Result<ExportPage, StorageError> {
+        let t = self.tables();
+        let device = |id: Option<&str>| query.device.as_deref().is_none_or(|wanted| id == Some(wanted));
+        let name = |n: &str| query.name.as_deref().is_none_or(|wanted| n == wanted);
+        let at = |time: DateTime<Utc>| crate::export::nanos(time);
+        let position = |i: usize| i64::try_from(i).unwrap_or(i64::MAX);
+        let rows: Vec<(ExportCursor, ExportRecord)> = match query.kind {
+            ExportKind::Health => t
+                .health
+                .iter()
+                .filter(|h| device(Some(h.device_id.as_str())))
+                .map(|h| (ExportCursor { at_ns: at(h.checked_at), id: h.id.0 }, ExportRecord::Health(h.clone())))
+                .collect(),
+            ExportKind::Metrics => t
+                .points
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| name(p.name()) && query.device_tag_matches(p.tags()))
+                .map(|(i, p)| {
+                    (ExportCursor { at_ns: p.timestamp_ns(), id: position(i) }, ExportRecord::Metric(p.clone()))
+                })
+                .collect(),
+            ExportKind::Rollups => t
+                .buckets
+                .iter()
+                .filter(|((_, tier, _), _)| *tier == query.tier)
+                .filter_map(|(&(id, tier, start), aggregate)| {
+                    let series = &t.series.iter().find(|s| s.id == id)?.key;
+                    (name(&series.name) && query.device_tag_matches(&series.tags)).then(|| {
+                        let cursor = ExportCursor { at_ns: start.saturating_mul(1_000_000_000), id: id.0 };
+                        (cursor, ExportRecord::Rollup { series: series.clone(), tier, start, aggregate: *aggregate })
+                    })
+                })
+                .collect(),
+            ExportKind::RequestLogs => t
+                .requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    (ExportCursor { at_ns: at(r.timestamp), id: position(i) }, ExportRecord::RequestLog(r.clone()))
+                })
+                .collect(),
+            ExportKind::StateChanges => t
+                .states
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| device(Some(&c.device_id)))
+                .map(|(i, c)| {
+                    (ExportCursor { at_ns: at(c.timestamp), id: position(i) }, ExportRecord::StateChange(c.clone()))
+                })
+                .collect(),
+            ExportKind::JobOutcomes => t
+                .jobs
+                .iter()
+                .enumerate()
+                .filter(|(_, j)| device(j.device_id.as_deref()))
+                .map(|(i, j)| {
+                    (ExportCursor { at_ns: at(j.timestamp), id: position(i) }, ExportRecord::JobOutcome(j.clone()))
+                })
+                .collect(),
+            ExportKind::ErrorLogs => t
+                .errors
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| device(e.device_id.as_deref()))
+                .map(|(i, e)| {
+                    (ExportCursor { at_ns: at(e.timestamp), id: position(i) }, ExportRecord::ErrorLog(e.clone()))
+                })
+                .collect(),
+            ExportKind::UserActivity => t
+                .activities
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    (ExportCursor { at_ns: at(a.timestamp), id: position(i) }, ExportRecord::UserActivity(a.clone()))
+                })
+                .collect(),
+        };
+        drop(t);
+        let (from_ns, to_ns) = query.range_ns();
+        let mut rows: Vec<(ExportCursor, ExportRecord)> = rows
+            .into_iter()
+            .filter(|(cursor, _)| cursor.at_ns >= from_ns && cursor.at_ns < to_ns && after.is_none_or(|a| *cursor > a))
+            .collect();
+        rows.sort_by_key(|(cursor, _)| *cursor);
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more { rows.last().map(|(cursor, _)| *cursor) } else { None };
+        Ok(ExportPage { rows: rows.into_iter().map(|(_, record)| record).collect(), next })
     }
 }
 

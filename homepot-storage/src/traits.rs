@@ -11,6 +11,7 @@ use homepot_core::analytics::{
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
+use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
     HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, StorageError, StoredBucket,
@@ -340,9 +341,27 @@ pub trait AnalyticsStore: Send + Sync + fmt::Debug {
     async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError>;
 }
 
+/// Reading whole tables out, page by page.
+#[async_trait]
+pub trait ExportStore: Send + Sync + fmt::Debug {
+    /// At most `limit` rows of `query` after `after` (from the start when `None`), ordered
+    /// by time and then id, and where the next page starts.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn export_page(
+        &self,
+        query: &ExportQuery,
+        after: Option<ExportCursor>,
+        limit: usize,
+    ) -> Result<ExportPage, StorageError>;
+}
+
 /// Everything the server needs from one backend.
 #[async_trait]
-pub trait Store: DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore + RollupStore {
+pub trait Store:
+    DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore + RollupStore + ExportStore
+{
     /// Checks that the backend answers, for `/health`.
     ///
     /// # Errors

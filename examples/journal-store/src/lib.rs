@@ -27,11 +27,12 @@ use homepot_core::analytics::{
 };
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
+use homepot_storage::export::{ExportCursor, ExportPage, ExportQuery};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{
-    AnalyticsStore, DeviceStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo, KeyStore, MetricStore,
-    NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket,
-    StoredHealthCheck, StoredKey, StoredSeries,
+    AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo, KeyStore,
+    MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store,
+    StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -435,6 +436,18 @@ impl RollupStore for JournalStore {
 
     async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError> {
         self.tables.oldest_bucket(tier).await
+    }
+}
+
+#[async_trait]
+impl ExportStore for JournalStore {
+    async fn export_page(
+        &self,
+        query: &ExportQuery,
+        after: Option<ExportCursor>,
+        limit: usize,
+    ) -> Result<ExportPage, StorageError> {
+        self.tables.export_page(query, after, limit).await
     }
 }
 

@@ -6,6 +6,7 @@ mod analytics;
 mod containers;
 mod devices;
 mod documented;
+mod export;
 mod health;
 mod keys;
 mod live;
@@ -17,6 +18,7 @@ mod simulator;
 mod stream;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use homepot_core::ErrorKind;
 use homepot_engine::{Homepot, Principal};
 use poem_openapi::Tags;
 
@@ -26,6 +28,7 @@ use crate::error::ApiError;
 pub(crate) use self::analytics::AnalyticsApi;
 pub(crate) use self::containers::ContainersApi;
 pub(crate) use self::devices::DevicesApi;
+pub(crate) use self::export::ExportApi;
 pub(crate) use self::health::HealthApi;
 pub(crate) use self::keys::KeysApi;
 pub(crate) use self::live::LiveApi;
@@ -114,4 +117,13 @@ fn pairs(parameter: &str, raw: &[String]) -> Result<Vec<(String, String)>, ApiEr
             )),
         })
         .collect()
+}
+
+/// `from`/`to` as RFC 3339 or Unix seconds.
+pub(crate) fn instant(parameter: &str, raw: Option<&str>, default: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
+    let Some(raw) = raw else { return Ok(default) };
+    let parsed = homepot_core::validation::parse_instant(raw);
+    parsed.ok_or_else(|| {
+        ApiError::invalid_field("query", parameter, ErrorKind::BadFormat, "expected RFC 3339 or Unix seconds")
+    })
 }

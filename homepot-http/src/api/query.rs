@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::TimeDelta;
 use homepot_core::rollup::Agg;
 use homepot_core::{DeviceId, ErrorKind};
 use homepot_engine::{RangeQuery, SeriesSelector};
@@ -14,7 +14,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
-use super::{ApiTags, AppState, parse_tags};
+use super::{ApiTags, AppState, instant, parse_tags};
 use crate::auth::MetricsAuth;
 use crate::error::ApiError;
 
@@ -41,21 +41,6 @@ struct RangeView {
     tier: String,
     /// The bucket width in seconds.
     step: i64,
-}
-
-/// `from`/`to` as RFC 3339 or Unix seconds.
-fn instant(parameter: &str, raw: Option<&str>, default: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    let Some(raw) = raw else { return Ok(default) };
-    let parsed = match raw.parse::<f64>() {
-        Ok(seconds) if seconds.is_finite() => {
-            DateTime::from_timestamp(seconds.floor() as i64, ((seconds.fract()) * 1e9) as u32)
-        }
-        Ok(_) => None,
-        Err(_) => DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc)),
-    };
-    parsed.ok_or_else(|| {
-        ApiError::invalid_field("query", parameter, ErrorKind::BadFormat, "expected RFC 3339 or Unix seconds")
-    })
 }
 
 #[OpenApi]
