@@ -1,7 +1,7 @@
 //! The read side at scale, as the engine answers it (no HTTP):
-//! - a range query: 30 days of one series at 1-hour steps, out of rollups of 10,000,000
-//!   samples (231 series reporting every minute for 30 days: 10M 1-minute buckets, with
-//!   their hour and day buckets);
+//! - a range query: 30 days of one series at 1-hour steps, from a store holding 10,000,000
+//!   raw samples (231 series reporting every minute for 30 days) and their rollups (10M
+//!   1-minute buckets, with their hour and day buckets);
 //! - the fleet: 10,000 devices sorted by CPU, the first page and a page deep into the order.
 //!
 //! Prints latency percentiles over random series and pages. `cargo bench -p
@@ -16,6 +16,7 @@ use chrono::{TimeDelta, Utc};
 use homepot_core::rollup::Agg;
 use homepot_engine::{Homepot, RangeQuery, SeriesSelector, Settings, SystemClock};
 use homepot_storage::fleet::{FleetQuery, FleetSortKey};
+use homepot_storage::retention::RetentionPolicy;
 use homepot_storage::{DeviceStore, RollupStore};
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use rand::rngs::SmallRng;
@@ -65,6 +66,22 @@ async fn populate(url: &str, store: &SeaOrmStore, end_minute: i64) {
     .await
     .expect("series");
     let first_minute = end_minute - MINUTES;
+    // The raw samples, in time order as ingest would write them: series s at minute m holds
+    // (s + m) % 100.
+    let json = |expr: &str| if postgres { format!("CAST({expr} AS jsonb)") } else { expr.to_owned() };
+    for chunk in (0..SERIES * MINUTES).step_by(1_000_000) {
+        let end = (chunk + 1_000_000).min(SERIES * MINUTES) - 1;
+        let sql = format!(
+            "INSERT INTO metric_points (name, tags, fields, metric_type, time_ns) \
+             SELECT 'bench_cpu', {}, {}, 'gauge', ({first_minute} + n.i / {SERIES}) * 60000000000 + n.i % {SERIES} \
+             FROM ({}) AS n",
+            json(&format!("'{{\"host\":\"h' || {} || '\"}}'", pad(&format!("n.i % {SERIES}")))),
+            json(&format!("'[[\"value\",{{\"f\":' || ((n.i % {SERIES} + n.i / {SERIES}) % 100) || '}}]]'")),
+            numbers(chunk, end),
+        );
+        db.execute_unprepared(&sql).await.expect("raw points");
+        eprintln!("  raw points: {} rows, {:.0} s", end + 1, started.elapsed().as_secs_f64());
+    }
     // Sample of series s at minute m: (s + m) % 100, one per minute bucket.
     for (width, rows) in [(60_i64, MINUTES), (3_600, MINUTES / 60), (86_400, MINUTES / 1_440)] {
         let per_bucket = width / 60;
@@ -126,8 +143,10 @@ fn main() {
         let store = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("open the store");
         let now = Utc::now();
         populate(&url, &store, now.timestamp() / 60 * 60 / 60).await;
+        // Retention off: the benchmark's data is 30 days old at its oldest.
+        let settings = Settings { retention: RetentionPolicy::KEEP_ALL, ..Settings::default() };
         let (homepot, engine) =
-            Homepot::start(Arc::new(store.clone()), Settings::default(), Arc::new(SystemClock)).await.expect("engine");
+            Homepot::start(Arc::new(store.clone()), settings, Arc::new(SystemClock)).await.expect("engine");
         let mut rng = SmallRng::seed_from_u64(7);
 
         let mut times = Vec::with_capacity(QUERIES);

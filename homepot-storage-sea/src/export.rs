@@ -61,15 +61,16 @@ impl SeaOrmStore {
     {
         let time = || Expr::col(Alias::new("timestamp"));
         let id = || Expr::col(Alias::new("id"));
-        let mut select = E::find().filter(time().gte(query.from)).filter(time().lt(query.to));
+        // The cursor is also the range's lower bound: the index range then starts at it, where
+        // an OR alone would leave every page scanning from `from` (quadratic in the export).
+        let from = after.map_or(query.from, |a| DateTime::from_timestamp_nanos(a.at_ns).max(query.from));
+        let mut select = E::find().filter(time().gte(from)).filter(time().lt(query.to));
         if let Some(device) = query.device.as_ref().filter(|_| query.kind.has_device()) {
             select = select.filter(Expr::col(Alias::new("device_id")).eq(device.as_str()));
         }
         if let Some(after) = after {
             let at = DateTime::from_timestamp_nanos(after.at_ns);
-            select = select.filter(
-                Condition::any().add(time().gt(at)).add(Condition::all().add(time().eq(at)).add(id().gt(after.id))),
-            );
+            select = select.filter(Condition::any().add(time().gt(at)).add(id().gt(after.id)));
         }
         let rows = select.order_by_asc(time()).order_by_asc(id()).limit(limit_of(limit)).all(&self.db).await;
         let scanned = rows
@@ -97,15 +98,17 @@ impl SeaOrmStore {
              {response_data}, h.error_message, h.checked_at FROM health_checks h JOIN devices d ON d.id = h.device_id \
              WHERE h.checked_at >= ? AND h.checked_at < ?"
         );
-        let mut values: Vec<sea_orm::Value> = vec![query.from.into(), query.to.into()];
+        // The cursor raises the range's lower bound, so each page starts at it in the index.
+        let from = after.map_or(query.from, |a| DateTime::from_timestamp_nanos(a.at_ns).max(query.from));
+        let mut values: Vec<sea_orm::Value> = vec![from.into(), query.to.into()];
         if let Some(device) = &query.device {
             sql.push_str(" AND d.device_id = ?");
             values.push(device.as_str().into());
         }
         if let Some(after) = after {
             let at = DateTime::from_timestamp_nanos(after.at_ns);
-            sql.push_str(" AND (h.checked_at > ? OR (h.checked_at = ? AND h.id > ?))");
-            values.extend([at.into(), at.into(), after.id.into()]);
+            sql.push_str(" AND (h.checked_at > ? OR h.id > ?)");
+            values.extend([at.into(), after.id.into()]);
         }
         sql.push_str(" ORDER BY h.checked_at, h.id LIMIT ?");
         values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
@@ -132,16 +135,14 @@ impl SeaOrmStore {
     ) -> Result<ExportPage, StorageError> {
         use metric_point::Column::{Id, Name, TimeNs};
         let (from_ns, to_ns) = query.range_ns();
+        // The cursor raises the range's lower bound, so each page starts at it in the index.
+        let from_ns = after.map_or(from_ns, |a| a.at_ns.max(from_ns));
         let mut select = metric_point::Entity::find().filter(TimeNs.gte(from_ns)).filter(TimeNs.lt(to_ns));
         if let Some(name) = &query.name {
             select = select.filter(Name.eq(name.as_str()));
         }
         if let Some(after) = after {
-            select = select.filter(
-                Condition::any()
-                    .add(TimeNs.gt(after.at_ns))
-                    .add(Condition::all().add(TimeNs.eq(after.at_ns)).add(Id.gt(after.id))),
-            );
+            select = select.filter(Condition::any().add(TimeNs.gt(after.at_ns)).add(Id.gt(after.id)));
         }
         let rows = select.order_by_asc(TimeNs).order_by_asc(Id).limit(limit_of(limit)).all(&self.db).await;
         let scanned = rows
@@ -171,16 +172,18 @@ impl SeaOrmStore {
             .to_owned();
         // A bucket is exported when its start is in [from, to).
         let to_s = query.to.timestamp() + i64::from(query.to.timestamp_subsec_nanos() > 0);
-        let mut values: Vec<sea_orm::Value> =
-            vec![tier_seconds(query.tier).into(), query.from.timestamp().into(), to_s.into()];
+        // The cursor raises the range's lower bound, so each page starts at it in the index.
+        let from_s =
+            after.map_or(query.from.timestamp(), |a| a.at_ns.div_euclid(1_000_000_000).max(query.from.timestamp()));
+        let mut values: Vec<sea_orm::Value> = vec![tier_seconds(query.tier).into(), from_s.into(), to_s.into()];
         if let Some(name) = &query.name {
             sql.push_str(" AND s.name = ?");
             values.push(name.as_str().into());
         }
         if let Some(after) = after {
             let start = after.at_ns.div_euclid(1_000_000_000);
-            sql.push_str(" AND (b.bucket_start > ? OR (b.bucket_start = ? AND b.series_id > ?))");
-            values.extend([start.into(), start.into(), after.id.into()]);
+            sql.push_str(" AND (b.bucket_start > ? OR b.series_id > ?)");
+            values.extend([start.into(), after.id.into()]);
         }
         sql.push_str(" ORDER BY b.bucket_start, b.series_id LIMIT ?");
         values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());

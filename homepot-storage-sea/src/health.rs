@@ -210,6 +210,6 @@ impl HealthStore for SeaOrmStore {
         max_rows: u64,
     ) -> Result<u64, StorageError> {
         let values = vec![from.into(), before.into()];
-        self.delete_some("health_checks", "checked_at >= ? AND checked_at < ?", values, max_rows).await
+        self.delete_some("health_checks", "id", "checked_at >= ? AND checked_at < ?", values, max_rows).await
     }
 }

@@ -106,7 +106,7 @@ impl MetricStore for SeaOrmStore {
 
     async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
         let values = vec![from_ns.into(), before_ns.into()];
-        self.delete_some("metric_points", "time_ns >= ? AND time_ns < ?", values, max_rows).await
+        self.delete_some("metric_points", "id", "time_ns >= ? AND time_ns < ?", values, max_rows).await
     }
 }
 

@@ -327,7 +327,14 @@ impl RollupStore for SeaOrmStore {
 
     async fn purge_rollups(&self, tier: Tier, before_s: i64, max_rows: u64) -> Result<u64, StorageError> {
         let values = vec![tier_seconds(tier).into(), before_s.into()];
-        self.delete_some("rollup_buckets", "tier = ? AND bucket_start < ?", values, max_rows).await
+        self.delete_some(
+            "rollup_buckets",
+            "series_id, tier, bucket_start",
+            "tier = ? AND bucket_start < ?",
+            values,
+            max_rows,
+        )
+        .await
     }
 
     async fn oldest_bucket(&self, tier: Tier) -> Result<Option<i64>, StorageError> {

@@ -80,11 +80,13 @@ pub(crate) fn numbered(backend: DbBackend, sql: &str) -> String {
 }
 
 impl crate::SeaOrmStore {
-    /// Deletes at most `max_rows` rows of `table` where `condition` (with `?` placeholders
-    /// for `values`) holds, in its own short transaction, and returns how many it deleted.
+    /// Deletes at most `max_rows` rows of `table` (rows named by `key`, a column or a list of
+    /// them) where `condition` (with `?` placeholders for `values`) holds, in its own short
+    /// transaction, and returns how many it deleted.
     pub(crate) async fn delete_some(
         &self,
         table: &str,
+        key: &str,
         condition: &str,
         mut values: Vec<sea_orm::Value>,
         max_rows: u64,
@@ -93,7 +95,7 @@ impl crate::SeaOrmStore {
         let backend = self.db.get_database_backend();
         let sql = numbered(
             backend,
-            &format!("DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {condition} LIMIT ?)"),
+            &format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT ?)"),
         );
         values.push(i64::try_from(row_limit(max_rows)).unwrap_or(i64::MAX).into());
         let txn = self.db.begin().await.map_err(crate::error::db_error)?;
