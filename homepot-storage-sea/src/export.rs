@@ -1,5 +1,6 @@
-//! Export pages: keyset reads ordered by (time, id) over each table's time index, so every
-//! page costs the same however deep into the export it is. Health checks and rollup buckets
+//! Export pages: keyset reads ordered by (time, id) over each table's time index, each
+//! starting its index range at the cursor (`ExportQuery::resume_from`), so every page costs
+//! the same however deep into the export it is. Health checks and rollup buckets
 //! are joined to their device and series in SQL; tag filters on points and rollups run here,
 //! as `points_since`'s do, because JSON operators differ per backend.
 
@@ -61,10 +62,7 @@ impl SeaOrmStore {
     {
         let time = || Expr::col(Alias::new("timestamp"));
         let id = || Expr::col(Alias::new("id"));
-        // The cursor is also the range's lower bound: the index range then starts at it, where
-        // an OR alone would leave every page scanning from `from` (quadratic in the export).
-        let from = after.map_or(query.from, |a| DateTime::from_timestamp_nanos(a.at_ns).max(query.from));
-        let mut select = E::find().filter(time().gte(from)).filter(time().lt(query.to));
+        let mut select = E::find().filter(time().gte(query.resume_from(after))).filter(time().lt(query.to));
         if let Some(device) = query.device.as_ref().filter(|_| query.kind.has_device()) {
             select = select.filter(Expr::col(Alias::new("device_id")).eq(device.as_str()));
         }
@@ -98,9 +96,7 @@ impl SeaOrmStore {
              {response_data}, h.error_message, h.checked_at FROM health_checks h JOIN devices d ON d.id = h.device_id \
              WHERE h.checked_at >= ? AND h.checked_at < ?"
         );
-        // The cursor raises the range's lower bound, so each page starts at it in the index.
-        let from = after.map_or(query.from, |a| DateTime::from_timestamp_nanos(a.at_ns).max(query.from));
-        let mut values: Vec<sea_orm::Value> = vec![from.into(), query.to.into()];
+        let mut values: Vec<sea_orm::Value> = vec![query.resume_from(after).into(), query.to.into()];
         if let Some(device) = &query.device {
             sql.push_str(" AND d.device_id = ?");
             values.push(device.as_str().into());
@@ -134,9 +130,7 @@ impl SeaOrmStore {
         limit: usize,
     ) -> Result<ExportPage, StorageError> {
         use metric_point::Column::{Id, Name, TimeNs};
-        let (from_ns, to_ns) = query.range_ns();
-        // The cursor raises the range's lower bound, so each page starts at it in the index.
-        let from_ns = after.map_or(from_ns, |a| a.at_ns.max(from_ns));
+        let (from_ns, to_ns) = (nanos(query.resume_from(after)), nanos(query.to));
         let mut select = metric_point::Entity::find().filter(TimeNs.gte(from_ns)).filter(TimeNs.lt(to_ns));
         if let Some(name) = &query.name {
             select = select.filter(Name.eq(name.as_str()));
@@ -170,11 +164,9 @@ impl SeaOrmStore {
              JOIN rollup_series s ON s.id = b.series_id \
              WHERE b.tier = ? AND b.bucket_start >= ? AND b.bucket_start < ?"
             .to_owned();
-        // A bucket is exported when its start is in [from, to).
-        let to_s = query.to.timestamp() + i64::from(query.to.timestamp_subsec_nanos() > 0);
-        // The cursor raises the range's lower bound, so each page starts at it in the index.
-        let from_s =
-            after.map_or(query.from.timestamp(), |a| a.at_ns.div_euclid(1_000_000_000).max(query.from.timestamp()));
+        // A bucket is exported when its start is in [from, to): both in whole seconds, rounded up.
+        let seconds = |at: DateTime<Utc>| at.timestamp() + i64::from(at.timestamp_subsec_nanos() > 0);
+        let (from_s, to_s) = (seconds(query.resume_from(after)), seconds(query.to));
         let mut values: Vec<sea_orm::Value> = vec![tier_seconds(query.tier).into(), from_s.into(), to_s.into()];
         if let Some(name) = &query.name {
             sql.push_str(" AND s.name = ?");

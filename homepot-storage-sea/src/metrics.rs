@@ -124,13 +124,15 @@ impl SeaOrmStore {
         let descending = matches!(order, Order::Desc);
         let mut after: Option<(i64, i64)> = None;
         loop {
+            // The cursor bounds the index range itself; as an OR alone it would leave every
+            // page scanning from the newest (or `since_ns`) row again.
             let resume = match after {
-                Some((time_ns, id)) if descending => Condition::any()
-                    .add(TimeNs.lt(time_ns))
-                    .add(Condition::all().add(TimeNs.eq(time_ns)).add(Id.lt(id))),
-                Some((time_ns, id)) => Condition::any()
-                    .add(TimeNs.gt(time_ns))
-                    .add(Condition::all().add(TimeNs.eq(time_ns)).add(Id.gt(id))),
+                Some((time_ns, id)) if descending => Condition::all()
+                    .add(TimeNs.lte(time_ns))
+                    .add(Condition::any().add(TimeNs.lt(time_ns)).add(Id.lt(id))),
+                Some((time_ns, id)) => Condition::all()
+                    .add(TimeNs.gte(time_ns))
+                    .add(Condition::any().add(TimeNs.gt(time_ns)).add(Id.gt(id))),
                 None => Condition::all(),
             };
             let page = metric_point::Entity::find()

@@ -103,6 +103,15 @@ impl ExportQuery {
         (nanos(self.from), nanos(self.to))
     }
 
+    /// Where a page after `after` starts: the later of `from` and the cursor's time. Readers
+    /// bound their index range with it (rows at that instant with an id at or below the
+    /// cursor's are still to be skipped); a cursor only in an OR would have every page scan
+    /// from `from` again.
+    #[must_use]
+    pub fn resume_from(&self, after: Option<ExportCursor>) -> DateTime<Utc> {
+        after.map_or(self.from, |a| DateTime::from_timestamp_nanos(a.at_ns).max(self.from))
+    }
+
     /// Whether tags (of a point or rollup series) belong to the device asked for, if any.
     #[must_use]
     pub fn device_tag_matches(&self, tags: &[(String, String)]) -> bool {
