@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use homepot_core::ValidationErrors;
 use homepot_core::live::SeriesLimitExceeded;
+use homepot_core::{ErrorKind, FieldError, LocSegment, ValidationErrors};
 use homepot_storage::StorageError;
 
 /// Why an operation failed.
@@ -75,5 +75,11 @@ impl EngineError {
     /// Invalid input in `part` of the request.
     pub fn invalid(part: &'static str, errors: ValidationErrors) -> Self {
         Self::Invalid { part, errors }
+    }
+
+    /// A query parameter that cannot be answered as given (422 at `["query", parameter]`).
+    pub fn invalid_parameter(parameter: &str, message: String) -> Self {
+        let error = FieldError::new(vec![LocSegment::from(parameter)], ErrorKind::BadFormat, message);
+        Self::invalid("query", ValidationErrors::single(error))
     }
 }

@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use homepot_core::DeviceId;
 use homepot_core::export::{Cell, ExportFormat};
 use homepot_core::metric::FieldValue;
-use homepot_core::validation::{ErrorKind, FieldError, LocSegment, ValidationErrors};
 use homepot_storage::export::{ExportKind, ExportQuery, ExportRecord};
 use homepot_storage::{StorageError, Store};
 use serde_json::{Map, Value};
@@ -69,13 +68,13 @@ impl Homepot {
 /// [`EngineError::DeviceNotFound`] for an unknown device in a health export; storage failures.
 pub async fn export(store: Arc<dyn Store>, query: ExportQuery, format: ExportFormat) -> Result<Export, EngineError> {
     if query.from >= query.to {
-        return Err(invalid("from", "from must be before to".to_owned()));
+        return Err(EngineError::invalid_parameter("from", "from must be before to".to_owned()));
     }
     if query.device.is_some() && !query.kind.has_device() {
-        return Err(invalid("device_id", format!("{} rows have no device", query.kind.name())));
+        return Err(EngineError::invalid_parameter("device_id", format!("{} rows have no device", query.kind.name())));
     }
     if query.name.is_some() && !query.kind.has_name() {
-        return Err(invalid("name", format!("{} rows have no metric name", query.kind.name())));
+        return Err(EngineError::invalid_parameter("name", format!("{} rows have no metric name", query.kind.name())));
     }
     if let (ExportKind::Health, Some(device)) = (query.kind, &query.device) {
         let known = match DeviceId::parse(device) {
@@ -118,11 +117,6 @@ pub async fn export(store: Arc<dyn Store>, query: ExportQuery, format: ExportFor
 #[must_use]
 pub fn export_end() -> DateTime<Utc> {
     DateTime::from_timestamp(32_503_680_000, 0).unwrap_or(DateTime::UNIX_EPOCH) // 3000-01-01
-}
-
-fn invalid(parameter: &str, message: String) -> EngineError {
-    let error = FieldError::new(vec![LocSegment::from(parameter)], ErrorKind::BadFormat, message);
-    EngineError::invalid("query", ValidationErrors::single(error))
 }
 
 /// The columns of `kind`'s rows, in order.

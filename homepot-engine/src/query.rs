@@ -4,7 +4,6 @@
 
 use chrono::{DateTime, Utc};
 use homepot_core::rollup::{Agg, RangePlan, plan_range, rebucket};
-use homepot_core::validation::{ErrorKind, FieldError, LocSegment, ValidationErrors};
 use homepot_core::{DeviceId, health};
 use homepot_storage::{SeriesId, SeriesKey};
 
@@ -82,7 +81,7 @@ impl Homepot {
         let plan = plan_range(query.from.timestamp(), query.to.timestamp(), query.step_s, query.max_points, |tier| {
             policy.kept_since(tier, now)
         })
-        .map_err(|e| invalid(e.parameter(), e.to_string()))?;
+        .map_err(|e| EngineError::invalid_parameter(e.parameter(), e.to_string()))?;
         let _consistent = self.inner.rollups.consistent().await;
         let series = self.select(&query.selector).await?;
         let ids: Vec<SeriesId> = series.iter().filter_map(|(id, _)| *id).collect();
@@ -129,16 +128,11 @@ impl Homepot {
             }));
         }
         if found.len() > MAX_RANGE_SERIES {
-            return Err(invalid(
+            return Err(EngineError::invalid_parameter(
                 "tag",
                 format!("more than {MAX_RANGE_SERIES} series match; narrow the query with tag filters"),
             ));
         }
         Ok(found)
     }
-}
-
-fn invalid(parameter: &str, message: String) -> EngineError {
-    let error = FieldError::new(vec![LocSegment::from(parameter)], ErrorKind::BadFormat, message);
-    EngineError::invalid("query", ValidationErrors::single(error))
 }

@@ -9,8 +9,9 @@
 //! The SQLite file is built once a day under `target/bench-data/` (about 6 GB, a few minutes)
 //! and reused by later runs. A percentile, not a mean, so no criterion here.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use homepot_core::{DeviceId, KeyHash, NewDevice};
@@ -29,16 +30,6 @@ const DOCUMENT: &str = r#"{"system":{"cpu_percent":41.5,"memory_percent":62.1,"m
 
 fn device(i: i64) -> DeviceId {
     DeviceId::parse(&format!("history-{i:04}")).expect("a valid id")
-}
-
-fn database() -> String {
-    if let Ok(url) = std::env::var("HOMEPOT_BENCH_URL") {
-        return url;
-    }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data directory");
-    // The 24-hour window is relative to when the data was written: one file per day.
-    format!("sqlite://{}", dir.join(format!("health-{CHECKS}-{}.db", Utc::now().format("%Y%m%d"))).display())
 }
 
 /// Fills the store in time order (as a fleet would), one SQL statement per 100,000 rows so
@@ -93,15 +84,10 @@ async fn populate(url: &str, store: &SeaOrmStore, now: DateTime<Utc>) {
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1_000.0
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let url = database();
+        let url = common::database(&format!("health-{CHECKS}"));
         let store = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("open the store");
         let now = Utc::now();
         populate(&url, &store, now).await;
@@ -120,9 +106,9 @@ fn main() {
             println!(
                 "last 24 h, limit {limit}: {} rows a query; p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
                 rows / QUERIES,
-                percentile(&times, 0.50),
-                percentile(&times, 0.99),
-                percentile(&times, 1.0),
+                common::percentile(&times, 0.50),
+                common::percentile(&times, 0.99),
+                common::percentile(&times, 1.0),
             );
         }
     });

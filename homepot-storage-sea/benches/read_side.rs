@@ -8,7 +8,8 @@
 //! homepot-storage-sea --bench read_side` (`HOMEPOT_BENCH_URL` for another database). The
 //! SQLite file is built once a day under `target/bench-data/` and reused.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,15 +28,6 @@ const SERIES: i64 = 231;
 const MINUTES: i64 = 30 * 1_440;
 const DEVICES: i64 = 10_000;
 const QUERIES: usize = 1_000;
-
-fn database() -> String {
-    if let Ok(url) = std::env::var("HOMEPOT_BENCH_URL") {
-        return url;
-    }
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
-    std::fs::create_dir_all(&dir).expect("bench data directory");
-    format!("sqlite://{}", dir.join(format!("read-side-{}.db", Utc::now().format("%Y%m%d"))).display())
-}
 
 /// Fills the store with SQL, in minutes rather than the hours ingest would take.
 async fn populate(url: &str, store: &SeaOrmStore, end_minute: i64) {
@@ -120,18 +112,13 @@ async fn populate(url: &str, store: &SeaOrmStore, end_minute: i64) {
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[index].as_secs_f64() * 1_000.0
-}
-
 fn report(what: &str, mut times: Vec<Duration>) {
     times.sort_unstable();
     println!(
         "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} queries)",
-        percentile(&times, 0.50),
-        percentile(&times, 0.99),
-        percentile(&times, 1.0),
+        common::percentile(&times, 0.50),
+        common::percentile(&times, 0.99),
+        common::percentile(&times, 1.0),
         times.len()
     );
 }
@@ -139,7 +126,7 @@ fn report(what: &str, mut times: Vec<Duration>) {
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let url = database();
+        let url = common::database("read-side");
         let store = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("open the store");
         let now = Utc::now();
         populate(&url, &store, now.timestamp() / 60 * 60 / 60).await;

@@ -1,0 +1,23 @@
+//! What the latency benchmarks share: where their data lives, and percentiles.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+
+/// `HOMEPOT_BENCH_URL`, or a SQLite file `target/bench-data/{stem}-YYYYMMDD.db`: one per day,
+/// since the data is written relative to the day it was built.
+pub(crate) fn database(stem: &str) -> String {
+    if let Ok(url) = std::env::var("HOMEPOT_BENCH_URL") {
+        return url;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-data");
+    std::fs::create_dir_all(&dir).expect("bench data directory");
+    format!("sqlite://{}", dir.join(format!("{stem}-{}.db", Utc::now().format("%Y%m%d"))).display())
+}
+
+/// The `p` percentile of sorted latencies, in milliseconds.
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1_000.0
+}
