@@ -5,6 +5,7 @@
 //! randomness come in as arguments, so everything here is deterministic under test.
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod analytics;
 pub mod api_key;
 pub mod container;

@@ -7,6 +7,7 @@
 //! or on any transport.
 #![forbid(unsafe_code)]
 
+mod alerts;
 mod analytics;
 mod connect;
 mod devices;

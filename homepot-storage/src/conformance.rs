@@ -11,6 +11,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, DurationRound, TimeZone, Utc};
+use homepot_core::alert::{
+    Alert, AlertEvent, AlertState, DeliveryState, EventKind, Notification, NotificationKind, Receiver, Rule,
+    Severity as AlertSeverity, Silence,
+};
 use homepot_core::analytics::{
     ErrorLog, JobOutcome, JobStatus, RequestLog, Severity, StateChange, UserActivity, summarize_jobs,
     summarize_performance,
@@ -21,6 +25,7 @@ use homepot_core::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use crate::export::{ExportKind, ExportQuery, ExportRecord};
 use crate::fleet::{FleetDevice, FleetQuery, FleetSortKey, fleet_order};
 use crate::{NewHealthCheck, NewKey, RollupDelta, SeriesKey, StorageError, Store, StoredBucket};
@@ -51,6 +56,8 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     purges_old_rollups_by_tier(store).await;
     pages_the_fleet_by_any_latest_figure(store).await;
     exports_tables_in_time_order_by_pages(store).await;
+    keeps_alert_configuration(store).await;
+    stores_alert_transitions_atomically(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -1097,4 +1104,193 @@ pub async fn exports_tables_in_time_order_by_pages<S: Store + ?Sized>(store: &S)
         })
         .collect();
     assert_eq!(mine, [logs[1].clone(), logs[0].clone()]);
+}
+
+/// Rules, silences and receivers are stored by kind and id, replaced by id, listed in id
+/// order and deleted.
+pub async fn keeps_alert_configuration<S: Store + ?Sized>(store: &S) {
+    let id = unique_device("alert-config").to_string();
+    let rule = |value: f64| {
+        AlertConfig::Rule(
+            Rule::parse(
+                &json!({"id": id, "kind": "threshold", "series": {"name": "device_system", "field": "cpu_percent"},
+                "op": ">", "value": value, "clear": 70.0, "for": "5m", "severity": "major", "labels": {"team": "ops"},
+                "scope": {"labels": {"site": "berlin"}}, "annotation": "{{device_id}} at {{value}}"}),
+            )
+            .expect("valid rule"),
+        )
+    };
+    store.put_alert_config(&rule(90.0)).await.expect("put rule");
+    store.put_alert_config(&rule(95.0)).await.expect("replace rule");
+    let rules = store.alert_configs(ConfigKind::Rule).await.expect("rules");
+    let ours: Vec<_> = rules.iter().filter(|c| c.id() == id).collect();
+    assert_eq!(ours, [&rule(95.0)], "a rule is replaced by id and reads back whole");
+    let ids: Vec<&str> = rules.iter().map(AlertConfig::id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "rules are listed in id order");
+    let silence = AlertConfig::Silence(Silence {
+        id: id.clone(),
+        matchers: vec![homepot_core::alert::Matcher::parse("device_id=pos-1").expect("matcher")],
+        starts_at: at(0),
+        ends_at: at(3600),
+        created_by: Some("ops".into()),
+        comment: None,
+    });
+    let receiver = AlertConfig::Receiver(
+        Receiver::parse(
+            &json!({"id": id, "kind": "alertmanager", "url": "http://127.0.0.1:9093",
+            "severities": ["critical"], "matchers": ["team=ops"], "repeat_interval": "1h"}),
+            None,
+        )
+        .expect("valid receiver"),
+    );
+    for config in [&silence, &receiver] {
+        store.put_alert_config(config).await.expect("put");
+        let listed = store.alert_configs(config.kind()).await.expect("list");
+        assert_eq!(listed.iter().filter(|c| c.id() == id).collect::<Vec<_>>(), [config], "kinds are kept apart");
+    }
+    store.delete_alert_config(ConfigKind::Silence, &id).await.expect("delete");
+    assert!(store.alert_configs(ConfigKind::Silence).await.expect("list").iter().all(|c| c.id() != id));
+    assert!(store.alert_configs(ConfigKind::Rule).await.expect("list").iter().any(|c| c.id() == id));
+    let again = store.delete_alert_config(ConfigKind::Silence, &id).await;
+    assert!(matches!(again, Err(StorageError::NotFound { .. })), "{again:?}");
+    for kind in [ConfigKind::Rule, ConfigKind::Receiver] {
+        store.delete_alert_config(kind, &id).await.expect("clean up");
+    }
+}
+
+fn alert(id: &str, rule: &str, subject: &str, state: AlertState, started: i64) -> Alert {
+    Alert {
+        id: id.to_owned(),
+        rule_id: rule.to_owned(),
+        subject: subject.to_owned(),
+        device_id: Some(subject.to_owned()),
+        state,
+        severity: AlertSeverity::Major,
+        labels: [("alertname".to_owned(), rule.to_owned()), ("device_id".to_owned(), subject.to_owned())].into(),
+        summary: format!("{subject} is hot"),
+        value: Some(91.5),
+        started_at: at(started),
+        fired_at: (state != AlertState::Pending).then(|| at(started + 60)),
+        resolved_at: (state == AlertState::Resolved).then(|| at(started + 600)),
+        ack: None,
+        updated_at: at(started + 600),
+    }
+}
+
+fn change(alert: &Alert, kind: EventKind, receivers: &[&str]) -> AlertChange {
+    let notifications = receivers
+        .iter()
+        .map(|receiver| Notification {
+            id: format!("{}-{:?}-{receiver}", alert.id, kind),
+            alert_id: alert.id.clone(),
+            receiver_id: (*receiver).to_owned(),
+            kind: if kind == EventKind::Resolved { NotificationKind::Resolved } else { NotificationKind::Firing },
+            alert: alert.clone(),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            next_attempt_at: alert.updated_at,
+            last_error: None,
+            created_at: alert.updated_at,
+            delivered_at: None,
+        })
+        .collect();
+    AlertChange {
+        alert: alert.clone(),
+        discard: false,
+        event: Some(AlertEvent {
+            alert_id: alert.id.clone(),
+            at: alert.updated_at,
+            kind,
+            value: alert.value,
+            note: None,
+        }),
+        notifications,
+    }
+}
+
+/// A transition stores the alert, its timeline entry and its notifications together; a
+/// second open alert of one rule and subject is refused with nothing stored; pending alerts
+/// can be discarded; the outbox keeps queue order and delivery states.
+pub async fn stores_alert_transitions_atomically<S: Store + ?Sized>(store: &S) {
+    let ns = unique_device("alert").to_string();
+    let (rule, subject, other) = (format!("{ns}-rule"), format!("{ns}-dev"), format!("{ns}-dev2"));
+    let a1 = format!("{ns}-a1");
+    let pending = alert(&a1, &rule, &subject, AlertState::Pending, 0);
+    store.apply_alert_changes(&[change(&pending, EventKind::Pending, &[])]).await.expect("open");
+    let open = store.open_alerts().await.expect("open alerts");
+    assert_eq!(open.iter().filter(|a| a.id == a1).collect::<Vec<_>>(), [&pending], "an alert reads back whole");
+
+    // A second open alert of the same rule and subject fails the whole batch.
+    let bystander = alert(&format!("{ns}-b"), &rule, &other, AlertState::Pending, 5);
+    let twin = alert(&format!("{ns}-twin"), &rule, &subject, AlertState::Pending, 6);
+    let refused = store
+        .apply_alert_changes(&[change(&bystander, EventKind::Pending, &[]), change(&twin, EventKind::Pending, &[])])
+        .await;
+    assert!(matches!(refused, Err(StorageError::Conflict { .. })), "{refused:?}");
+    assert!(store.alert_timeline(&bystander.id).await.expect("read").is_none(), "nothing of a refused batch is kept");
+
+    let mut firing = pending.clone();
+    firing.state = AlertState::Firing;
+    firing.fired_at = Some(at(60));
+    firing.updated_at = at(60);
+    store.apply_alert_changes(&[change(&firing, EventKind::Firing, &["r1", "r2"])]).await.expect("fire");
+    let (stored, timeline) = store.alert_timeline(&a1).await.expect("read").expect("exists");
+    assert_eq!(stored, firing);
+    assert_eq!(timeline.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Pending, EventKind::Firing]);
+    let queued: Vec<Notification> =
+        store.pending_notifications(100_000).await.expect("pending").into_iter().filter(|n| n.alert_id == a1).collect();
+    assert_eq!(queued.iter().map(|n| n.receiver_id.as_str()).collect::<Vec<_>>(), ["r1", "r2"], "queue order");
+    assert_eq!(queued[0].alert, firing, "a notification carries the alert as it was");
+
+    // A pending alert that clears is discarded with its timeline.
+    store.apply_alert_changes(&[change(&bystander, EventKind::Pending, &[])]).await.expect("open bystander");
+    let mut discarded = change(&bystander, EventKind::Pending, &[]);
+    (discarded.discard, discarded.event) = (true, None);
+    store.apply_alert_changes(&[discarded]).await.expect("discard");
+    assert!(store.alert_timeline(&bystander.id).await.expect("read").is_none());
+
+    // Resolving frees the (rule, subject) for a new alert.
+    let mut resolved = firing.clone();
+    resolved.state = AlertState::Resolved;
+    resolved.resolved_at = Some(at(600));
+    resolved.updated_at = at(600);
+    let next = alert(&format!("{ns}-a2"), &rule, &subject, AlertState::Firing, 700);
+    store
+        .apply_alert_changes(&[change(&resolved, EventKind::Resolved, &["r1"]), change(&next, EventKind::Firing, &[])])
+        .await
+        .expect("resolve and reopen in one batch");
+    let open: Vec<String> =
+        store.open_alerts().await.expect("open").into_iter().filter(|a| a.rule_id == rule).map(|a| a.id).collect();
+    assert_eq!(open, [next.id.clone()]);
+    let query = AlertQuery { device_id: Some(subject.clone()), limit: 10, ..AlertQuery::default() };
+    let listed: Vec<String> = store.alerts(&query).await.expect("list").into_iter().map(|a| a.id).collect();
+    assert_eq!(listed, [next.id.clone(), a1.clone()], "newest start first");
+    let query = AlertQuery { state: Some(AlertState::Resolved), rule_id: Some(rule.clone()), limit: 10, ..query };
+    assert_eq!(store.alerts(&query).await.expect("list").len(), 1);
+
+    // Delivery states.
+    let mut delivered = queued[0].clone();
+    delivered.state = DeliveryState::Delivered;
+    delivered.attempts = 2;
+    delivered.delivered_at = Some(at(70));
+    delivered.last_error = Some("HTTP 503".into());
+    store.update_notification(&delivered).await.expect("update");
+    let pending_ids: Vec<String> = store
+        .pending_notifications(100_000)
+        .await
+        .expect("pending")
+        .into_iter()
+        .filter(|n| n.alert_id == a1)
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(pending_ids, [queued[1].id.clone(), format!("{a1}-Resolved-r1")]);
+    let query = NotificationQuery { state: Some(DeliveryState::Delivered), alert_id: Some(a1.clone()), limit: 10 };
+    assert_eq!(store.notifications(&query).await.expect("list"), [delivered.clone()]);
+    let query = NotificationQuery { alert_id: Some(a1.clone()), limit: 10, ..NotificationQuery::default() };
+    let all: Vec<String> = store.notifications(&query).await.expect("list").into_iter().map(|n| n.id).collect();
+    assert_eq!(all.first(), Some(&format!("{a1}-Resolved-r1")), "newest first");
+    assert_eq!(all.len(), 3);
+    let mut unknown = delivered;
+    unknown.id = format!("{ns}-nope");
+    assert!(matches!(store.update_notification(&unknown).await, Err(StorageError::NotFound { .. })));
 }

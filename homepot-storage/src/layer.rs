@@ -7,18 +7,20 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use homepot_core::alert::{Alert, AlertEvent, Notification};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
+use crate::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
-    AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore,
-    NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket,
-    StoredHealthCheck, StoredKey, StoredSeries,
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
+    MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store,
+    StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 
 /// A storage operation, named after its trait method.
@@ -63,6 +65,16 @@ pub enum Operation {
     StateHistory,
     LatestStates,
     PurgeAnalytics,
+    PutAlertConfig,
+    DeleteAlertConfig,
+    AlertConfigs,
+    ApplyAlertChanges,
+    OpenAlerts,
+    Alerts,
+    AlertTimeline,
+    PendingNotifications,
+    UpdateNotification,
+    Notifications,
     Ping,
 }
 
@@ -166,6 +178,19 @@ layered!(AnalyticsStore {
     StateHistory => fn state_history(device_id: &str, since: DateTime<Utc>, limit: usize) -> Vec<StateChange>;
     LatestStates => fn latest_states() -> Vec<StateChange>;
     PurgeAnalytics => fn purge_analytics(before: DateTime<Utc>, max_rows: u64) -> u64;
+});
+
+layered!(AlertStore {
+    PutAlertConfig => fn put_alert_config(config: &AlertConfig) -> ();
+    DeleteAlertConfig => fn delete_alert_config(kind: ConfigKind, id: &str) -> ();
+    AlertConfigs => fn alert_configs(kind: ConfigKind) -> Vec<AlertConfig>;
+    ApplyAlertChanges => fn apply_alert_changes(changes: &[AlertChange]) -> ();
+    OpenAlerts => fn open_alerts() -> Vec<Alert>;
+    Alerts => fn alerts(query: &AlertQuery) -> Vec<Alert>;
+    AlertTimeline => fn alert_timeline(id: &str) -> Option<(Alert, Vec<AlertEvent>)>;
+    PendingNotifications => fn pending_notifications(limit: usize) -> Vec<Notification>;
+    UpdateNotification => fn update_notification(notification: &Notification) -> ();
+    Notifications => fn notifications(query: &NotificationQuery) -> Vec<Notification>;
 });
 
 layered!(Store {

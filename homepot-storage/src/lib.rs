@@ -9,6 +9,7 @@
 //! crate and `homepot-core`, nothing more.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 mod error;
 pub mod export;
 pub mod fleet;
@@ -30,4 +31,6 @@ pub use record::{
     HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, SeriesKey, StoredBucket,
     StoredHealthCheck, StoredKey, StoredSeries,
 };
-pub use traits::{AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, MetricStore, RollupStore, Store};
+pub use traits::{
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, MetricStore, RollupStore, Store,
+};

@@ -5,15 +5,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
+use crate::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use crate::export::{ExportCursor, ExportKind, ExportPage, ExportQuery, ExportRecord};
 use crate::fleet::{FleetDevice, FleetPage, FleetQuery, LatestHealth, fleet_order};
 use crate::{
-    AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore, MetricStore,
-    NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket,
-    StoredHealthCheck, StoredKey, StoredSeries,
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
+    MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store,
+    StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use homepot_core::alert::{Alert, AlertEvent, DeliveryState, Notification};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
@@ -35,6 +37,11 @@ struct Tables {
     series: Vec<StoredSeries>,
     series_ids: HashMap<SeriesKey, SeriesId>,
     buckets: BTreeMap<(SeriesId, Tier, i64), Aggregate>,
+    alert_configs: BTreeMap<(ConfigKind, String), AlertConfig>,
+    alerts: BTreeMap<String, Alert>,
+    alert_events: Vec<AlertEvent>,
+    /// In the order queued.
+    outbox: Vec<Notification>,
     next_id: i64,
 }
 
@@ -662,6 +669,99 @@ impl AnalyticsStore for InMemoryStore {
             + purge(&mut t.jobs, |r| r.timestamp < before, max_rows)
             + purge(&mut t.errors, |r| r.timestamp < before, max_rows)
             + purge(&mut t.activities, |r| r.timestamp < before, max_rows))
+    }
+}
+
+#[async_trait]
+impl AlertStore for InMemoryStore {
+    async fn put_alert_config(&self, config: &AlertConfig) -> Result<(), StorageError> {
+        self.tables().alert_configs.insert((config.kind(), config.id().to_owned()), config.clone());
+        Ok(())
+    }
+
+    async fn delete_alert_config(&self, kind: ConfigKind, id: &str) -> Result<(), StorageError> {
+        match self.tables().alert_configs.remove(&(kind, id.to_owned())) {
+            Some(_) => Ok(()),
+            None => Err(StorageError::not_found(format!("{} '{id}'", kind.as_str()))),
+        }
+    }
+
+    async fn alert_configs(&self, kind: ConfigKind) -> Result<Vec<AlertConfig>, StorageError> {
+        Ok(self
+            .tables()
+            .alert_configs
+            .range((kind, String::new())..)
+            .take_while(|((k, _), _)| *k == kind)
+            .map(|(_, c)| c.clone())
+            .collect())
+    }
+
+    async fn apply_alert_changes(&self, changes: &[AlertChange]) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        // Checked before anything changes: all or nothing.
+        let mut open: HashMap<(&str, &str), &str> = t
+            .alerts
+            .values()
+            .filter(|a| a.state.is_open())
+            .map(|a| ((a.rule_id.as_str(), a.subject.as_str()), a.id.as_str()))
+            .collect();
+        for change in changes {
+            let alert = &change.alert;
+            let key = (alert.rule_id.as_str(), alert.subject.as_str());
+            if change.discard || !alert.state.is_open() {
+                open.remove(&key);
+            } else if open.insert(key, &alert.id).is_some_and(|other| other != alert.id) {
+                return Err(StorageError::conflict(format!("an open alert of rule '{}' for '{}'", key.0, key.1)));
+            }
+        }
+        for change in changes {
+            let id = change.alert.id.clone();
+            if change.discard {
+                t.alerts.remove(&id);
+                t.alert_events.retain(|e| e.alert_id != id);
+            } else {
+                t.alerts.insert(id, change.alert.clone());
+            }
+            t.alert_events.extend(change.event.clone());
+            t.outbox.extend(change.notifications.iter().cloned());
+        }
+        Ok(())
+    }
+
+    async fn open_alerts(&self) -> Result<Vec<Alert>, StorageError> {
+        Ok(self.tables().alerts.values().filter(|a| a.state.is_open()).cloned().collect())
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StorageError> {
+        let t = self.tables();
+        let mut found: Vec<Alert> = t.alerts.values().filter(|a| query.matches(a)).cloned().collect();
+        found.sort_by(|a, b| (b.started_at, &b.id).cmp(&(a.started_at, &a.id)));
+        found.truncate(query.limit);
+        Ok(found)
+    }
+
+    async fn alert_timeline(&self, id: &str) -> Result<Option<(Alert, Vec<AlertEvent>)>, StorageError> {
+        let t = self.tables();
+        Ok(t.alerts.get(id).map(|a| (a.clone(), t.alert_events.iter().filter(|e| e.alert_id == id).cloned().collect())))
+    }
+
+    async fn pending_notifications(&self, limit: usize) -> Result<Vec<Notification>, StorageError> {
+        Ok(self.tables().outbox.iter().filter(|n| n.state == DeliveryState::Pending).take(limit).cloned().collect())
+    }
+
+    async fn update_notification(&self, notification: &Notification) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        let stored = t
+            .outbox
+            .iter_mut()
+            .find(|n| n.id == notification.id)
+            .ok_or_else(|| StorageError::not_found(format!("notification '{}'", notification.id)))?;
+        *stored = notification.clone();
+        Ok(())
+    }
+
+    async fn notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, StorageError> {
+        Ok(self.tables().outbox.iter().rev().filter(|n| query.matches(n)).take(query.limit).cloned().collect())
     }
 }
 

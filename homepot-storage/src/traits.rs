@@ -5,12 +5,14 @@ use std::fmt;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use homepot_core::alert::{Alert, AlertEvent, Notification};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
 
+use crate::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
@@ -357,10 +359,77 @@ pub trait ExportStore: Send + Sync + fmt::Debug {
     ) -> Result<ExportPage, StorageError>;
 }
 
+/// Alerting: configuration, alerts with their timelines, and the notification outbox.
+#[async_trait]
+pub trait AlertStore: Send + Sync + fmt::Debug {
+    /// Stores `config`, replacing the one of the same kind and id.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn put_alert_config(&self, config: &AlertConfig) -> Result<(), StorageError>;
+
+    /// Deletes the configuration of `kind` with `id`.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when there is none.
+    async fn delete_alert_config(&self, kind: ConfigKind, id: &str) -> Result<(), StorageError>;
+
+    /// Every configuration of `kind`, ordered by id.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn alert_configs(&self, kind: ConfigKind) -> Result<Vec<AlertConfig>, StorageError>;
+
+    /// Stores every change, with its timeline entry and notifications, in one transaction:
+    /// all of them or none.
+    ///
+    /// # Errors
+    /// [`StorageError::Conflict`] when a change would open a second alert of the same rule
+    /// and subject (nothing is stored then).
+    async fn apply_alert_changes(&self, changes: &[AlertChange]) -> Result<(), StorageError>;
+
+    /// Every pending or firing alert.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn open_alerts(&self) -> Result<Vec<Alert>, StorageError>;
+
+    /// Alerts that `query` selects, newest start first (ties by id), at most `query.limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StorageError>;
+
+    /// One alert with its timeline, oldest entry first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn alert_timeline(&self, id: &str) -> Result<Option<(Alert, Vec<AlertEvent>)>, StorageError>;
+
+    /// Pending notifications in the order they were queued, at most `limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn pending_notifications(&self, limit: usize) -> Result<Vec<Notification>, StorageError>;
+
+    /// Replaces the stored notification with the same id (its delivery state, attempts,
+    /// next attempt, last error).
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when there is none.
+    async fn update_notification(&self, notification: &Notification) -> Result<(), StorageError>;
+
+    /// Notifications that `query` selects, newest first, at most `query.limit`.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, StorageError>;
+}
+
 /// Everything the server needs from one backend.
 #[async_trait]
 pub trait Store:
-    DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore + RollupStore + ExportStore
+    DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore + RollupStore + ExportStore + AlertStore
 {
     /// Checks that the backend answers, for `/health`.
     ///

@@ -22,16 +22,18 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use homepot_core::alert::{Alert, AlertEvent, Notification};
 use homepot_core::analytics::{
     EndpointLatency, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
 };
 use homepot_core::rollup::Tier;
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Point, Role};
+use homepot_storage::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use homepot_storage::export::{ExportCursor, ExportPage, ExportQuery};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{
-    AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo, KeyStore,
-    MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store,
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo,
+    KeyStore, MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store,
     StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use serde::{Deserialize, Serialize};
@@ -58,6 +60,10 @@ enum Op<'a> {
     PurgePoints { from_ns: i64, before_ns: i64, max_rows: u64 },
     MergeRollups { deltas: Cow<'a, [RollupDelta]> },
     PurgeRollups { tier: Tier, before_s: i64, max_rows: u64 },
+    PutAlertConfig { kind: ConfigKind, document: serde_json::Value },
+    DeleteAlertConfig { kind: ConfigKind, id: Cow<'a, str> },
+    ApplyAlertChanges { changes: Cow<'a, [AlertChange]> },
+    UpdateNotification { notification: Cow<'a, Notification> },
 }
 
 impl Op<'_> {
@@ -108,6 +114,22 @@ impl Op<'_> {
             }
             Op::PurgeRollups { tier, before_s, max_rows } => {
                 Applied::Count(tables.purge_rollups(*tier, *before_s, *max_rows).await?)
+            }
+            Op::PutAlertConfig { kind, document } => {
+                tables.put_alert_config(&AlertConfig::from_json(*kind, document)?).await?;
+                Applied::Unit
+            }
+            Op::DeleteAlertConfig { kind, id } => {
+                tables.delete_alert_config(*kind, id).await?;
+                Applied::Unit
+            }
+            Op::ApplyAlertChanges { changes } => {
+                tables.apply_alert_changes(changes).await?;
+                Applied::Unit
+            }
+            Op::UpdateNotification { notification } => {
+                tables.update_notification(notification).await?;
+                Applied::Unit
             }
         })
     }
@@ -513,6 +535,49 @@ impl AnalyticsStore for JournalStore {
 
     async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
         answer!(self.write(Op::PurgeAnalytics { before, max_rows }).await, Count)
+    }
+}
+
+#[async_trait]
+impl AlertStore for JournalStore {
+    async fn put_alert_config(&self, config: &AlertConfig) -> Result<(), StorageError> {
+        answer!(self.write(Op::PutAlertConfig { kind: config.kind(), document: config.to_json() }).await, Unit)
+    }
+
+    async fn delete_alert_config(&self, kind: ConfigKind, id: &str) -> Result<(), StorageError> {
+        answer!(self.write(Op::DeleteAlertConfig { kind, id: Cow::Borrowed(id) }).await, Unit)
+    }
+
+    async fn alert_configs(&self, kind: ConfigKind) -> Result<Vec<AlertConfig>, StorageError> {
+        self.tables.alert_configs(kind).await
+    }
+
+    async fn apply_alert_changes(&self, changes: &[AlertChange]) -> Result<(), StorageError> {
+        answer!(self.write(Op::ApplyAlertChanges { changes: Cow::Borrowed(changes) }).await, Unit)
+    }
+
+    async fn open_alerts(&self) -> Result<Vec<Alert>, StorageError> {
+        self.tables.open_alerts().await
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, StorageError> {
+        self.tables.alerts(query).await
+    }
+
+    async fn alert_timeline(&self, id: &str) -> Result<Option<(Alert, Vec<AlertEvent>)>, StorageError> {
+        self.tables.alert_timeline(id).await
+    }
+
+    async fn pending_notifications(&self, limit: usize) -> Result<Vec<Notification>, StorageError> {
+        self.tables.pending_notifications(limit).await
+    }
+
+    async fn update_notification(&self, notification: &Notification) -> Result<(), StorageError> {
+        answer!(self.write(Op::UpdateNotification { notification: Cow::Borrowed(notification) }).await, Unit)
+    }
+
+    async fn notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, StorageError> {
+        self.tables.notifications(query).await
     }
 }
 

@@ -12,6 +12,7 @@ mod m20261201_000006_add_recorded_by;
 mod m20261201_000007_add_container_reporters;
 mod m20261201_000008_create_rollups;
 mod m20261201_000009_create_device_latest;
+mod m20261201_000010_create_alerting;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000007_add_container_reporters::Migration),
             Box::new(m20261201_000008_create_rollups::Migration),
             Box::new(m20261201_000009_create_device_latest::Migration),
+            Box::new(m20261201_000010_create_alerting::Migration),
         ]
     }
 }
