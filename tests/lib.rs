@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 pub mod gated;
+pub mod webhook;
 
 use homepot_core::ApiKey;
 use homepot_http::{RunningServer, ServerConfig};

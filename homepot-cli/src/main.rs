@@ -1,6 +1,7 @@
 //! The `homepot` binary: parses settings, then hands over to the library crates.
 #![forbid(unsafe_code)]
 
+mod alert;
 mod containers;
 mod device;
 mod export;
@@ -44,6 +45,9 @@ enum Command {
     /// Delete old analytics records from the configured database.
     #[command(subcommand)]
     Retention(retention::RetentionCommand),
+    /// Manage alert rules in the configured database, or check a rules file.
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
 }
 
 #[tokio::main]
@@ -66,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Containers(command) => containers::run(command).await,
         Command::Export(args) => export::run(*args).await,
         Command::Retention(command) => retention::run(command).await,
+        Command::Alert(command) => alert::run(command).await,
     }
 }
 

@@ -11,6 +11,7 @@ use homepot_core::filter::FilterConfig;
 use homepot_core::ingest::container_json::parse_frequency;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
+use homepot_engine::{AlertSettings, DeliveryPolicy};
 use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, RateLimitConfig, ServerConfig};
 use homepot_mqtt::{MqttConfig, MqttTls};
 use homepot_storage::retention::RetentionPolicy;
@@ -235,16 +236,27 @@ pub(crate) struct ServeArgs {
     /// Seconds without a report after which a gateway node is stale.
     #[arg(long, env = "HOMEPOT_NODE_STALE_SECONDS", default_value_t = 60)]
     pub(crate) node_stale_seconds: u64,
-    /// Node CPU use above this raises a `/ws` threshold event.
+    /// Alert rules loaded (and stored, replacing rules of the same id) at start: a YAML, TOML
+    /// or JSON file with a `rules` list.
+    #[arg(long, env = "HOMEPOT_ALERT_RULES")]
+    pub(crate) alert_rules: Option<std::path::PathBuf>,
+    /// Seconds between evaluations of every alert rule.
+    #[arg(long, env = "HOMEPOT_ALERT_EVALUATION_SECONDS", default_value_t = 10.0)]
+    pub(crate) alert_evaluation_seconds: f64,
+    /// This server's address as people reach it, for links in notifications.
+    #[arg(long, env = "HOMEPOT_EXTERNAL_URL")]
+    pub(crate) external_url: Option<String>,
+    /// Node CPU use above this raises a `/ws` threshold event and fires the `node-cpu-high` rule.
     #[arg(long, env = "HOMEPOT_ALERT_CPU_PERCENT", default_value_t = 80.0)]
     pub(crate) alert_cpu_percent: f64,
-    /// Node memory use above this raises a `/ws` threshold event.
+    /// Node memory use above this raises a `/ws` threshold event and fires `node-memory-high`.
     #[arg(long, env = "HOMEPOT_ALERT_MEMORY_PERCENT", default_value_t = 90.0)]
     pub(crate) alert_memory_percent: f64,
-    /// Node flash use above this raises a `/ws` threshold event.
+    /// Node flash use above this raises a `/ws` threshold event and fires `node-flash-high`.
     #[arg(long, env = "HOMEPOT_ALERT_FLASH_PERCENT", default_value_t = 95.0)]
     pub(crate) alert_flash_percent: f64,
-    /// Node Wi-Fi signal quality below this raises a `/ws` threshold event.
+    /// Node Wi-Fi signal quality below this raises a `/ws` threshold event and fires
+    /// `node-signal-low`.
     #[arg(long, env = "HOMEPOT_ALERT_SIGNAL_QUALITY_PERCENT", default_value_t = 30.0)]
     pub(crate) alert_signal_quality_percent: f64,
     /// Run the container metrics MQTT bridge against this broker: `mqtt://host[:port]`, or
@@ -375,6 +387,26 @@ impl ServeArgs {
         })
     }
 
+    fn alert_settings(&self) -> anyhow::Result<AlertSettings> {
+        let rules = match &self.alert_rules {
+            Some(path) => crate::alert::load_rules(path)?,
+            None => Vec::new(),
+        };
+        let external_url = match &self.external_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.bind),
+        };
+        Ok(AlertSettings {
+            evaluation_interval: Duration::from_secs_f64(self.alert_evaluation_seconds.clamp(0.05, 86_400.0)),
+            rules,
+            delivery: DeliveryPolicy {
+                external_url: format!("{external_url}/api/v1/alerts"),
+                ..DeliveryPolicy::default()
+            },
+            ..AlertSettings::default()
+        })
+    }
+
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         Ok(ServerConfig {
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
@@ -431,6 +463,7 @@ impl ServeArgs {
             missed_heartbeats: self.missed_heartbeats.max(1),
             retention: self.retention.policy()?,
             rollup_flush_interval: Duration::from_secs(self.rollup_flush_seconds.max(1)),
+            alerting: self.alert_settings()?,
             ..ServerConfig::default()
         })
     }

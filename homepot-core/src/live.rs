@@ -306,6 +306,11 @@ impl LiveStore {
         found
     }
 
+    /// Live series named `name`, in no particular order: for scans that need no order.
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = (&'a SeriesKey, &'a Series)> + 'a {
+        self.series.iter().filter(move |(k, _)| *k.name == *name)
+    }
+
     /// Distinct metric names, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.series.keys().map(|k| k.name.to_string()).collect();

@@ -1,8 +1,10 @@
 //! Background jobs: announcing silent gateway nodes, marking silent devices offline, merging
-//! gathered rollups into storage, and deleting what is past its retention. They hold no
+//! gathered rollups into storage, deleting what is past its retention, evaluating alert rules
+//! and delivering their notifications. They hold no
 //! unwritten data (the rollups they flush stay gathered until stored, and shutdown flushes
 //! them once more), so shutdown simply stops them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -23,7 +25,25 @@ pub(crate) fn spawn(homepot: &Homepot) -> Vec<JoinHandle<()>> {
         tokio::spawn(sweep_devices(homepot.clone())),
         tokio::spawn(flush_rollups(homepot.clone())),
         tokio::spawn(retention(homepot.clone())),
+        tokio::spawn(evaluate_alerts(homepot.clone())),
+        tokio::spawn(crate::alerting::deliver_forever(
+            Arc::clone(&homepot.inner.alerting),
+            Arc::clone(&homepot.inner.notifier),
+            Arc::clone(&homepot.inner.clock),
+        )),
     ]
+}
+
+async fn evaluate_alerts(homepot: Homepot) {
+    let interval = homepot.settings().alerting.evaluation_interval.max(Duration::from_millis(10));
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = homepot.evaluate_alerts().await {
+            tracing::warn!(%error, "alert evaluation failed; next cycle retries");
+        }
+    }
 }
 
 async fn flush_rollups(homepot: Homepot) {

@@ -9,6 +9,7 @@
 //! read the environment: settings come in as values.
 #![forbid(unsafe_code)]
 
+mod alerting;
 mod auth;
 mod clock;
 mod containers;
@@ -30,6 +31,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use homepot_core::alert::{Alert, AlertEvent, Notification, Receiver, Rule, Silence};
 use homepot_core::analytics::{
     EndpointPerformance, ErrorLog, ErrorTrend, JobOutcome, JobStatusCount, RequestLog, StateChange, UserActivity,
     summarize_performance,
@@ -40,12 +42,16 @@ use homepot_core::live::{LiveLimits, LiveStore};
 use homepot_core::node::{NodeEvent, NodeReport, Thresholds};
 use homepot_core::rollup::Tier;
 use homepot_core::{ApiKey, Device, DeviceId, HealthCheck, NewDevice, Point, Role};
+use homepot_storage::alerts::{AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::retention::RetentionPolicy;
 use homepot_storage::{KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, StorageError, Store, StoredHealthCheck};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+pub use alerting::{
+    AlertSettings, AlertUpdate, CycleReport, DeliveryPolicy, HttpNotifier, Notifier, SendError, node_rules,
+};
 pub use auth::{AdminKeyOutcome, Authenticator, Principal, ensure_admin_key, generate_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use containers::{ContainerRequester, DeviceAnswer, RequestError};
@@ -56,6 +62,7 @@ pub use pipeline::{HealthWrite, PointsWrite};
 pub use query::{MAX_RANGE_SERIES, RangeAnswer, RangeQuery, RangeSeries, SeriesSelector};
 pub use stats::{Stats, StatsSnapshot, SubscriberGuard};
 
+use crate::alerting::Alerting;
 use crate::clock::nanos;
 use crate::device_state::DeviceStates;
 use crate::nodes::Nodes;
@@ -121,6 +128,8 @@ pub struct Settings {
     pub retention: RetentionPolicy,
     /// How often rollups gathered in memory are merged into storage.
     pub rollup_flush_interval: Duration,
+    /// Alert rules, evaluation and delivery.
+    pub alerting: AlertSettings,
 }
 
 impl Default for Settings {
@@ -139,6 +148,7 @@ impl Default for Settings {
             missed_heartbeats: 3,
             retention: RetentionPolicy::default(),
             rollup_flush_interval: Duration::from_secs(10),
+            alerting: AlertSettings::default(),
         }
     }
 }
@@ -177,6 +187,8 @@ struct Inner {
     /// Devices known to send container data, so that each is recorded once per run.
     container_reporters: Mutex<HashSet<DeviceId>>,
     requester: RwLock<Option<Arc<dyn ContainerRequester>>>,
+    alerting: Arc<Alerting>,
+    notifier: Arc<dyn Notifier>,
 }
 
 /// The engine's running parts: its writers and background jobs. [`Engine::shutdown`]
@@ -254,6 +266,17 @@ impl Homepot {
             (None, None)
         };
         let auth = Authenticator::new(settings.admin_key.as_ref(), Arc::clone(&store), settings.key_cache_ttl);
+        let alerting = Arc::new(
+            Alerting::load(
+                Arc::clone(&store),
+                settings.alerting.clone(),
+                &settings.thresholds,
+                settings.heartbeat_interval,
+            )
+            .await?,
+        );
+        let notifier: Arc<dyn Notifier> =
+            Arc::new(HttpNotifier::new(&settings.alerting.delivery).map_err(EngineError::NoTransport)?);
         let homepot = Self {
             inner: Arc::new(Inner {
                 store,
@@ -269,6 +292,8 @@ impl Homepot {
                 rollups: Arc::clone(&rollups),
                 container_reporters: Mutex::default(),
                 requester: RwLock::default(),
+                alerting,
+                notifier,
                 settings,
             }),
         };
@@ -361,6 +386,7 @@ impl Homepot {
             StorageError::Conflict { .. } => EngineError::Conflict(format!("device '{}' already exists", new.id())),
             other => other.into(),
         })?;
+        self.inner.alerting.devices_changed().await;
         tracing::info!(device_id = %device.id, "device registered");
         Ok((device, key))
     }
@@ -418,6 +444,7 @@ impl Homepot {
             other => other.into(),
         })?;
         self.inner.auth.keys_changed();
+        self.inner.alerting.devices_changed().await;
         tracing::info!(device_id = %id, "device removed");
         Ok(())
     }
@@ -501,6 +528,7 @@ impl Homepot {
                 }
                 other => other,
             })?;
+        self.inner.alerting.observe_health(&device_text, is_healthy, accepted_at);
         self.inner.states.observe_health(&device_text, is_healthy, error.as_deref(), accepted_at).await;
         Ok((write, accepted_at))
     }
@@ -762,5 +790,107 @@ impl Homepot {
     pub async fn state_history(&self, raw: &str, hours: u32, limit: usize) -> Result<Vec<StateChange>, EngineError> {
         self.registered_device(raw).await?;
         Ok(self.inner.store.state_history(raw, self.since(hours), limit).await?)
+    }
+    // ---- alerting ----
+
+    /// Evaluates every alert rule now (the evaluation job does this every interval).
+    ///
+    /// # Errors
+    /// Storage failures; nothing changed is then stored or announced.
+    pub async fn evaluate_alerts(&self) -> Result<CycleReport, EngineError> {
+        self.inner.alerting.cycle(&self.inner.live, self.now()).await
+    }
+
+    /// Attempts every notification that is due now (the delivery job does this continually);
+    /// how many were attempted.
+    pub async fn deliver_notifications(&self) -> usize {
+        self.inner.alerting.deliver_due(self.inner.notifier.as_ref(), self.inner.clock.as_ref()).await
+    }
+
+    /// Alert changes from now on.
+    pub fn alert_updates(&self) -> broadcast::Receiver<AlertUpdate> {
+        self.inner.alerting.updates.subscribe()
+    }
+
+    /// Every stored configuration of `kind` (rules, silences, receivers), ordered by id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn alert_configs(&self, kind: ConfigKind) -> Result<Vec<AlertConfig>, EngineError> {
+        self.inner.alerting.configs(kind).await
+    }
+
+    /// Reads and stores a rule document; `id` (from a path) must agree with the body's.
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`] naming each bad field; storage failures.
+    pub async fn put_alert_rule(&self, document: &serde_json::Value, id: Option<&str>) -> Result<Rule, EngineError> {
+        self.inner.alerting.put_rule(document, id).await
+    }
+
+    /// One rule.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`]; storage failures.
+    pub async fn alert_rule(&self, id: &str) -> Result<Rule, EngineError> {
+        self.inner.alerting.rule(id).await
+    }
+
+    /// Deletes a rule, silence or receiver. A deleted rule's open alerts resolve at the next
+    /// evaluation.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`]; storage failures.
+    pub async fn delete_alert_config(&self, kind: ConfigKind, id: &str) -> Result<(), EngineError> {
+        self.inner.alerting.delete(kind, id).await
+    }
+
+    /// Reads and stores a silence.
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`]; storage failures.
+    pub async fn add_silence(&self, document: &serde_json::Value) -> Result<Silence, EngineError> {
+        self.inner.alerting.add_silence(document, self.now()).await
+    }
+
+    /// Reads and stores a receiver; `id` (from a path) must agree with the body's.
+    ///
+    /// # Errors
+    /// [`EngineError::Invalid`] (a URL that is not http(s), say); storage failures.
+    pub async fn put_receiver(&self, document: &serde_json::Value, id: Option<&str>) -> Result<Receiver, EngineError> {
+        self.inner.alerting.put_receiver(document, id).await
+    }
+
+    /// Alerts, newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn alerts(&self, query: &AlertQuery) -> Result<Vec<Alert>, EngineError> {
+        self.inner.alerting.alerts(query).await
+    }
+
+    /// One alert and its timeline.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`]; storage failures.
+    pub async fn alert(&self, id: &str) -> Result<(Alert, Vec<AlertEvent>), EngineError> {
+        self.inner.alerting.timeline(id).await
+    }
+
+    /// Acknowledges an open alert: it keeps firing until it resolves, without repeats.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`]; [`EngineError::Conflict`] for a resolved alert; storage
+    /// failures.
+    pub async fn ack_alert(&self, id: &str, by: String, note: Option<String>) -> Result<Alert, EngineError> {
+        self.inner.alerting.ack(id, by, note, self.now()).await
+    }
+
+    /// Notifications with their delivery state, newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn alert_notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, EngineError> {
+        self.inner.alerting.notifications(query).await
     }
 }

@@ -10,7 +10,7 @@ use homepot_core::ApiKey;
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_engine::{AnalyticsSettings, Engine, Homepot, Settings, SystemClock};
+use homepot_engine::{AlertSettings, AnalyticsSettings, Engine, Homepot, Settings, SystemClock};
 use homepot_storage::Store;
 use homepot_storage::retention::RetentionPolicy;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::analytics::{AnalyticsConfig, RequestLogger};
 use crate::api::{
-    AnalyticsApi, AppState, ContainersApi, DevicesApi, ExportApi, HealthApi, KeysApi, LiveApi, MetricsApi,
+    AlertsApi, AnalyticsApi, AppState, ContainersApi, DevicesApi, ExportApi, HealthApi, KeysApi, LiveApi, MetricsApi,
     MonitoringApi, QueryApi, ServiceApi, SimulatorApi, StreamApi,
 };
 use crate::body::{BodyLimit, BodyTimeout};
@@ -81,6 +81,8 @@ pub struct ServerConfig {
     pub retention: RetentionPolicy,
     /// How often rollups gathered in memory are merged into storage.
     pub rollup_flush_interval: Duration,
+    /// Alert rules from a file, evaluation interval and notification delivery.
+    pub alerting: AlertSettings,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +110,7 @@ impl Default for ServerConfig {
             missed_heartbeats: 3,
             retention: RetentionPolicy::default(),
             rollup_flush_interval: Duration::from_secs(10),
+            alerting: AlertSettings::default(),
         }
     }
 }
@@ -124,7 +127,7 @@ type Apis = (
     ContainersApi,
     AnalyticsApi,
     // The read side; nested because tuples implement `Default` up to twelve.
-    (QueryApi, ExportApi),
+    (QueryApi, ExportApi, AlertsApi),
     SimulatorApi,
 );
 
@@ -174,6 +177,7 @@ impl ServerConfig {
             missed_heartbeats: self.missed_heartbeats,
             retention: self.retention,
             rollup_flush_interval: self.rollup_flush_interval,
+            alerting: self.alerting.clone(),
         }
     }
 }

@@ -1261,7 +1261,7 @@ pub async fn stores_alert_transitions_atomically<S: Store + ?Sized>(store: &S) {
         .expect("resolve and reopen in one batch");
     let open: Vec<String> =
         store.open_alerts().await.expect("open").into_iter().filter(|a| a.rule_id == rule).map(|a| a.id).collect();
-    assert_eq!(open, [next.id.clone()]);
+    assert_eq!(open, std::slice::from_ref(&next.id));
     let query = AlertQuery { device_id: Some(subject.clone()), limit: 10, ..AlertQuery::default() };
     let listed: Vec<String> = store.alerts(&query).await.expect("list").into_iter().map(|a| a.id).collect();
     assert_eq!(listed, [next.id.clone(), a1.clone()], "newest start first");

@@ -63,7 +63,7 @@ enum Op<'a> {
     PutAlertConfig { kind: ConfigKind, document: serde_json::Value },
     DeleteAlertConfig { kind: ConfigKind, id: Cow<'a, str> },
     ApplyAlertChanges { changes: Cow<'a, [AlertChange]> },
-    UpdateNotification { notification: Cow<'a, Notification> },
+    UpdateNotification { notification: Box<Notification> },
 }
 
 impl Op<'_> {
@@ -573,7 +573,7 @@ impl AlertStore for JournalStore {
     }
 
     async fn update_notification(&self, notification: &Notification) -> Result<(), StorageError> {
-        answer!(self.write(Op::UpdateNotification { notification: Cow::Borrowed(notification) }).await, Unit)
+        answer!(self.write(Op::UpdateNotification { notification: Box::new(notification.clone()) }).await, Unit)
     }
 
     async fn notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, StorageError> {

@@ -2,6 +2,7 @@
 //! Handlers are thin: authenticate, hand the body to a `homepot-core` adapter, call the
 //! engine, shape the answer. Request bodies as documented sit together in `documented.rs`.
 
+mod alerts;
 mod analytics;
 mod containers;
 mod devices;
@@ -25,6 +26,7 @@ use poem_openapi::Tags;
 use crate::auth::{ApiKeyAuth, MetricsAuth};
 use crate::error::ApiError;
 
+pub(crate) use self::alerts::AlertsApi;
 pub(crate) use self::analytics::AnalyticsApi;
 pub(crate) use self::containers::ContainersApi;
 pub(crate) use self::devices::DevicesApi;
@@ -59,6 +61,8 @@ enum ApiTags {
     Analytics,
     /// Range queries over the rollups of every numeric series.
     Query,
+    /// Alert rules, alerts, silences, receivers and notifications.
+    Alerts,
     /// Development helpers, enabled with `--simulator`.
     Simulator,
     /// Liveness and service information.

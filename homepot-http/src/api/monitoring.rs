@@ -68,7 +68,8 @@ struct ClusterResources {
 impl MonitoringApi {
     /// Live cluster events over WebSocket: a node joins or goes stale, its labels (firmware)
     /// change, or a resource crosses or clears its threshold (CPU > 80 %, memory > 90 %,
-    /// flash > 95 %, signal quality < 30 % by default). Needs an admin or read key.
+    /// flash > 95 %, signal quality < 30 % by default); and every alert change
+    /// (`{"type": "alert_firing", "alert": {...}}`). Needs an admin or read key.
     #[oai(path = "/ws", method = "get", tag = "ApiTags::Monitoring")]
     async fn events(
         &self,
@@ -78,7 +79,8 @@ impl MonitoringApi {
     ) -> Result<BoxWebSocketUpgraded, ApiError> {
         state.authenticate_metrics(&auth).await?.require_reader()?;
         let events = state.homepot.node_events();
-        Ok(websocket.on_upgrade(move |socket| serve_events(socket, events)).boxed())
+        let alerts = state.homepot.alert_updates();
+        Ok(websocket.on_upgrade(move |socket| serve_events(socket, events, alerts)).boxed())
     }
 
     /// A node reports its CPU, memory, network and flash with its labels. The node must be a
@@ -150,18 +152,34 @@ impl MonitoringApi {
 }
 
 /// Live cluster events as JSON text frames: `node_joined`, `node_stale`, `labels_changed`,
-/// `threshold_crossed`, `threshold_cleared`. Needs an admin or read key (`?p=KEY` from a
+/// `threshold_crossed`, `threshold_cleared`, and alert changes (`alert_pending`,
+/// `alert_firing`, `alert_acknowledged`, `alert_resolved`). Needs an admin or read key (`?p=KEY` from a
 /// browser). A client too slow for the event rate misses events (told by a `lagged` event)
 /// instead of making the server queue them.
-async fn serve_events(socket: poem::web::websocket::WebSocketStream, mut events: broadcast::Receiver<NodeEvent>) {
+async fn serve_events(
+    socket: poem::web::websocket::WebSocketStream,
+    mut events: broadcast::Receiver<NodeEvent>,
+    mut alerts: broadcast::Receiver<homepot_engine::AlertUpdate>,
+) {
     use futures_util::{SinkExt, StreamExt};
+    let lagged = |missed| format!(r#"{{"type":"lagged","missed":{missed}}}"#);
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {
             event = events.recv() => {
                 let text = match event {
                     Ok(event) => serde_json::to_string(&event).unwrap_or_default(),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => format!(r#"{{"type":"lagged","missed":{missed}}}"#),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => lagged(missed),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                if sink.send(Message::Text(text)).await.is_err() {
+                    break;
+                }
+            }
+            update = alerts.recv() => {
+                let text = match update {
+                    Ok(update) => super::alerts::update_json(&update).to_string(),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => lagged(missed),
                     Err(broadcast::error::RecvError::Closed) => break,
                 };
                 if sink.send(Message::Text(text)).await.is_err() {

@@ -48,7 +48,7 @@ struct StreamEvent {
 
 /// Server-Sent Events, or for a browser an HTML page that renders them.
 enum StreamResponse {
-    Events(EventStream<BoxStream<'static, StreamEvent>>),
+    Events(EventStream<BoxStream<'static, serde_json::Value>>),
     Page(Html<String>),
 }
 
@@ -111,7 +111,8 @@ fn snapshot(state: &AppState) -> StreamEvent {
 #[OpenApi]
 impl StreamApi {
     /// Live metrics as Server-Sent Events, one event per interval
-    /// (`PROMETHEUS_POLLER_INTERVAL_MS`). A browser gets a page with a table updated in place;
+    /// (`PROMETHEUS_POLLER_INTERVAL_MS`), and alert changes as events named `alert`
+    /// (`{"type": "alert_firing", "alert": {...}}`). A browser gets a page with a table updated in place;
     /// pass the key as `?p=KEY` there, since browsers cannot add headers to an `EventSource`.
     /// Needs an admin or read key.
     #[oai(path = "/metrics/stream", method = "get", tag = "ApiTags::Live")]
@@ -132,13 +133,30 @@ impl StreamApi {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
         // The guard lives in the stream's state, so the subscriber count drops when the client
         // goes away and poem drops the stream.
-        let events = stream::unfold((ticks, state, guard), |(mut ticks, state, guard)| async move {
-            ticks.tick().await;
-            let event = snapshot(&state);
-            state.homepot.stats().sse_event();
-            Some((event, (ticks, state, guard)))
+        let alerts = state.homepot.alert_updates();
+        let events =
+            stream::unfold((ticks, alerts, state, guard), |(mut ticks, mut alerts, state, guard)| async move {
+                let event = tokio::select! {
+                    _ = ticks.tick() => {
+                        let event = snapshot(&state);
+                        state.homepot.stats().sse_event();
+                        poem_openapi::types::ToJSON::to_json(&event).unwrap_or_default()
+                    }
+                    Ok(update) = alerts.recv() => super::alerts::update_json(&update),
+                };
+                Some((event, (ticks, alerts, state, guard)))
+            });
+        // Metrics snapshots are unnamed `message` events, as before; alert changes are named
+        // `alert`, so clients that only listen for messages never see them.
+        let events = EventStream::new(events.boxed()).keep_alive(Duration::from_secs(15)).to_event(|value| {
+            let event = if value.get("alert").is_some() { Some("alert") } else { None };
+            let mut sse = poem::web::sse::Event::message(value.to_string());
+            if let Some(name) = event {
+                sse = sse.event_type(name);
+            }
+            sse
         });
-        Ok(StreamResponse::Events(EventStream::new(events.boxed()).keep_alive(Duration::from_secs(15))))
+        Ok(StreamResponse::Events(events))
     }
 }
 
