@@ -413,3 +413,46 @@ fn logs_carry_no_credentials_and_no_colour_codes() {
         }
     }
 }
+
+#[test]
+fn alert_rules_come_from_yaml_toml_and_json_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("alerts.db").display());
+    let yaml = dir.path().join("rules.yaml");
+    std::fs::write(
+        &yaml,
+        "rules:\n  - id: pos-silent\n    kind: absent\n    heartbeats: 3\n    severity: critical\n    scope:\n      labels: {site: berlin}\n  - id: cpu-hot\n    kind: threshold\n    series: {name: device_system, field: cpu_percent}\n    op: '>'\n    value: 90\n    clear: 80\n    for: 5m\n",
+    )
+    .unwrap();
+    let toml = dir.path().join("rules.toml");
+    std::fs::write(&toml, "[[rules]]\nid = \"disk-filling\"\nkind = \"rate\"\nseries = { name = \"node_flash\", field = \"usage_percent\" }\nop = \">\"\nper_hour = 5\nwindow = \"1h\"\n").unwrap();
+    let checked = homepot(&["alert", "rule", "check", yaml.to_str().unwrap()], &db);
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    assert!(text(&checked.stdout).contains("2 valid rule(s)"));
+    for file in [&yaml, &toml] {
+        let added = homepot(&["alert", "rule", "add", file.to_str().unwrap()], &db);
+        assert!(added.status.success(), "{}", text(&added.stderr));
+    }
+    let listed = text(&homepot(&["alert", "rule", "list"], &db).stdout);
+    let ids: Vec<String> = listed
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["cpu-hot", "disk-filling", "pos-silent"]);
+    assert!(homepot(&["alert", "rule", "delete", "cpu-hot"], &db).status.success());
+    assert!(!homepot(&["alert", "rule", "delete", "cpu-hot"], &db).status.success(), "already gone");
+
+    // Every problem of a bad file, at its place, and a server refuses to start with it.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"rules": [{"id": "ok", "kind": "unhealthy"}, {"id": "x", "kind": "threshold", "series": {"name": "m", "field": "f"}, "op": ">", "value": 50, "clear": 60, "tresh": 1}]}"#).unwrap();
+    let refused = homepot(&["alert", "rule", "check", bad.to_str().unwrap()], &db);
+    assert!(!refused.status.success());
+    let error = text(&refused.stderr);
+    assert!(error.contains("rules.1.clear") && error.contains("rules.1.tresh"), "{error}");
+    let served = Command::new(BIN)
+        .args(["serve", "--bind", "127.0.0.1:0", "--alert-rules", bad.to_str().unwrap()])
+        .env("HOMEPOT_DATABASE_URL", &db)
+        .output()
+        .expect("run");
+    assert!(!served.status.success() && text(&served.stderr).contains("rules.1.clear"), "{}", text(&served.stderr));
+}
