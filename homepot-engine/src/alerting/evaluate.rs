@@ -2,7 +2,7 @@
 //! notifications those steps and due repeats cause, all stored in one transaction, then
 //! announced.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, PoisonError};
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -17,14 +17,14 @@ use homepot_storage::StorageError;
 use homepot_storage::alerts::{AlertChange, AlertConfig, ConfigKind};
 use homepot_storage::fleet::FleetQuery;
 
-use super::{AlertUpdate, Alerting, EvalState, Observed, new_id};
+use super::{AlertUpdate, Alerting, EvalState, Map, Observed, Registry, Rings, new_id};
 use crate::EngineError;
 
 /// How long the registry read is trusted when nothing said it changed.
 const REGISTRY_TTL: TimeDelta = TimeDelta::seconds(60);
 
-/// One subject's reading: (subject, device, reading).
-type Read = (String, Option<String>, Reading);
+/// One subject's reading: (subject, whether the subject is a device, reading).
+type Read = (String, bool, Reading);
 
 /// What one cycle did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,13 +62,13 @@ impl Alerting {
 
     /// The registry, read again when stale; on first use also each device's last stored
     /// check, so that silence before a restart counts.
-    async fn registry(&self, state: &mut EvalState, now: DateTime<Utc>) -> Result<Arc<Vec<Device>>, StorageError> {
-        if let Some((read_at, devices)) = &state.registry
+    async fn registry(&self, state: &mut EvalState, now: DateTime<Utc>) -> Result<Arc<Registry>, StorageError> {
+        if let Some((read_at, registry)) = &state.registry
             && now - *read_at < REGISTRY_TTL
         {
-            return Ok(Arc::clone(devices));
+            return Ok(Arc::clone(registry));
         }
-        let devices = Arc::new(self.store.devices().await?);
+        let registry = Arc::new(Registry::new(self.store.devices().await?));
         if !state.seeded {
             let mut query = FleetQuery { limit: 5_000, ..FleetQuery::default() };
             loop {
@@ -89,8 +89,8 @@ impl Alerting {
             }
             state.seeded = true;
         }
-        state.registry = Some((now, Arc::clone(&devices)));
-        Ok(devices)
+        state.registry = Some((now, Arc::clone(&registry)));
+        Ok(registry)
     }
 
     /// Evaluates every rule once, stores what changed, queues notifications, announces.
@@ -100,60 +100,63 @@ impl Alerting {
         now: DateTime<Utc>,
     ) -> Result<CycleReport, EngineError> {
         let config = self.read_config().await?;
-        let mut state = self.state.lock().await;
+        let mut guard = self.state.lock().await;
+        let state = &mut *guard;
         let needs_registry = config.rules.iter().any(|r| {
             r.enabled
                 && (matches!(r.kind, RuleKind::Absent { .. } | RuleKind::Unhealthy { .. })
                     || !r.scope.labels.is_empty())
         });
-        let devices = if needs_registry { Some(self.registry(&mut state, now).await?) } else { None };
-        let labels: HashMap<&str, &Device> =
-            devices.iter().flat_map(|d| d.iter()).map(|d| (d.id.as_str(), d)).collect();
+        let registry =
+            if needs_registry { self.registry(state, now).await? } else { Arc::new(Registry::new(Vec::new())) };
         let mut report = CycleReport { rules: config.rules.len(), ..CycleReport::default() };
         let mut plan =
             Plan { now, config: &config, changes: Vec::new(), steps: Vec::new(), sent: Vec::new(), clocks: Vec::new() };
-        let mut seen: HashSet<(String, String)> = HashSet::new();
 
         for rule in &config.rules {
-            let reads = if rule.enabled { self.read(rule, live, &labels, &mut state, now).await? } else { Vec::new() };
-            report.readings += reads.len();
-            for (subject, device, reading) in reads {
-                let key = (rule.id.clone(), subject.clone());
-                let open = state.open.get(&key);
-                plan.step(rule, &subject, device.as_deref(), reading, open);
-                seen.insert(key);
+            let open = state.open.of_rule(&rule.id);
+            let (reads, evaluated) = if rule.enabled {
+                self.read(rule, live, &registry, open, &mut state.rings, now).await?
+            } else {
+                (Vec::new(), 0)
+            };
+            report.readings += evaluated;
+            let mut seen: Map<&str, ()> = Map::with_capacity(reads.len());
+            for (subject, is_device, reading) in &reads {
+                let device = is_device.then_some(subject.as_str());
+                plan.step(rule, subject, device, *reading, open.and_then(|o| o.get(subject.as_str())));
+                seen.insert(subject.as_str(), ());
             }
             // Open alerts of this rule with no reading this time.
-            let unread: Vec<Alert> = state
-                .open
-                .iter()
-                .filter(|(k, _)| k.0 == rule.id && !seen.contains(*k))
-                .map(|(_, a)| a.clone())
-                .collect();
-            for alert in unread {
+            for alert in open.into_iter().flat_map(Map::values).filter(|a| !seen.contains_key(a.subject.as_str())) {
                 let reading = match (&rule.kind, rule.enabled) {
                     (_, false) => Reading::Clear(None),
                     (RuleKind::Unhealthy { .. }, _)
-                        if alert.device_id.as_deref().is_some_and(|d| labels.contains_key(d)) =>
+                        if alert.device_id.as_deref().is_some_and(|d| registry.get(d).is_some()) =>
                     {
                         Reading::Hold(None)
                     }
                     (RuleKind::Service { .. }, _) => Reading::Hold(None),
                     _ => Reading::Clear(None),
                 };
-                plan.step(rule, &alert.subject, alert.device_id.as_deref(), reading, Some(&alert));
+                plan.step(rule, &alert.subject, alert.device_id.as_deref(), reading, Some(alert));
             }
         }
-        // Alerts of rules that no longer exist resolve.
+        // Alerts of rules that no longer exist resolve; their samples go.
         let rule_ids: HashSet<&str> = config.rules.iter().map(|r| r.id.as_str()).collect();
-        let orphans: Vec<Alert> =
-            state.open.values().filter(|a| !rule_ids.contains(a.rule_id.as_str())).cloned().collect();
+        let orphans: Vec<Alert> = state
+            .open
+            .rules()
+            .filter(|r| !rule_ids.contains(r.as_str()))
+            .flat_map(|r| state.open.of_rule(r).into_iter().flat_map(Map::values))
+            .cloned()
+            .collect();
         for alert in orphans {
             plan.close_orphan(&alert);
         }
-        plan.repeats(&state);
-        // Rate samples of subjects no longer read are dropped; clocks start for the newly routed.
-        state.rings.retain(|k, _| seen.contains(k));
+        state.rings.retain(|rule, _| rule_ids.contains(rule.as_str()));
+        plan.repeats(state);
+        // Clocks start for the newly routed.
         for key in std::mem::take(&mut plan.clocks) {
             state.last_sent.entry(key).or_insert(now);
         }
@@ -166,30 +169,23 @@ impl Alerting {
         if let Err(error) = self.store.apply_alert_changes(&plan.changes).await {
             if matches!(error, StorageError::Conflict { .. }) {
                 // Memory and storage disagree: trust storage, and evaluate again next cycle.
-                state.open = self
-                    .store
-                    .open_alerts()
-                    .await?
-                    .into_iter()
-                    .map(|a| ((a.rule_id.clone(), a.subject.clone()), a))
-                    .collect();
+                state.open = self.store.open_alerts().await?.into_iter().collect();
             }
             return Err(error.into());
         }
         for change in &plan.changes {
             let alert = &change.alert;
-            let key = (alert.rule_id.clone(), alert.subject.clone());
             if change.discard || alert.state == AlertState::Resolved {
-                state.open.remove(&key);
+                state.open.remove(alert);
                 state.last_sent.retain(|(id, _), _| *id != alert.id);
             } else {
-                state.open.insert(key, alert.clone());
+                state.open.put(alert.clone());
             }
         }
         for (alert, receiver) in plan.sent {
             state.last_sent.insert((alert, receiver), now);
         }
-        drop(state);
+        drop(guard);
         let updates: Vec<AlertUpdate> = plan
             .changes
             .iter()
@@ -209,36 +205,45 @@ impl Alerting {
         Ok(report)
     }
 
-    /// Every subject's reading for `rule` now.
+    /// The readings for `rule` now that can change something: (subject, whether the subject
+    /// is a device, reading) of every breach and of every subject with an open alert; and how
+    /// many subjects were read. A healthy fleet's readings are nearly all clear with nothing
+    /// open, so they are counted and dropped before anything is allocated for them.
     async fn read(
         &self,
         rule: &Rule,
         live: &std::sync::RwLock<LiveStore>,
-        devices: &HashMap<&str, &Device>,
-        state: &mut EvalState,
+        registry: &Registry,
+        open: Option<&Map<String, Alert>>,
+        rings: &mut Rings,
         now: DateTime<Utc>,
-    ) -> Result<Vec<Read>, EngineError> {
-        let device_label = |device: Option<&str>, key: &str| {
-            device.and_then(|d| devices.get(d)).and_then(|d| d.labels.as_map().get(key)).map(String::as_str)
+    ) -> Result<(Vec<Read>, usize), EngineError> {
+        let matters = |subject: &str, reading: &Reading| {
+            matches!(reading, Reading::Breach(_)) || open.is_some_and(|o| o.contains_key(subject))
         };
-        Ok(match &rule.kind {
+        let in_scope = |device: Option<&str>, tags: &[(Arc<str>, Arc<str>)]| {
+            rule.scope.admits(device, |k| tag(tags, k).or_else(|| registry.label(device, k)))
+        };
+        let device_in_scope =
+            |d: &Device| rule.scope.admits(Some(d.id.as_str()), |k| d.labels.as_map().get(k).map(String::as_str));
+        let mut reads = Vec::new();
+        let mut evaluated = 0;
+        match &rule.kind {
             RuleKind::Threshold { series, op, value, clear, .. } => {
-                let samples = series_samples(live, series, |device, tags| {
-                    rule.scope.admits(device, |k| tag(tags, k).or_else(|| device_label(device, k)))
+                series_samples(live, series, in_scope, |subject, is_device, _, v| {
+                    evaluated += 1;
+                    let reading = judge(*op, *value, *clear, v);
+                    if matters(subject, &reading) {
+                        reads.push((subject.to_owned(), is_device, reading));
+                    }
                 });
-                samples
-                    .into_iter()
-                    .map(|(subject, device, _, v)| (subject, device, judge(*op, *value, *clear, v)))
-                    .collect()
             }
             RuleKind::Rate { series, op, per_hour, window_s, .. } => {
-                let samples = series_samples(live, series, |device, tags| {
-                    rule.scope.admits(device, |k| tag(tags, k).or_else(|| device_label(device, k)))
-                });
                 let window_ns = *window_s as i64 * 1_000_000_000;
-                let mut reads = Vec::with_capacity(samples.len());
-                for (subject, device, time_ns, v) in samples {
-                    let ring = state.rings.entry((rule.id.clone(), subject.clone())).or_default();
+                let rings = rings.entry_ref(rule.id.as_str()).or_default();
+                series_samples(live, series, in_scope, |subject, is_device, time_ns, v| {
+                    evaluated += 1;
+                    let ring = rings.entry_ref(subject).or_default();
                     if ring.back().is_none_or(|(t, _)| *t < time_ns) {
                         ring.push_back((time_ns, v));
                     }
@@ -253,85 +258,90 @@ impl Alerting {
                     } else {
                         Reading::Hold(None)
                     };
-                    reads.push((subject, device, reading));
-                }
-                reads
+                    if matters(subject, &reading) {
+                        reads.push((subject.to_owned(), is_device, reading));
+                    }
+                });
+                // Subjects silent for a whole window have no rate: their samples go.
+                let cutoff = now.timestamp_nanos_opt().unwrap_or(i64::MAX) - window_ns;
+                rings.retain(|_, ring| ring.back().is_some_and(|(t, _)| *t >= cutoff));
             }
             RuleKind::Absent { heartbeats } => {
                 let allowed =
                     TimeDelta::from_std(self.heartbeat_interval).unwrap_or(TimeDelta::MAX) * (*heartbeats as i32);
                 let observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
-                devices
-                    .values()
-                    .filter(|d| {
-                        rule.scope.admits(Some(d.id.as_str()), |k| d.labels.as_map().get(k).map(String::as_str))
-                    })
-                    .map(|d| {
-                        let last = observed.get(d.id.as_str()).map_or(d.created_at, |o| o.last_seen);
-                        let silent = now - last;
-                        let seconds = silent.num_milliseconds() as f64 / 1_000.0;
-                        let reading =
-                            if silent > allowed { Reading::Breach(seconds) } else { Reading::Clear(Some(seconds)) };
-                        (d.id.to_string(), Some(d.id.to_string()), reading)
-                    })
-                    .collect()
+                for d in registry.devices.iter().filter(|d| device_in_scope(d)) {
+                    evaluated += 1;
+                    let last = observed.get(d.id.as_str()).map_or(d.created_at, |o| o.last_seen);
+                    let silent = now - last;
+                    let seconds = silent.num_milliseconds() as f64 / 1_000.0;
+                    let reading =
+                        if silent > allowed { Reading::Breach(seconds) } else { Reading::Clear(Some(seconds)) };
+                    if matters(d.id.as_str(), &reading) {
+                        reads.push((d.id.to_string(), true, reading));
+                    }
+                }
             }
             RuleKind::Unhealthy { count } => {
                 let observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
-                devices
-                    .values()
-                    .filter(|d| {
-                        rule.scope.admits(Some(d.id.as_str()), |k| d.labels.as_map().get(k).map(String::as_str))
-                    })
-                    .filter_map(|d| {
-                        let streak = observed.get(d.id.as_str())?.unhealthy_streak?;
-                        let reading = match streak {
-                            0 => Reading::Clear(Some(0.0)),
-                            n if n >= *count => Reading::Breach(f64::from(n)),
-                            n => Reading::Hold(Some(f64::from(n))),
-                        };
-                        Some((d.id.to_string(), Some(d.id.to_string()), reading))
-                    })
-                    .collect()
+                for d in registry.devices.iter().filter(|d| device_in_scope(d)) {
+                    let Some(streak) = observed.get(d.id.as_str()).and_then(|o| o.unhealthy_streak) else { continue };
+                    evaluated += 1;
+                    let reading = match streak {
+                        0 => Reading::Clear(Some(0.0)),
+                        n if n >= *count => Reading::Breach(f64::from(n)),
+                        n => Reading::Hold(Some(f64::from(n))),
+                    };
+                    if matters(d.id.as_str(), &reading) {
+                        reads.push((d.id.to_string(), true, reading));
+                    }
+                }
             }
             RuleKind::Service { route, method, measure, op, value, window_s, min_requests, .. } => {
                 let since = now - TimeDelta::seconds(*window_s as i64);
                 let parts = self.store.request_latencies(since, route.as_deref()).await?;
-                summarize_performance(&parts)
+                for p in summarize_performance(&parts)
                     .into_iter()
                     .filter(|p| method.as_deref().is_none_or(|m| p.method == m))
-                    .map(|p| {
-                        let subject = format!("{} {}", p.method, p.endpoint);
-                        if p.request_count < (*min_requests).max(1) {
-                            return (subject, None, Reading::Hold(None));
-                        }
+                {
+                    evaluated += 1;
+                    let subject = format!("{} {}", p.method, p.endpoint);
+                    let reading = if p.request_count < (*min_requests).max(1) {
+                        Reading::Hold(None)
+                    } else {
                         let share = |n: u64| n as f64 * 100.0 / p.request_count as f64;
                         let measured = match measure {
                             Measure::ErrorPercent => share(p.error_count),
                             Measure::ServerErrorPercent => share(p.server_error_count),
                             Measure::P95Ms => p.p95_response_time_ms,
                         };
-                        (subject, None, judge(*op, *value, None, measured))
-                    })
-                    .collect()
+                        judge(*op, *value, None, measured)
+                    };
+                    if matters(&subject, &reading) {
+                        reads.push((subject, false, reading));
+                    }
+                }
             }
-        })
+        }
+        Ok((reads, evaluated))
     }
 }
 
-fn tag<'a>(tags: &'a [(std::sync::Arc<str>, std::sync::Arc<str>)], key: &str) -> Option<&'a str> {
+fn tag<'a>(tags: &'a [(Arc<str>, Arc<str>)], key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| &**k == key).map(|(_, v)| &**v)
 }
 
-/// The latest value of `series` in every live series that carries its tags and is in scope:
-/// (subject, device, time ns, value). The lock is held only to copy them out.
+/// Calls `each` with (subject, whether it is a device, time ns, value) for the latest value
+/// of `series` in every live series that carries its tags and is in scope. The subject is the
+/// series' `device_id` or `node_id` tag, or else its identity. The read lock is held while
+/// `each` runs, which only compares and copies.
 fn series_samples(
     live: &std::sync::RwLock<LiveStore>,
     series: &homepot_core::alert::SeriesRef,
-    in_scope: impl Fn(Option<&str>, &[(std::sync::Arc<str>, std::sync::Arc<str>)]) -> bool,
-) -> Vec<(String, Option<String>, i64, f64)> {
+    in_scope: impl Fn(Option<&str>, &[(Arc<str>, Arc<str>)]) -> bool,
+    mut each: impl FnMut(&str, bool, i64, f64),
+) {
     let live = live.read().unwrap_or_else(PoisonError::into_inner);
-    let mut out = Vec::new();
     for (key, s) in live.named(&series.name) {
         if !series.tags.iter().all(|(k, v)| tag(&key.tags, k) == Some(v.as_str())) {
             continue;
@@ -343,16 +353,14 @@ fn series_samples(
         if !in_scope(device, &key.tags) {
             continue;
         }
-        let subject = match device {
-            Some(device) => device.to_owned(),
+        match device {
+            Some(device) => each(device, true, s.timestamp_ns, value),
             None => {
                 let tags: Vec<String> = key.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                format!("{}{{{}}}", key.name, tags.join(","))
+                each(&format!("{}{{{}}}", key.name, tags.join(",")), false, s.timestamp_ns, value);
             }
-        };
-        out.push((subject, device.map(str::to_owned), s.timestamp_ns, value));
+        }
     }
-    out
 }
 
 /// The changes one cycle makes, gathered before any is stored.

@@ -11,7 +11,7 @@
 mod deliver;
 mod evaluate;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -91,17 +91,85 @@ pub(crate) struct Observed {
     pub(crate) unhealthy_streak: Option<u32>,
 }
 
+/// Maps keyed by text that clients choose: foldhash, as the rollups use; a cycle looks up
+/// every subject of every rule, so the hasher shows.
+pub(crate) type Map<K, V> = hashbrown::HashMap<K, V>;
+
+/// Open alerts by rule, then subject: at most one each.
+#[derive(Debug, Default)]
+pub(crate) struct OpenAlerts(Map<String, Map<String, Alert>>);
+
+impl OpenAlerts {
+    pub(crate) fn of_rule(&self, rule: &str) -> Option<&Map<String, Alert>> {
+        self.0.get(rule)
+    }
+
+    pub(crate) fn put(&mut self, alert: Alert) {
+        self.0.entry_ref(alert.rule_id.as_str()).or_default().insert(alert.subject.clone(), alert);
+    }
+
+    pub(crate) fn remove(&mut self, alert: &Alert) {
+        if let Some(of_rule) = self.0.get_mut(alert.rule_id.as_str()) {
+            of_rule.remove(alert.subject.as_str());
+            if of_rule.is_empty() {
+                self.0.remove(alert.rule_id.as_str());
+            }
+        }
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &Alert> {
+        self.0.values().flat_map(Map::values)
+    }
+
+    pub(crate) fn rules(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl FromIterator<Alert> for OpenAlerts {
+    fn from_iter<I: IntoIterator<Item = Alert>>(alerts: I) -> Self {
+        let mut open = Self::default();
+        for alert in alerts {
+            open.put(alert);
+        }
+        open
+    }
+}
+
+/// The device registry as last read, indexed by id.
+#[derive(Debug)]
+pub(crate) struct Registry {
+    pub(crate) devices: Vec<Device>,
+    index: Map<String, usize>,
+}
+
+impl Registry {
+    pub(crate) fn new(devices: Vec<Device>) -> Self {
+        let index = devices.iter().enumerate().map(|(i, d)| (d.id.to_string(), i)).collect();
+        Self { devices, index }
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<&Device> {
+        self.index.get(id).map(|i| &self.devices[*i])
+    }
+
+    pub(crate) fn label(&self, id: Option<&str>, key: &str) -> Option<&str> {
+        id.and_then(|id| self.get(id)).and_then(|d| d.labels.as_map().get(key)).map(String::as_str)
+    }
+}
+
+/// Recent readings by rule, then subject, for rate rules: (time ns, value).
+pub(crate) type Rings = Map<String, Map<String, VecDeque<(i64, f64)>>>;
+
 /// What the evaluator keeps between cycles.
 #[derive(Debug, Default)]
 pub(crate) struct EvalState {
-    /// Open alerts by (rule, subject).
-    pub(crate) open: HashMap<(String, String), Alert>,
-    /// Recent readings per (rule, subject), for rate rules: (time ns, value).
-    pub(crate) rings: HashMap<(String, String), VecDeque<(i64, f64)>>,
+    pub(crate) open: OpenAlerts,
+    pub(crate) rings: Rings,
     /// The registry, and when it was read.
-    pub(crate) registry: Option<(DateTime<Utc>, Arc<Vec<Device>>)>,
+    pub(crate) registry: Option<(DateTime<Utc>, Arc<Registry>)>,
     /// When each (alert, receiver) was last sent a firing or repeat message.
-    pub(crate) last_sent: HashMap<(String, String), DateTime<Utc>>,
+    pub(crate) last_sent: Map<(String, String), DateTime<Utc>>,
     /// Whether devices' last checks were read from storage yet.
     pub(crate) seeded: bool,
 }
@@ -113,7 +181,7 @@ pub(crate) struct Alerting {
     pub(crate) settings: AlertSettings,
     /// How often devices are expected to report (for absence rules).
     pub(crate) heartbeat_interval: Duration,
-    pub(crate) observed: Mutex<HashMap<String, Observed>>,
+    pub(crate) observed: Mutex<Map<String, Observed>>,
     pub(crate) state: tokio::sync::Mutex<EvalState>,
     pub(crate) updates: broadcast::Sender<AlertUpdate>,
     /// Wakes the delivery task when notifications were queued.
@@ -146,11 +214,7 @@ impl Alerting {
         for rule in rules {
             store.put_alert_config(&AlertConfig::Rule(rule)).await?;
         }
-        let open = store.open_alerts().await?;
-        let mut state = EvalState::default();
-        for alert in open {
-            state.open.insert((alert.rule_id.clone(), alert.subject.clone()), alert);
-        }
+        let state = EvalState { open: store.open_alerts().await?.into_iter().collect(), ..EvalState::default() };
         Ok(Self {
             store,
             settings,
@@ -165,10 +229,7 @@ impl Alerting {
     /// A health check from `device` arrived at `at`: what absence and unhealthy rules read.
     pub(crate) fn observe_health(&self, device: &str, is_healthy: bool, at: DateTime<Utc>) {
         let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = match observed.get_mut(device) {
-            Some(entry) => entry,
-            None => observed.entry(device.to_owned()).or_insert(Observed { last_seen: at, unhealthy_streak: None }),
-        };
+        let entry = observed.entry_ref(device).or_insert(Observed { last_seen: at, unhealthy_streak: None });
         entry.last_seen = entry.last_seen.max(at);
         entry.unhealthy_streak = Some(if is_healthy { 0 } else { entry.unhealthy_streak.unwrap_or(0) + 1 });
     }
@@ -287,14 +348,14 @@ impl Alerting {
         now: DateTime<Utc>,
     ) -> Result<Alert, EngineError> {
         let mut state = self.state.lock().await;
-        let Some(key) = state.open.iter().find(|(_, a)| a.id == id).map(|(k, _)| k.clone()) else {
+        let Some(open) = state.open.values().find(|a| a.id == id) else {
             let (alert, _) = self.timeline(id).await?;
             return Err(EngineError::Conflict(format!(
                 "Alert '{id}' is {} and cannot be acknowledged",
                 alert.state.as_str()
             )));
         };
-        let mut alert = state.open[&key].clone();
+        let mut alert = open.clone();
         alert.ack = Some(Ack { by: by.clone(), note: note.clone(), at: now });
         alert.updated_at = now;
         let event = AlertEvent {
@@ -310,7 +371,7 @@ impl Alerting {
         let change =
             AlertChange { alert: alert.clone(), discard: false, event: Some(event), notifications: Vec::new() };
         self.store.apply_alert_changes(&[change]).await?;
-        state.open.insert(key, alert.clone());
+        state.open.put(alert.clone());
         drop(state);
         tracing::info!(alert = id, by, "alert acknowledged");
         self.announce([AlertUpdate { event: EventKind::Acknowledged, alert: alert.clone() }]);
