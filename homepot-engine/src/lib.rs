@@ -1,12 +1,13 @@
 //! The transport-neutral homepot service. [`Homepot`], built from a store, [`Settings`] and a
 //! [`Clock`], owns the write path (SmartDataFilter, group-commit writer), the live view, device
-//! states, gateway nodes, the request log, API-key authentication and the background jobs, and
-//! has a method for every ingest and query an adapter needs. Adapters (HTTP, MQTT, an
+//! states, gateway nodes, the request log, API-key authentication, alerting and the background
+//! jobs, and has a method for every ingest and query an adapter needs. Adapters (HTTP, MQTT, an
 //! embedding service) turn their requests into these calls.
 //!
 //! Depends on `homepot-core` for every rule and on the `homepot-storage` traits for every byte
-//! it keeps. Must not depend on a database driver, on poem or on any transport, and must not
-//! read the environment: settings come in as values.
+//! it keeps. Must not depend on a database driver, on poem or on any inbound transport, and
+//! must not read the environment: settings come in as values. Its one outbound client is the
+//! notifier that posts alerts to webhooks and Alertmanagers (reqwest, behind `Notifier`).
 #![forbid(unsafe_code)]
 
 mod alerting;
