@@ -4,37 +4,25 @@
 //! twice.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homepot_tests::webhook::Webhook;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_homepot");
+mod common;
+
+use common::free_port;
+
 const ADMIN_KEY: &str = "alert-crash-admin-key";
 const DEVICES: usize = 6;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn serve(database: &str, port: u16) -> Child {
-    let child = Command::new(BIN)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database])
-        .env("HOMEPOT_ADMIN_KEY", ADMIN_KEY)
-        .env("HOMEPOT_HEARTBEAT_INTERVAL_SECONDS", "1")
-        .env("HOMEPOT_ALERT_EVALUATION_SECONDS", "0.2")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+fn serve(database: &str, port: u16) -> std::process::Child {
+    common::serve(
+        database,
+        port,
+        ADMIN_KEY,
+        &[("HOMEPOT_HEARTBEAT_INTERVAL_SECONDS", "1"), ("HOMEPOT_ALERT_EVALUATION_SECONDS", "0.2")],
+    )
 }
 
 async fn call(client: &reqwest::Client, method: reqwest::Method, url: String, body: Option<Value>) -> Value {

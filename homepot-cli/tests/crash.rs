@@ -3,8 +3,6 @@
 //! acknowledged write (each returned `health_check_id`, each 204) is found in storage.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,32 +10,22 @@ use homepot_core::DeviceId;
 use homepot_storage::{HealthStore, MetricStore};
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 
-const BIN: &str = env!("CARGO_BIN_EXE_homepot");
+mod common;
+
+use common::free_port;
+
 const ADMIN_KEY: &str = "crash-test-admin-key";
 const HEALTH_CLIENTS: usize = 16;
 const WRITE_CLIENTS: usize = 2;
 const LINES_PER_BATCH: usize = 100;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn serve(database: &str, port: u16) -> Child {
-    let child = Command::new(BIN)
-        .args(["serve", "--bind", &format!("127.0.0.1:{port}"), "--database-url", database])
-        .env("HOMEPOT_ADMIN_KEY", ADMIN_KEY)
-        .env("RATE_LIMIT_REQUESTS_PER_MINUTE", "0")
-        .env("SMART_FILTER_ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child
+fn serve(database: &str, port: u16) -> std::process::Child {
+    common::serve(
+        database,
+        port,
+        ADMIN_KEY,
+        &[("RATE_LIMIT_REQUESTS_PER_MINUTE", "0"), ("SMART_FILTER_ENABLED", "false")],
+    )
 }
 
 #[derive(Default)]
