@@ -20,6 +20,9 @@ use homepot_storage::fleet::FleetQuery;
 use super::{AlertUpdate, Alerting, EvalState, Map, Observed, Registry, Rings, new_id};
 use crate::EngineError;
 
+/// Most alert changes stored in one transaction.
+const CHANGES_PER_COMMIT: usize = 256;
+
 /// How long the registry read is trusted when nothing said it changed.
 const REGISTRY_TTL: TimeDelta = TimeDelta::seconds(60);
 
@@ -166,28 +169,43 @@ impl Alerting {
         if plan.changes.is_empty() {
             return Ok(report);
         }
-        if let Err(error) = self.store.apply_alert_changes(&plan.changes).await {
-            if matches!(error, StorageError::Conflict { .. }) {
-                // Memory and storage disagree: trust storage, and evaluate again next cycle.
-                state.open = self.store.open_alerts().await?.into_iter().collect();
+        // Bounded transactions: a burst of transitions (a site going dark) must not hold
+        // SQLite's one writer for seconds while ingest waits. A change never spans two.
+        let mut committed = 0;
+        let mut failure = None;
+        for chunk in plan.changes.chunks(CHANGES_PER_COMMIT) {
+            if let Err(error) = self.store.apply_alert_changes(chunk).await {
+                failure = Some(error);
+                break;
             }
-            return Err(error.into());
+            committed += chunk.len();
         }
-        for change in &plan.changes {
+        let done = &plan.changes[..committed];
+        let mut closed: HashSet<&str> = HashSet::new();
+        for change in done {
             let alert = &change.alert;
             if change.discard || alert.state == AlertState::Resolved {
                 state.open.remove(alert);
-                state.last_sent.retain(|(id, _), _| *id != alert.id);
+                closed.insert(alert.id.as_str());
             } else {
                 state.open.put(alert.clone());
             }
         }
-        for (alert, receiver) in plan.sent {
-            state.last_sent.insert((alert, receiver), now);
+        if !closed.is_empty() {
+            state.last_sent.retain(|(id, _), _| !closed.contains(id.as_str()));
+        }
+        let stored: HashSet<&str> = done.iter().map(|c| c.alert.id.as_str()).collect();
+        for (alert, receiver) in plan.sent.iter().filter(|(alert, _)| stored.contains(alert.as_str())) {
+            state.last_sent.insert((alert.clone(), receiver.clone()), now);
+        }
+        if let Some(error) = &failure
+            && matches!(error, StorageError::Conflict { .. })
+        {
+            // Memory and storage disagree: trust storage, and evaluate again next cycle.
+            state.open = self.store.open_alerts().await?.into_iter().collect();
         }
         drop(guard);
-        let updates: Vec<AlertUpdate> = plan
-            .changes
+        let updates: Vec<AlertUpdate> = done
             .iter()
             .filter(|c| !c.discard)
             .filter_map(|c| c.event.as_ref().map(|e| AlertUpdate { event: e.kind, alert: c.alert.clone() }))
@@ -199,10 +217,13 @@ impl Alerting {
             );
         }
         self.announce(updates);
-        if report.notifications > 0 {
+        if done.iter().any(|c| !c.notifications.is_empty()) {
             self.queued.notify_one();
         }
-        Ok(report)
+        match failure {
+            Some(error) => Err(error.into()),
+            None => Ok(report),
+        }
     }
 
     /// The readings for `rule` now that can change something: (subject, whether the subject
