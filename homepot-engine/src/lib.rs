@@ -273,6 +273,7 @@ impl Homepot {
                 settings.alerting.clone(),
                 &settings.thresholds,
                 settings.heartbeat_interval,
+                now + TimeDelta::nanoseconds(settings.live.retention_ns),
             )
             .await?,
         );

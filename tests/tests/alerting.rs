@@ -165,8 +165,26 @@ async fn threshold_with_hysteresis_and_for(h: &mut Harness) {
     h.evaluate().await;
     assert_eq!(h.states("cpu").await, [AlertState::Resolved], "the pending blip was discarded");
 
+    // A series that stops (its device gone quiet past the live retention) resolves as no data.
+    let quiet = h.device("pos-quiet").await;
+    h.report(&quiet, true, 99.0).await;
+    h.evaluate().await;
+    h.advance(120);
+    h.report(&quiet, true, 99.0).await;
+    h.evaluate().await;
+    let quiet_state = || async {
+        let query = AlertQuery { device_id: Some("pos-quiet".into()), limit: 5, ..AlertQuery::default() };
+        h.homepot.alerts(&query).await.unwrap().into_iter().map(|a| a.state).collect::<Vec<_>>()
+    };
+    assert_eq!(quiet_state().await, [AlertState::Firing]);
+    h.advance(301);
+    h.evaluate().await;
+    assert_eq!(quiet_state().await, [AlertState::Resolved], "no data for longer than the live retention");
+    h.report(&pos, true, 50.0).await;
+
     // The webhook got both messages, with the incident's start, end and duration.
-    let received = h.hook.wait_for(10, |r| r.len() >= 2).await;
+    let received = h.hook.wait_for(10, |r| r.len() >= 4).await;
+    let received: Vec<Value> = received.into_iter().filter(|b| b["alert"]["device_id"] == "pos-1").collect();
     let statuses: Vec<&str> = received.iter().map(|b| b["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["firing", "resolved"]);
     assert_eq!(received[1]["alert"]["duration_seconds"], 150);
@@ -371,7 +389,11 @@ async fn restart_keeps_pending_timers_and_refires_nothing(h: &mut Harness) {
     assert_eq!(h.states("fast").await, [AlertState::Firing]);
     h.advance(180);
     h.restart().await;
-    // The live view is rebuilt from storage; the device keeps reporting.
+    // Right after a restart the live view is empty until devices report again: no data is not
+    // a clear, and neither alert may move.
+    h.evaluate().await;
+    assert_eq!(h.states("slow").await, [AlertState::Pending], "kept through the restart");
+    assert_eq!(h.states("fast").await, [AlertState::Firing], "kept through the restart");
     h.report(&pos, false, 95.0).await;
     h.evaluate().await;
     assert_eq!(h.states("slow").await, [AlertState::Pending], "3 of 5 minutes, counted from before the restart");

@@ -103,6 +103,9 @@ impl Alerting {
         now: DateTime<Utc>,
     ) -> Result<CycleReport, EngineError> {
         let config = self.read_config().await?;
+        // Series past the live retention are gone: their absence is what no-data means.
+        let now_ns = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        live.write().unwrap_or_else(PoisonError::into_inner).evict_expired(now_ns);
         let mut guard = self.state.lock().await;
         let state = &mut *guard;
         let needs_registry = config.rules.iter().any(|r| {
@@ -134,6 +137,9 @@ impl Alerting {
             for alert in open.into_iter().flat_map(Map::values).filter(|a| !seen.contains_key(a.subject.as_str())) {
                 let reading = match (&rule.kind, rule.enabled) {
                     (_, false) => Reading::Clear(None),
+                    (RuleKind::Threshold { .. } | RuleKind::Rate { .. }, _) if now < self.no_data_known_from => {
+                        Reading::Hold(None)
+                    }
                     (RuleKind::Unhealthy { .. }, _)
                         if alert.device_id.as_deref().is_some_and(|d| registry.get(d).is_some()) =>
                     {

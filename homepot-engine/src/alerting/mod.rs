@@ -181,6 +181,9 @@ pub(crate) struct Alerting {
     pub(crate) settings: AlertSettings,
     /// How often devices are expected to report (for absence rules).
     pub(crate) heartbeat_interval: Duration,
+    /// Until this instant a series missing from the live view says nothing: the view starts
+    /// empty and fills as devices report, so only after one live retention is absence news.
+    pub(crate) no_data_known_from: DateTime<Utc>,
     pub(crate) observed: Mutex<Map<String, Observed>>,
     pub(crate) state: tokio::sync::Mutex<EvalState>,
     pub(crate) updates: broadcast::Sender<AlertUpdate>,
@@ -208,6 +211,7 @@ impl Alerting {
         settings: AlertSettings,
         thresholds: &Thresholds,
         heartbeat_interval: Duration,
+        no_data_known_from: DateTime<Utc>,
     ) -> Result<Self, StorageError> {
         let mut rules = if settings.node_rules { node_rules(thresholds) } else { Vec::new() };
         rules.extend(settings.rules.iter().cloned());
@@ -219,6 +223,7 @@ impl Alerting {
             store,
             settings,
             heartbeat_interval,
+            no_data_known_from,
             observed: Mutex::default(),
             state: tokio::sync::Mutex::new(state),
             updates: broadcast::channel(1_024).0,
