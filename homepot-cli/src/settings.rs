@@ -243,6 +243,13 @@ pub(crate) struct ServeArgs {
     /// Seconds between evaluations of every alert rule.
     #[arg(long, env = "HOMEPOT_ALERT_EVALUATION_SECONDS", default_value_t = 10.0)]
     pub(crate) alert_evaluation_seconds: f64,
+    /// Hours a dashboard session lasts.
+    #[arg(long, env = "HOMEPOT_SESSION_HOURS", default_value_t = 12)]
+    pub(crate) session_hours: u64,
+    /// Origins (`https://app.example.com`) whose pages may call the API with credentials,
+    /// comma-separated; none by default.
+    #[arg(long = "cors-origin", env = "HOMEPOT_CORS_ORIGINS", value_delimiter = ',')]
+    pub(crate) cors_origins: Vec<String>,
     /// This server's address as people reach it, for links in notifications.
     #[arg(long, env = "HOMEPOT_EXTERNAL_URL")]
     pub(crate) external_url: Option<String>,
@@ -464,6 +471,13 @@ impl ServeArgs {
             retention: self.retention.policy()?,
             rollup_flush_interval: Duration::from_secs(self.rollup_flush_seconds.max(1)),
             alerting: self.alert_settings()?,
+            session_ttl: Duration::from_secs(self.session_hours.clamp(1, 24 * 30) * 3600),
+            cors_origins: self
+                .cors_origins
+                .iter()
+                .map(|o| o.trim().trim_end_matches('/').to_owned())
+                .filter(|o| !o.is_empty())
+                .collect(),
             ..ServerConfig::default()
         })
     }

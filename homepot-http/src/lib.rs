@@ -1,5 +1,5 @@
 //! The HTTP adapter of homepot: the poem-openapi API over the engine, its OpenAPI document,
-//! how keys are presented over HTTP, rate limits, the access log and the request log's
+//! how keys are presented over HTTP (headers, or a browser session's cookie), rate limits, the access log and the request log's
 //! middleware. [`routes`] is the whole API as one endpoint, to serve or to nest in another
 //! poem application; [`start`] builds the engine and serves it.
 //!
@@ -18,6 +18,7 @@ mod listener;
 mod openapi;
 mod rate_limit;
 mod server;
+mod session;
 
 pub use analytics::{AnalyticsConfig, DEFAULT_SKIP};
 pub use rate_limit::RateLimitConfig;

@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::analytics::{AnalyticsConfig, RequestLogger};
 use crate::api::{
     AlertsApi, AnalyticsApi, AppState, ContainersApi, DevicesApi, ExportApi, HealthApi, KeysApi, LiveApi, MetricsApi,
-    MonitoringApi, QueryApi, ServiceApi, SimulatorApi, StreamApi,
+    MonitoringApi, QueryApi, ServiceApi, SessionApi, SimulatorApi, StreamApi,
 };
 use crate::body::{BodyLimit, BodyTimeout};
 use crate::error::catch_all;
@@ -83,6 +83,10 @@ pub struct ServerConfig {
     pub rollup_flush_interval: Duration,
     /// Alert rules from a file, evaluation interval and notification delivery.
     pub alerting: AlertSettings,
+    /// How long a browser session lasts.
+    pub session_ttl: Duration,
+    /// Origins whose pages may call the API with credentials (CORS); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +115,8 @@ impl Default for ServerConfig {
             retention: RetentionPolicy::default(),
             rollup_flush_interval: Duration::from_secs(10),
             alerting: AlertSettings::default(),
+            session_ttl: Duration::from_secs(12 * 3600),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -127,7 +133,7 @@ type Apis = (
     ContainersApi,
     AnalyticsApi,
     // The read side; nested because tuples implement `Default` up to twelve.
-    (QueryApi, ExportApi, AlertsApi),
+    (QueryApi, ExportApi, AlertsApi, SessionApi),
     SimulatorApi,
 );
 
@@ -252,11 +258,21 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
         ))
     });
     let limiter = config.rate_limit.map(|c| Arc::new(RateLimiter::new(c, homepot.clone())));
+    let sessions = Arc::new(crate::session::Sessions::new(config.session_ttl));
+    let cors = (!config.cors_origins.is_empty()).then(|| {
+        poem::middleware::Cors::new()
+            .allow_origins(config.cors_origins.iter().map(String::as_str))
+            .allow_credentials(true)
+            .allow_methods([poem::http::Method::GET, poem::http::Method::POST, poem::http::Method::OPTIONS])
+            .allow_headers(["content-type", "x-api-key", "authorization", crate::session::CSRF_HEADER])
+            .max_age(600)
+    });
     let state = Arc::new(AppState {
         homepot: homepot.clone(),
         simulator: config.simulator,
         open_metrics: config.open_metrics,
         stream_interval: config.stream_interval.max(Duration::from_millis(10)),
+        sessions: Arc::clone(&sessions),
     });
     let counted = Arc::clone(homepot.stats());
     let service = api_service();
@@ -299,6 +315,12 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
                 Ok(response)
             }
         })
+        // Outermost: everything inside sees a session as the key it was opened with.
+        .around(move |endpoint, request| {
+            let sessions = Arc::clone(&sessions);
+            async move { crate::session::around(&sessions, &endpoint, request).await }
+        })
+        .with_if(cors.is_some(), cors.unwrap_or_default())
 }
 
 /// Serves the API over `homepot` on `bind` in the background. The caller keeps the engine

@@ -15,8 +15,11 @@ mod metrics;
 mod monitoring;
 mod query;
 mod service;
+mod session;
 mod simulator;
 mod stream;
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use homepot_core::ErrorKind;
@@ -38,6 +41,7 @@ pub(crate) use self::metrics::MetricsApi;
 pub(crate) use self::monitoring::MonitoringApi;
 pub(crate) use self::query::QueryApi;
 pub(crate) use self::service::ServiceApi;
+pub(crate) use self::session::SessionApi;
 pub(crate) use self::simulator::SimulatorApi;
 pub(crate) use self::stream::StreamApi;
 
@@ -79,6 +83,8 @@ pub(crate) struct AppState {
     pub(crate) open_metrics: bool,
     /// How often the stream sends an event.
     pub(crate) stream_interval: std::time::Duration,
+    /// Signed-in browsers.
+    pub(crate) sessions: Arc<crate::session::Sessions>,
 }
 
 impl AppState {
