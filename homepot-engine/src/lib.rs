@@ -207,8 +207,15 @@ impl Engine {
     /// Stops the background jobs, then commits every write and request log already queued,
     /// and the rollups gathered so far.
     pub async fn shutdown(self) {
-        for job in &self.jobs {
-            job.abort();
+        {
+            let _no_flush = self.rollups.hold_flushes().await;
+            for job in &self.jobs {
+                job.abort();
+            }
+            for job in self.jobs {
+                // Cancelled at their next await; none is inside a flush.
+                let _ = job.await;
+            }
         }
         self.writer.drain().await;
         if let Some(logs) = self.logs {

@@ -181,6 +181,13 @@ impl Rollups {
         }
     }
 
+    /// Waits for a flush under way to finish, and keeps others from starting while held: so
+    /// that shutdown can stop the jobs without cutting one off after storage took its deltas
+    /// but before they were marked stored (they would be merged twice).
+    pub(crate) async fn hold_flushes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.flushing.lock().await
+    }
+
     /// Keeps flushes from storing while held, so storage and the unstored deltas read under
     /// it add up to each sample exactly once.
     pub(crate) async fn consistent(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {

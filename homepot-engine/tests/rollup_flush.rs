@@ -83,3 +83,45 @@ async fn a_query_during_a_flush_counts_each_sample_once() {
     assert_eq!(count, 4.0, "{after:?}");
     engine.shutdown().await;
 }
+
+/// Shutdown while the flush job's merge is in storage but not yet acknowledged: the job must
+/// finish it, not be cut off and leave the deltas to be merged a second time.
+#[tokio::test]
+async fn shutdown_during_a_flush_stores_each_sample_once() {
+    let held = Arc::new(HeldMerges { merged: Notify::new(), release: Semaphore::new(0) });
+    let memory = Arc::new(InMemoryStore::new());
+    let store = Arc::new(Layered::new(memory.clone(), held.clone()));
+    let settings = Settings { rollup_flush_interval: Duration::from_millis(20), ..Settings::default() };
+    let (homepot, engine) = Homepot::start(store, settings, Arc::new(SystemClock)).await.expect("start");
+    let now = Utc::now();
+    let point = |i: i64| {
+        let fields = vec![("value".to_owned(), FieldValue::Float(1.0))];
+        Point::new("held".into(), vec![], fields, now.timestamp_nanos_opt().unwrap() + i, MetricType::Gauge).unwrap()
+    };
+    homepot.write_points("test", (0..5).map(point).collect()).await.expect("written");
+    held.merged.notified().await;
+    // The job's merge is stored and held; shutdown begins, and the merge returns meanwhile.
+    let release = tokio::spawn({
+        let held = held.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            held.release.add_permits(Semaphore::MAX_PERMITS / 2);
+        }
+    });
+    engine.shutdown().await;
+    release.await.unwrap();
+
+    let (homepot, engine) = Homepot::start(memory, Settings::default(), Arc::new(SystemClock)).await.expect("restart");
+    let query = RangeQuery {
+        selector: SeriesSelector::Metric { name: "held".into(), field: "value".into(), tags: vec![] },
+        from: now - TimeDelta::days(1),
+        to: now + TimeDelta::days(1),
+        step_s: Some(86_400),
+        max_points: None,
+        agg: Agg::Count,
+    };
+    let answer = homepot.query_range(&query).await.expect("answered");
+    let count: f64 = answer.series.iter().flat_map(|s| &s.points).map(|(_, v)| v).sum();
+    assert_eq!(count, 5.0, "each sample once: {answer:?}");
+    engine.shutdown().await;
+}
