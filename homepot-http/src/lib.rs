@@ -13,6 +13,7 @@ mod analytics;
 mod api;
 mod auth;
 mod body;
+mod dashboard;
 mod error;
 mod listener;
 mod openapi;

@@ -280,7 +280,16 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
     Route::new()
         .at("/openapi.json", spec_endpoint)
         .at("/docs", docs_endpoint)
+        .at("/ui/app.js", poem::get(crate::dashboard::script))
+        .at("/ui/app.css", poem::get(crate::dashboard::style))
         .nest("/", service)
+        // The API is nested at the root, so its router would answer `/` itself (404).
+        .around(|endpoint, request| async move {
+            if request.uri().path() == "/" && request.method() == poem::http::Method::GET {
+                return Ok(crate::dashboard::page());
+            }
+            endpoint.call(request).await.map(IntoResponse::into_response)
+        })
         .data(state)
         .data(BodyLimit(config.max_body_bytes))
         .data(BodyTimeout(config.body_read_timeout))

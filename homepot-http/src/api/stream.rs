@@ -113,7 +113,7 @@ impl StreamApi {
     /// Live metrics as Server-Sent Events, one event per interval
     /// (`PROMETHEUS_POLLER_INTERVAL_MS`), and alert changes as events named `alert`
     /// (`{"type": "alert_firing", "alert": {...}}`). A browser gets a page with a table updated in place;
-    /// pass the key as `?p=KEY` there, since browsers cannot add headers to an `EventSource`.
+    /// sign in at `/` first (the session cookie is sent), or pass the key as `?p=KEY`.
     /// Needs an admin or read key.
     #[oai(path = "/metrics/stream", method = "get", tag = "ApiTags::Live")]
     async fn stream(
