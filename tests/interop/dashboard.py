@@ -86,6 +86,9 @@ try:
     driver.get(base + "/#/nodes")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".cards .card")))
     driver.save_screenshot(shots + "/nodes.png")
+    driver.get(base + "/#/service")
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#service-routes tbody tr")))
+    driver.save_screenshot(shots + "/service.png")
     sign_out()
 
     # A read key: the same pages, no admin actions.

@@ -101,7 +101,7 @@ function route() {
   if (!state.role) return;
   const [, page = "fleet", arg] = location.hash.split("/");
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === page);
-  const pages = { fleet: fleetPage, device: devicePage, alerts: alertsPage, nodes: nodesPage };
+  const pages = { fleet: fleetPage, device: devicePage, alerts: alertsPage, nodes: nodesPage, service: servicePage };
   (pages[page] || fleetPage)(decodeURIComponent(arg || ""));
 }
 window.addEventListener("hashchange", route);
@@ -298,6 +298,37 @@ function nodesPage() {
   $("#page").replaceChildren(el("h1", {}, "Gateway nodes"), cards,
     el("table", {}, el("thead", {}, el("tr", {}, ...["", "node", "labels", "CPU %", "memory %", "flash %", "last seen"].map((h) => el("th", {}, h)))), body));
   live(() => load().catch(() => {}), 5000);
+}
+
+function table(headers, rows, id) {
+  return el("table", id ? { id } : {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", {}, h)))),
+    el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", typeof c === "number" ? { class: "num" } : {}, c))))));
+}
+
+/// The service itself over a window: API latency per route, job success rates, error trends.
+function servicePage() {
+  const hours = el("select", { id: "service-hours" }, ...[["1", "1 h"], ["24", "24 h"], ["168", "7 d"]].map(([v, t]) => el("option", { value: v }, t)));
+  hours.value = "24";
+  const holder = el("div");
+  const load = async () => {
+    const h = hours.value;
+    const [perf, jobs, errors] = await Promise.all([
+      api("GET", "/api/v1/metrics/api-performance?hours=" + h),
+      api("GET", "/api/v1/metrics/job-outcomes?hours=" + h),
+      api("GET", "/api/v1/metrics/error-trends?hours=" + h),
+    ]);
+    holder.replaceChildren(
+      el("h2", {}, "API latency per route"),
+      table(["method", "route", "requests", "p95 ms", "avg ms", "errors %"], perf.metrics.map((m) =>
+        [m.method, m.endpoint, m.request_count, Number(num(m.p95_response_time_ms)), Number(num(m.avg_response_time_ms)), Number(num(m.error_rate_percent))]), "service-routes"),
+      el("h2", {}, "Job success rates"),
+      table(["job", "runs", "succeeded", "success %"], jobs.success_rates.map((j) => [j.job_type, j.total, j.succeeded, Number(num(j.success_rate_percent))])),
+      el("h2", {}, "Errors"),
+      table(["category", "severity", "count"], errors.errors.map((e) => [e.category, e.severity, e.count])));
+  };
+  hours.addEventListener("input", load);
+  $("#page").replaceChildren(el("h1", {}, "Service"), el("div", { class: "bar" }, "Window ", hours), holder);
+  live(() => load().catch((error) => holder.replaceChildren(el("p", { class: "error" }, error.message))), 15000);
 }
 
 start();
