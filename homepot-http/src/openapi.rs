@@ -34,8 +34,20 @@ const NOT_FOUND_WITHOUT_PATH: [(&str, &str); 9] = [
     ("post", "/api/v1/simulator/device-metrics"),
 ];
 
-/// Operations that can conflict: a device id taken, or the last admin key.
-const CONFLICTS: [(&str, &str); 2] = [("post", "/api/v1/devices"), ("delete", "/api/v1/keys/{key_id}")];
+/// Operations that can conflict: a device id or rule id taken, the last admin key, an alert
+/// already resolved.
+const CONFLICTS: [(&str, &str); 4] = [
+    ("post", "/api/v1/devices"),
+    ("delete", "/api/v1/keys/{key_id}"),
+    ("post", "/api/v1/alerts/rules"),
+    ("post", "/api/v1/alerts/{alert_id}/ack"),
+];
+
+/// The dashboard's session operations: no security scheme (the key comes in the body, or the
+/// session in its cookie), yet they check a key: 401 for none, 403 for a device key or a
+/// missing CSRF token, 503 when storage cannot be asked.
+const SESSION: [(&str, &str); 3] =
+    [("post", "/api/v1/session"), ("get", "/api/v1/session"), ("delete", "/api/v1/session")];
 
 /// Operations that wait for a device over MQTT.
 const WAITS_FOR_DEVICE: [(&str, &str); 1] = [("post", "/api/v1/containers/requests")];
@@ -62,6 +74,9 @@ fn error_statuses(method: &str, path: &str, operation: &Value) -> BTreeSet<u16> 
         if !listed(&ANY_KEY) {
             statuses.insert(403);
         }
+    }
+    if listed(&SESSION) {
+        statuses.extend([401, 403, 503]);
     }
     if listed(&STORAGE_WITHOUT_KEY) {
         statuses.insert(503);

@@ -277,7 +277,7 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
     let counted = Arc::clone(homepot.stats());
     let service = api_service();
     let (spec_endpoint, docs_endpoint) = documentation(&service);
-    Route::new()
+    let app = Route::new()
         .at("/openapi.json", spec_endpoint)
         .at("/docs", docs_endpoint)
         .at("/ui/app.js", poem::get(crate::dashboard::script))
@@ -329,7 +329,12 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
             let sessions = Arc::clone(&sessions);
             async move { crate::session::around(&sessions, &endpoint, request).await }
         })
-        .with_if(cors.is_some(), cors.unwrap_or_default())
+        // Boxed: the middleware stack's type is too deep for an application that nests it.
+        .boxed();
+    match cors {
+        Some(cors) => app.with(cors).map_to_response().boxed(),
+        None => app,
+    }
 }
 
 /// Serves the API over `homepot` on `bind` in the background. The caller keeps the engine

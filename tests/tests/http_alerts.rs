@@ -269,6 +269,7 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn a_real_alertmanager_hears_firing_then_resolved() {
+    homepot_tests::init();
     let binary = ["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists());

@@ -160,8 +160,17 @@ async fn every_protected_route_needs_a_key(s: &TestServer) {
     public.sort();
     assert_eq!(
         public,
-        ["GET /api/health", "GET /api/v1/stats", "GET /health", "POST /api/v1/simulator/device-metrics"],
-        "only liveness, counters and the (off by default) simulator are public"
+        [
+            "DELETE /api/v1/session",
+            "GET /api/health",
+            "GET /api/v1/session",
+            "GET /api/v1/stats",
+            "GET /health",
+            "POST /api/v1/session",
+            "POST /api/v1/simulator/device-metrics"
+        ],
+        "only liveness, counters, the dashboard's sign-in (a key in the body, or a session cookie) \
+         and the (off by default) simulator are public"
     );
     assert!(checked >= 35, "only {checked} protected operations found");
 }
