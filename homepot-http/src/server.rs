@@ -286,7 +286,10 @@ pub fn routes(homepot: &Homepot, config: &ServerConfig) -> impl Endpoint + use<>
         // The API is nested at the root, so its router would answer `/` itself (404).
         .around(|endpoint, request| async move {
             if request.uri().path() == "/" && request.method() == poem::http::Method::GET {
-                return Ok(crate::dashboard::page());
+                let mut page = crate::dashboard::page();
+                // Named like any routed page, so the request log groups it.
+                page.set_data(poem::PathPattern(Arc::from("/")));
+                return Ok(page);
             }
             endpoint.call(request).await.map(IntoResponse::into_response)
         })
