@@ -76,6 +76,11 @@ try:
         return blue;""")
     assert painted > 0, "the CPU chart is drawn"
     driver.save_screenshot(shots + "/device.png")
+    # Choosing another range redraws the charts from the rollups.
+    from selenium.webdriver.support.ui import Select
+    Select(driver.find_element(By.ID, "range")).select_by_value("2592000")
+    wait.until(EC.staleness_of(canvas))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'canvas[data-field="cpu_percent"]')))
 
     # An alert: admins may acknowledge it.
     call("POST", "/api/v1/alerts/rules", {"id": "browser-sick", "kind": "unhealthy", "count": 1, "severity": "major"})

@@ -141,7 +141,9 @@ function fleetPage() {
     if (append) body.append(...rows); else body.replaceChildren(...rows);
   };
   more.addEventListener("click", () => load(true));
-  for (const control of [search, filter, sort]) control.addEventListener("input", () => load(false));
+  // `change` for the selects: every browser fires it when a choice is made.
+  search.addEventListener("input", () => load(false));
+  for (const control of [filter, sort]) control.addEventListener("change", () => load(false));
   $("#page").replaceChildren(
     el("h1", {}, "Fleet"),
     el("div", { class: "bar" }, search, filter, sort),
@@ -162,7 +164,7 @@ async function devicePage(id) {
     const to = Math.floor(Date.now() / 1000), from = to - Number(range.value);
     charts.replaceChildren(...await Promise.all(fields.map(([field, title]) => chartCard(id, field, title, from, to))));
   };
-  range.addEventListener("input", draw);
+  range.addEventListener("change", draw);
   const latest = device.latest_health;
   const alerts = await api("GET", "/api/v1/alerts?limit=20&device_id=" + encodeURIComponent(id));
   let history = { history: [] };
@@ -276,7 +278,7 @@ function alertsPage() {
       el("td", {}, "until " + new Date(s.ends_at).toLocaleString()),
       el("td", {}, s.comment || ""))))));
   };
-  filter.addEventListener("input", load);
+  filter.addEventListener("change", load);
   $("#page").replaceChildren(el("h1", {}, "Alerts"), el("div", { class: "bar" }, filter), holder, el("h2", {}, "Silences in force"), silences);
   live(() => load().catch(() => {}), 10000);
 }
@@ -326,7 +328,7 @@ function servicePage() {
       el("h2", {}, "Errors"),
       table(["category", "severity", "count"], errors.errors.map((e) => [e.category, e.severity, e.count])));
   };
-  hours.addEventListener("input", load);
+  hours.addEventListener("change", load);
   $("#page").replaceChildren(el("h1", {}, "Service"), el("div", { class: "bar" }, "Window ", hours), holder);
   live(() => load().catch((error) => holder.replaceChildren(el("p", { class: "error" }, error.message))), 15000);
 }
