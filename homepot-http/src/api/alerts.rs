@@ -27,8 +27,9 @@ pub(crate) struct AlertsApi;
 
 type Document = JsonBody<BTreeMap<String, Value>>;
 
-fn document(body: &Document) -> Result<Value, ApiError> {
-    parse_object(&body.bytes).map(Value::Object).map_err(|e| ApiError::invalid("body", e))
+/// A body as a JSON object, or 422 at its place; the alerting readers take it from there.
+fn document(bytes: &[u8]) -> Result<Value, ApiError> {
+    parse_object(bytes).map(Value::Object).map_err(|e| ApiError::invalid("body", e))
 }
 
 /// Configuration documents of one kind.
@@ -156,7 +157,7 @@ impl AlertsApi {
         body: Document,
     ) -> Result<Created, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
-        let document = document(&body)?;
+        let document = document(&body.bytes)?;
         if let Some(id) = document.get("id").and_then(Value::as_str)
             && state.homepot.alert_rule(id).await.is_ok()
         {
@@ -191,7 +192,7 @@ impl AlertsApi {
         body: Document,
     ) -> Result<Json<Value>, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
-        let rule = state.homepot.put_alert_rule(&document(&body)?, Some(&rule_id)).await?;
+        let rule = state.homepot.put_alert_rule(&document(&body.bytes)?, Some(&rule_id)).await?;
         Ok(Json(rule.to_json()))
     }
 
@@ -229,7 +230,7 @@ impl AlertsApi {
         body: Document,
     ) -> Result<Created, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
-        let silence = state.homepot.add_silence(&document(&body)?).await?;
+        let silence = state.homepot.add_silence(&document(&body.bytes)?).await?;
         Ok(Created::Created(Json(AlertConfig::Silence(silence).to_json())))
     }
 
@@ -266,7 +267,7 @@ impl AlertsApi {
         body: Document,
     ) -> Result<Created, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
-        let receiver = state.homepot.put_receiver(&document(&body)?, None).await?;
+        let receiver = state.homepot.put_receiver(&document(&body.bytes)?, None).await?;
         Ok(Created::Created(Json(receiver.to_json())))
     }
 
@@ -281,7 +282,7 @@ impl AlertsApi {
         body: Document,
     ) -> Result<Json<Value>, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
-        let receiver = state.homepot.put_receiver(&document(&body)?, Some(&receiver_id)).await?;
+        let receiver = state.homepot.put_receiver(&document(&body.bytes)?, Some(&receiver_id)).await?;
         Ok(Json(receiver.to_json()))
     }
 
@@ -396,7 +397,7 @@ impl AlertsApi {
         body: JsonBody<AckRequest>,
     ) -> Result<Json<Value>, ApiError> {
         state.authenticate(&auth).await?.require_admin()?;
-        let document = document_of(&body.bytes)?;
+        let document = document(&body.bytes)?;
         let by = document.get("by").and_then(Value::as_str).filter(|s| !s.trim().is_empty() && s.len() <= 200);
         let Some(by) = by else {
             return Err(ApiError::invalid_field(
@@ -421,10 +422,6 @@ impl AlertsApi {
         let alert = state.homepot.ack_alert(&alert_id, by.to_owned(), note).await?;
         Ok(Json(alert_json(&alert)))
     }
-}
-
-fn document_of(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    parse_object(bytes).map_err(|e| ApiError::invalid("body", e))
 }
 
 fn default_limit() -> usize {
