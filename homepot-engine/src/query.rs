@@ -2,6 +2,8 @@
 //! step-aligned buckets from the coarsest tier that divides the step. Buckets not yet
 //! flushed to storage are merged in, so an answer includes samples accepted a moment ago.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use homepot_core::rollup::{Agg, RangePlan, plan_range, rebucket};
 use homepot_core::{DeviceId, health};
@@ -15,10 +17,11 @@ pub const MAX_RANGE_SERIES: usize = 1_000;
 /// Which series a range query reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SeriesSelector {
-    /// One field of a device's health checks (`cpu_percent`, `response_time_ms`...).
-    Device {
-        /// The device.
-        device: DeviceId,
+    /// One field of the health checks of one or more devices (`cpu_percent`,
+    /// `response_time_ms`...), e.g. a page of the fleet for its sparklines.
+    Devices {
+        /// The devices, at most [`MAX_RANGE_SERIES`].
+        devices: Vec<DeviceId>,
         /// The health field.
         field: String,
     },
@@ -99,29 +102,50 @@ impl Homepot {
 
     /// The series `selector` names: stored ones with their ids, then those only gathered so far.
     async fn select(&self, selector: &SeriesSelector) -> Result<Vec<(Option<SeriesId>, SeriesKey)>, EngineError> {
-        let device_tags;
-        let (names, field, tags): (Vec<&str>, &str, &[(String, String)]) = match selector {
-            SeriesSelector::Device { device, field } => {
-                if self.inner.store.device(device).await?.is_none() {
-                    return Err(EngineError::DeviceNotFound(device.to_string()));
-                }
-                device_tags = [("device_id".to_owned(), device.to_string())];
-                (health::POINT_NAMES.to_vec(), field, &device_tags)
-            }
-            SeriesSelector::Metric { name, field, tags } => (vec![name.as_str()], field, tags),
+        let (names, field) = match selector {
+            SeriesSelector::Devices { field, .. } => (health::POINT_NAMES.to_vec(), field.as_str()),
+            SeriesSelector::Metric { name, field, .. } => (vec![name.as_str()], field.as_str()),
         };
-        let stored = self.inner.store.find_series(&names, field, tags, MAX_RANGE_SERIES + 1).await?;
-        let mut found: Vec<(Option<SeriesId>, SeriesKey)> = stored.into_iter().map(|s| (Some(s.id), s.key)).collect();
-        for key in self.inner.rollups.unstored_series(&names, field, tags) {
-            if !found.iter().any(|(_, known)| *known == key) {
+        // Storage matches every tag given; several devices are one tag with any of several
+        // values, so they are picked out of the field's series here.
+        let (tags, wanted): (Vec<(String, String)>, Option<HashSet<&str>>) = match selector {
+            SeriesSelector::Devices { devices, .. } => {
+                if devices.len() > MAX_RANGE_SERIES {
+                    return Err(EngineError::invalid_parameter(
+                        "device_id",
+                        format!("at most {MAX_RANGE_SERIES} devices per query"),
+                    ));
+                }
+                for device in devices {
+                    if self.inner.store.device(device).await?.is_none() {
+                        return Err(EngineError::DeviceNotFound(device.to_string()));
+                    }
+                }
+                match devices.as_slice() {
+                    [one] => (vec![("device_id".to_owned(), one.to_string())], None),
+                    many => (Vec::new(), Some(many.iter().map(|d| d.as_str()).collect())),
+                }
+            }
+            SeriesSelector::Metric { tags, .. } => (tags.clone(), None),
+        };
+        let chosen = |key: &SeriesKey| {
+            wanted.as_ref().is_none_or(|set| key.tags.iter().any(|(k, v)| k == "device_id" && set.contains(v.as_str())))
+        };
+        let limit = if wanted.is_some() { usize::MAX } else { MAX_RANGE_SERIES + 1 };
+        let stored = self.inner.store.find_series(&names, field, &tags, limit).await?;
+        let mut found: Vec<(Option<SeriesId>, SeriesKey)> =
+            stored.into_iter().filter(|s| chosen(&s.key)).map(|s| (Some(s.id), s.key)).collect();
+        for key in self.inner.rollups.unstored_series(&names, field, &tags) {
+            if chosen(&key) && !found.iter().any(|(_, known)| *known == key) {
                 found.push((None, key));
             }
         }
         if found.is_empty() {
             return Err(EngineError::NotFound(match selector {
-                SeriesSelector::Device { device, field } => {
-                    format!("Device '{device}' has no series for field '{field}'")
-                }
+                SeriesSelector::Devices { devices, field } => match devices.as_slice() {
+                    [device] => format!("Device '{device}' has no series for field '{field}'"),
+                    _ => format!("None of the {} devices has a series for field '{field}'", devices.len()),
+                },
                 SeriesSelector::Metric { name, field, .. } => {
                     format!("No series of metric '{name}' with field '{field}' matches")
                 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use homepot_engine::AlertSettings;
 use homepot_http::ServerConfig;
-use homepot_tests::{Backend, TestServer};
+use homepot_tests::{Backend, TestServer, container_data_message};
 use reqwest::Method;
 use serde_json::json;
 
@@ -26,6 +26,11 @@ async fn the_dashboard_works_in_a_real_browser() {
     let s = TestServer::start(Backend::Sqlite, "dashboard", config).await.unwrap();
     let (_, read) = s.call(Method::POST, "/api/v1/keys", Some(&s.admin_key), Some(&json!({"role": "read"}))).await;
     let read = read["api_key"].as_str().unwrap().to_owned();
+    // A container snapshot for the containers page (its device reports over MQTT in the field).
+    let edge_key = s.register("browser-edge:gateway").await;
+    let message = container_data_message("browser-edge:gateway:edge:containers");
+    let (status, body) = s.call(Method::POST, "/api/v1/containers/metrics", Some(&edge_key), Some(&message)).await;
+    assert_eq!(status, 200, "{body}");
     let shots = std::env::var("HOMEPOT_SCREENSHOTS").ok().filter(|d| !d.is_empty());
     let scratch = tempfile::tempdir().unwrap();
     let shots = shots.unwrap_or_else(|| scratch.path().display().to_string());

@@ -126,6 +126,42 @@ async fn health_fields_by_device(s: &TestServer) {
     assert_eq!(status, 404, "never reported: {body}");
     let (status, body) = range(s, "device_id=no-such-device&field=cpu_percent").await;
     assert_eq!((status, body["detail"].clone()), (404, json!("Device 'no-such-device' not found")));
+
+    // Several devices at once, as the fleet's sparklines ask: one series each, devices that
+    // never reported the field left out, other devices' series not included.
+    let (second, silent, other) = (unique("till-"), unique("till-"), unique("till-"));
+    for (id, cpu) in [(&second, Some(70.0)), (&silent, None), (&other, Some(5.0))] {
+        let key = s.register(id).await;
+        let check = match cpu {
+            Some(cpu) => json!({"is_healthy": true, "response_time_ms": 100, "system": {"cpu_percent": cpu}}),
+            None => json!({"is_healthy": true, "response_time_ms": 100}),
+        };
+        let (status, body) =
+            s.call(Method::POST, &format!("/api/v1/devices/{id}/health"), Some(&key), Some(&check)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, many) = range(
+        s,
+        &format!(
+            "device_id={device}&device_id={second}&device_id={silent}&field=cpu_percent&from={from}&step=86400&agg=max"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{many}");
+    let mut maxima: Vec<(String, f64)> = many["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["labels"]["device_id"].as_str().unwrap().to_owned(), s["points"][0][1].as_f64().unwrap()))
+        .collect();
+    maxima.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut expected = vec![(device.clone(), 30.0), (second.clone(), 70.0)];
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(maxima, expected, "{many}");
+    let (status, body) = range(s, &format!("device_id={device}&device_id=no-such-device&field=cpu_percent")).await;
+    assert_eq!((status, body["detail"].clone()), (404, json!("Device 'no-such-device' not found")));
+    let (status, body) = range(s, &format!("device_id={silent}&device_id={silent}&field=cpu_percent")).await;
+    assert_eq!(status, 404, "no device has the field: {body}");
 }
 
 async fn refused_queries(s: &TestServer) {

@@ -47,7 +47,8 @@ struct RangeView {
 impl QueryApi {
     /// A series over time from the rollups, in buckets of `step` seconds (or as many as fit
     /// in `max_points`), each reduced to `agg`. Select either a device's health field
-    /// (`device_id` and `field`, e.g. `cpu_percent`) or a metric (`name`, `field` defaulting
+    /// (`device_id` and `field`, e.g. `cpu_percent`; repeat `device_id` for up to 1,000
+    /// devices at once, one series each, devices without samples left out) or a metric (`name`, `field` defaulting
     /// to `value`, and `tag=key:value` filters). `from` and `to` take RFC 3339 or Unix
     /// seconds (default: the last 24 hours). Needs an admin or read key.
     #[oai(path = "/api/v1/query/range", method = "get", tag = "ApiTags::Query")]
@@ -56,8 +57,8 @@ impl QueryApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
-        /// A device whose health field to read.
-        device_id: Query<Option<String>>,
+        /// A device whose health field to read; repeat for several.
+        device_id: Query<Vec<String>>,
         /// A metric name to read.
         #[oai(validator(min_length = 1, max_length = 256))]
         name: Query<Option<String>>,
@@ -81,16 +82,20 @@ impl QueryApi {
         let invalid = |parameter: &str, message: &str| {
             ApiError::invalid_field("query", parameter, ErrorKind::BadFormat, message.to_owned())
         };
-        let selector = match (device_id.0, name.0) {
-            (Some(device), None) => {
+        let selector = match (device_id.0.is_empty(), name.0) {
+            (false, None) => {
                 if !tag.0.is_empty() {
                     return Err(invalid("tag", "tag filters go with name, not device_id"));
                 }
-                let device = DeviceId::parse(&device).map_err(|_| ApiError::device_not_found(&device))?;
+                let devices = device_id
+                    .0
+                    .iter()
+                    .map(|device| DeviceId::parse(device).map_err(|_| ApiError::device_not_found(device)))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let field = field.0.ok_or_else(|| invalid("field", "a health field is required with device_id"))?;
-                SeriesSelector::Device { device, field }
+                SeriesSelector::Devices { devices, field }
             }
-            (None, Some(name)) => SeriesSelector::Metric {
+            (true, Some(name)) => SeriesSelector::Metric {
                 name,
                 field: field.0.unwrap_or_else(|| "value".to_owned()),
                 tags: parse_tags(&tag.0)?,
