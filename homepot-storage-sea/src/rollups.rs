@@ -253,13 +253,25 @@ impl RollupStore for SeaOrmStore {
             return Ok(Vec::new());
         }
         let backend = self.db.get_database_backend();
+        // Each wanted tag narrows the scan in SQL to rows whose compact JSON holds `"k":"v"`,
+        // so a device's series are not found by decoding every device's tags. The text match
+        // can only over-select (SQLite's LIKE ignores ASCII case); the decoded tags decide.
+        let tag_filters: String = (0..tags.len())
+            .map(|i| format!(" AND tags LIKE {} ESCAPE '\\'", parameters(backend, 2 + names.len() + i, 1)))
+            .collect();
         let sql = format!(
-            "SELECT id, name, tags FROM rollup_series WHERE field = {} AND name IN ({}) ORDER BY id",
+            "SELECT id, name, tags FROM rollup_series WHERE field = {} AND name IN ({}){tag_filters} ORDER BY id",
             parameters(backend, 1, 1),
             parameters(backend, 2, names.len())
         );
         let mut values: Vec<sea_orm::Value> = vec![field.into()];
         values.extend(names.iter().map(|n| (*n).into()));
+        values.extend(tags.iter().map(|(k, v)| {
+            let pair = tags_to_json_text(&[(k.clone(), v.clone())]);
+            let inner = &pair[1..pair.len() - 1];
+            let escaped = inner.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            format!("%{escaped}%").into()
+        }));
         let mut found = Vec::new();
         for row in self.db.query_all(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)? {
             let text: String = row.try_get("", "tags").map_err(db_error)?;

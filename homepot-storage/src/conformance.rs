@@ -769,6 +769,10 @@ pub async fn finds_series_and_reads_bucket_ranges<S: Store + ?Sized>(store: &S) 
         series(&a, "value", &[("host", "y")]),
         series(&a, "other", &[("host", "x")]),
         series(&b, "value", &[("host", "x")]),
+        // Tags whose text holds what a backend's pattern matching treats specially.
+        series(&b, "value", &[("host", "a%b_c\\d\"e")]),
+        series(&b, "value", &[("host", "aXbYc\\d\"e")]),
+        series(&b, "value", &[("host", "X")]),
     ];
     let deltas: Vec<RollupDelta> = keys
         .iter()
@@ -795,6 +799,10 @@ pub async fn finds_series_and_reads_bucket_ranges<S: Store + ?Sized>(store: &S) 
     assert_eq!(store.find_series(&[&a], "value", &[], 1).await.expect("find").len(), 1, "limit");
     assert!(store.find_series(&[&a], "value", &[pair("host", "z")], 10).await.expect("find").is_empty());
     assert!(store.find_series(&[], "value", &[], 10).await.expect("find").is_empty());
+    for (host, expected) in [("a%b_c\\d\"e", &keys[4]), ("aXbYc\\d\"e", &keys[5]), ("X", &keys[6])] {
+        let found = store.find_series(&[&b], "value", &[pair("host", host)], 10).await.expect("find");
+        assert_eq!(names(&found), [expected.clone()], "tag values match exactly: {host}");
+    }
 
     let id = on_x[0].id;
     let starts = |buckets: Vec<StoredBucket>| buckets.into_iter().map(|b| b.start).collect::<Vec<_>>();
