@@ -64,6 +64,17 @@ impl BodyKind for TextKind {
     }
 }
 
+/// A Prometheus remote write body: a snappy-compressed protobuf `WriteRequest`.
+#[derive(Debug)]
+pub(crate) struct RemoteWriteKind;
+
+impl BodyKind for RemoteWriteKind {
+    const CONTENT_TYPES: &'static [&'static str] = &["application/x-protobuf"];
+    fn schema_ref(_: usize) -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")))
+    }
+}
+
 /// An OTLP/HTTP body: protobuf or JSON.
 #[derive(Debug)]
 pub(crate) struct OtlpKind;

@@ -10,3 +10,4 @@ pub mod line_protocol;
 pub mod metrics_json;
 pub mod node_json;
 pub mod otlp;
+pub mod remote_write;

@@ -1,17 +1,17 @@
 //! Metrics ingest in every format the metrics service takes (simple JSON, JSON batch, line
-//! protocol, InfluxDB's `/write`, OTLP), all through one opening and one write, and metric
-//! history.
+//! protocol, InfluxDB's `/write`, OTLP) and Prometheus remote write, all through one opening
+//! and one write, and metric history.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use homepot_core::ingest::line_protocol::{LineError, Precision, parse_lines};
 use homepot_core::ingest::metrics_json::{parse_metric_batch, parse_simple_metric};
-use homepot_core::ingest::otlp;
+use homepot_core::ingest::{otlp, remote_write};
 use homepot_core::{ErrorKind, FieldError, FieldValue, LocSegment, Point, ValidationErrors};
 use poem::web::Data;
 use poem_openapi::param::Query;
-use poem_openapi::payload::Json;
+use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::registry::{MetaMediaType, MetaResponse, MetaResponses, MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
@@ -22,7 +22,7 @@ use homepot_engine::{PointsWrite, Principal};
 use super::documented::{MetricBatchRequest, SimpleMetricRequest};
 use super::{ApiTags, AppState, parse_tags};
 use crate::auth::MetricsAuth;
-use crate::body::{JsonBody, OtlpKind, RawBody, TextKind};
+use crate::body::{JsonBody, OtlpKind, RawBody, RemoteWriteKind, TextKind};
 use crate::error::ApiError;
 
 /// Metrics ingest and history (metrics service).
@@ -152,6 +152,18 @@ enum WriteResponse {
     /// Some lines were rejected; the valid ones were stored (InfluxDB's partial write).
     #[oai(status = 400)]
     PartialWrite(Json<InfluxError>),
+}
+
+/// The answer to a remote write request, as the remote write specification has it.
+#[derive(Debug, ApiResponse)]
+enum RemoteWriteResponse {
+    /// Every sample was stored (stale markers, NaN values, are skipped).
+    #[oai(status = 204)]
+    Stored,
+    /// The body is not a remote write request, or some series could not be stored (the
+    /// others were): the reason, as text. The sender must not retry it.
+    #[oai(status = 400)]
+    Refused(PlainText<String>),
 }
 
 /// One stored point.
@@ -375,6 +387,45 @@ impl MetricsApi {
             partial_success: (outcome.rejected > 0)
                 .then(|| OtlpPartialSuccess { rejected_data_points: outcome.rejected.to_string(), error_message }),
         }))
+    }
+
+    /// Prometheus remote write 1.0 (Prometheus, vmagent, Grafana Alloy, Telegraf, the
+    /// OpenTelemetry collector): a snappy block-compressed protobuf `WriteRequest` with
+    /// `Content-Encoding: snappy`. Each sample becomes a point named after its `__name__`,
+    /// tagged with its other labels, with the field `value`. 204 when stored; 400 with the
+    /// reason for a body that is not such a request or series that cannot be stored (the
+    /// others are stored), which a sender does not retry; 429 and 5xx are retried. Needs an
+    /// admin or device key (`Authorization: Bearer KEY` or basic auth).
+    #[oai(path = "/api/v1/write", method = "post", tag = "ApiTags::Metrics")]
+    async fn remote_write(
+        &self,
+        state: Data<&Arc<AppState>>,
+        auth: MetricsAuth,
+        /// `snappy`, the only encoding the protocol uses.
+        #[oai(name = "Content-Encoding")]
+        content_encoding: poem_openapi::param::Header<Option<String>>,
+        body: RawBody<RemoteWriteKind>,
+    ) -> Result<RemoteWriteResponse, ApiError> {
+        let push = Push::open(&state, &auth).await?;
+        if let Some(encoding) = content_encoding.0.filter(|e| !e.trim().eq_ignore_ascii_case("snappy")) {
+            return Ok(RemoteWriteResponse::Refused(PlainText(format!(
+                "Content-Encoding must be snappy, got {encoding}"
+            ))));
+        }
+        let request = match remote_write::decode(&body.bytes) {
+            Ok(request) => request,
+            Err(error) => return Ok(RemoteWriteResponse::Refused(PlainText(error.to_string()))),
+        };
+        let outcome = remote_write::to_points(&request);
+        push.write(outcome.points).await?;
+        if outcome.rejected == 0 {
+            return Ok(RemoteWriteResponse::Stored);
+        }
+        Ok(RemoteWriteResponse::Refused(PlainText(format!(
+            "{} samples rejected: {}",
+            outcome.rejected,
+            outcome.errors.join("; ")
+        ))))
     }
 
     /// A metric's stored points of the last `hours`, newest first, optionally only those
