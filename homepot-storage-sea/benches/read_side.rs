@@ -37,17 +37,8 @@ async fn populate(url: &str, store: &SeaOrmStore, end_minute: i64) {
     eprintln!("building rollups of {} samples and {DEVICES} devices in {url} (once)", SERIES * MINUTES);
     let db = Database::connect(url).await.expect("connect");
     let postgres = url.starts_with("postgres");
-    let numbers = |from: i64, to: i64| {
-        if postgres {
-            format!("SELECT i FROM generate_series({from}, {to}) AS i")
-        } else {
-            format!(
-                "WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n WHERE i < {to}) SELECT i FROM n"
-            )
-        }
-    };
-    let pad =
-        |expr: &str| if postgres { format!("lpad(({expr})::text, 4, '0')") } else { format!("printf('%04d', {expr})") };
+    let numbers = |from, to| common::numbers(postgres, from, to);
+    let pad = |expr: &str| common::pad(postgres, expr);
     let started = Instant::now();
     db.execute_unprepared(&format!(
         "INSERT INTO rollup_series (key_hash, name, field, tags) SELECT 'bench-' || {h}, 'bench_cpu', 'value', \

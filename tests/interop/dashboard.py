@@ -95,8 +95,8 @@ try:
               "app_metrics": {"app_version": "2.1", "transactions_count": 40, "errors_count": 1}},
              key=device_key)
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'tr[data-device="browser-till-1"]')))
-    spark = 'canvas.spark[data-device="browser-till-1"][data-field="cpu_percent"]'
-    chart_drawn(spark)
+    spark = 'svg.spark[data-device="browser-till-1"][data-field="cpu_percent"] polyline'
+    wait.until(lambda _: driver.execute_script("const l = document.querySelector(arguments[0]); return l && l.getAttribute('points')", spark))
     driver.save_screenshot(shots + "/fleet.png")
     driver.set_window_size(390, 844)
     time.sleep(0.3)
@@ -164,6 +164,7 @@ try:
     Select(wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, 'select[data-tag="site"]')))).select_by_value("north")
     wait.until(lambda _: len(driver.find_elements(By.CSS_SELECTOR, "#explore-charts canvas")) == 1)
     chart_drawn("#explore-charts canvas")
+    assert "null" not in driver.find_element(By.ID, "explore-charts").text, "no stray text"
     driver.save_screenshot(shots + "/metrics.png")
     driver.get(base + "/#/service")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#service-routes tbody tr")))
@@ -175,6 +176,7 @@ try:
     driver.get(base + "/#/device/browser-till-1")
     chart_drawn('canvas[data-field="cpu_percent"]')
     assert not driver.find_elements(By.ID, "device-keys"), "read keys see no key management"
+    assert "null" not in driver.find_element(By.ID, "page").text, "no stray text"
     driver.get(base + "/#/alerts")
     wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "tr[data-alert]")))
     assert not driver.find_elements(By.CSS_SELECTOR, "button.ack"), "read keys see no acknowledge button"

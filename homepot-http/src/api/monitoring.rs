@@ -153,9 +153,9 @@ impl MonitoringApi {
 
 /// Live cluster events as JSON text frames: `node_joined`, `node_stale`, `labels_changed`,
 /// `threshold_crossed`, `threshold_cleared`, and alert changes (`alert_pending`,
-/// `alert_firing`, `alert_acknowledged`, `alert_resolved`). Needs an admin or read key (`?p=KEY` from a
-/// browser). A client too slow for the event rate misses events (told by a `lagged` event)
-/// instead of making the server queue them.
+/// `alert_firing`, `alert_acknowledged`, `alert_resolved`). Needs an admin or read key (from a
+/// browser, the dashboard's session cookie). A client too slow for the event rate misses events
+/// (told by a `lagged` event) instead of making the server queue them.
 async fn serve_events(
     socket: poem::web::websocket::WebSocketStream,
     mut events: broadcast::Receiver<NodeEvent>,

@@ -21,3 +21,19 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[index].as_secs_f64() * 1_000.0
 }
+
+/// SQL for the integers `from..=to` as a one-column table `i`.
+#[allow(dead_code)] // Not every benchmark builds its data in SQL.
+pub(crate) fn numbers(postgres: bool, from: i64, to: i64) -> String {
+    if postgres {
+        format!("SELECT i FROM generate_series({from}, {to}) AS i")
+    } else {
+        format!("WITH RECURSIVE n(i) AS (SELECT {from} UNION ALL SELECT i + 1 FROM n WHERE i < {to}) SELECT i FROM n")
+    }
+}
+
+/// SQL for `expr` as text zero-padded to four digits.
+#[allow(dead_code)]
+pub(crate) fn pad(postgres: bool, expr: &str) -> String {
+    if postgres { format!("lpad(({expr})::text, 4, '0')") } else { format!("printf('%04d', {expr})") }
+}
