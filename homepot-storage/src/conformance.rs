@@ -801,7 +801,7 @@ pub async fn finds_series_and_reads_bucket_ranges<S: Store + ?Sized>(store: &S) 
     assert!(store.find_series(&[], "value", &[], 10).await.expect("find").is_empty());
     for (host, expected) in [("a%b_c\\d\"e", &keys[4]), ("aXbYc\\d\"e", &keys[5]), ("X", &keys[6])] {
         let found = store.find_series(&[&b], "value", &[pair("host", host)], 10).await.expect("find");
-        assert_eq!(names(&found), [expected.clone()], "tag values match exactly: {host}");
+        assert_eq!(names(&found), std::slice::from_ref(expected), "tag values match exactly: {host}");
     }
 
     let id = on_x[0].id;
