@@ -297,6 +297,19 @@ impl RollupStore for SeaOrmStore {
         Ok(found)
     }
 
+    async fn series_names(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let backend = self.db.get_database_backend();
+        let sql = "SELECT DISTINCT name, field FROM rollup_series";
+        let rows = self.db.query_all(Statement::from_string(backend, sql)).await.map_err(db_error)?;
+        let mut names = rows
+            .iter()
+            .map(|row| Ok((row.try_get("", "name").map_err(db_error)?, row.try_get("", "field").map_err(db_error)?)))
+            .collect::<Result<Vec<(String, String)>, StorageError>>()?;
+        // Ordered here, bytewise: PostgreSQL's collation would order by the locale's rules.
+        names.sort_unstable();
+        Ok(names)
+    }
+
     async fn rollup_buckets(
         &self,
         series: &[SeriesId],

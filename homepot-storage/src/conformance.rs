@@ -799,6 +799,11 @@ pub async fn finds_series_and_reads_bucket_ranges<S: Store + ?Sized>(store: &S) 
     assert_eq!(store.find_series(&[&a], "value", &[], 1).await.expect("find").len(), 1, "limit");
     assert!(store.find_series(&[&a], "value", &[pair("host", "z")], 10).await.expect("find").is_empty());
     assert!(store.find_series(&[], "value", &[], 10).await.expect("find").is_empty());
+    let catalog = store.series_names().await.expect("names");
+    for wanted in [(a.clone(), "value".to_owned()), (a.clone(), "other".to_owned()), (b.clone(), "value".to_owned())] {
+        assert_eq!(catalog.iter().filter(|n| **n == wanted).count(), 1, "each name and field once: {wanted:?}");
+    }
+    assert!(catalog.windows(2).all(|w| w[0] < w[1]), "ordered");
     for (host, expected) in [("a%b_c\\d\"e", &keys[4]), ("aXbYc\\d\"e", &keys[5]), ("X", &keys[6])] {
         let found = store.find_series(&[&b], "value", &[pair("host", host)], 10).await.expect("find");
         assert_eq!(names(&found), std::slice::from_ref(expected), "tag values match exactly: {host}");

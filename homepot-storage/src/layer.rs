@@ -50,6 +50,7 @@ pub enum Operation {
     PurgePoints,
     MergeRollups,
     FindSeries,
+    SeriesNames,
     RollupBuckets,
     PurgeRollups,
     OldestBucket,
@@ -157,6 +158,7 @@ layered!(MetricStore {
 layered!(RollupStore {
     MergeRollups => fn merge_rollups(deltas: &[RollupDelta]) -> ();
     FindSeries => fn find_series(names: &[&str], field: &str, tags: &[(String, String)], limit: usize) -> Vec<StoredSeries>;
+    SeriesNames => fn series_names() -> Vec<(String, String)>;
     RollupBuckets => fn rollup_buckets(series: &[SeriesId], tier: Tier, from_s: i64, to_s: i64) -> Vec<StoredBucket>;
     PurgeRollups => fn purge_rollups(tier: Tier, before_s: i64, max_rows: u64) -> u64;
     OldestBucket => fn oldest_bucket(tier: Tier) -> Option<i64>;

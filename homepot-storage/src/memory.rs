@@ -384,6 +384,12 @@ impl RollupStore for InMemoryStore {
             .collect())
     }
 
+    async fn series_names(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let names: std::collections::BTreeSet<(String, String)> =
+            self.tables().series.iter().map(|s| (s.key.name.clone(), s.key.field.clone())).collect();
+        Ok(names.into_iter().collect())
+    }
+
     async fn rollup_buckets(
         &self,
         series: &[SeriesId],

@@ -218,6 +218,13 @@ pub trait RollupStore: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StoredSeries>, StorageError>;
 
+    /// Every distinct `(name, field)` of the stored series, ordered: the catalog a query
+    /// language's name matchers run over.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn series_names(&self) -> Result<Vec<(String, String)>, StorageError>;
+
     /// The buckets of `series` in `tier` that start in `[from_s, to_s)`, ordered by series
     /// then start.
     ///

@@ -442,6 +442,10 @@ impl RollupStore for JournalStore {
         self.tables.find_series(names, field, tags, limit).await
     }
 
+    async fn series_names(&self) -> Result<Vec<(String, String)>, StorageError> {
+        self.tables.series_names().await
+    }
+
     async fn rollup_buckets(
         &self,
         series: &[SeriesId],
