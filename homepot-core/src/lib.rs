@@ -18,6 +18,7 @@ pub mod live;
 pub mod metric;
 pub mod node;
 pub mod prometheus;
+pub mod promql;
 pub mod rollup;
 pub mod simulate;
 pub mod validation;

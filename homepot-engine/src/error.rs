@@ -50,6 +50,9 @@ pub enum EngineError {
     /// A device did not answer in time.
     #[error("{0}")]
     Timeout(String),
+    /// A PromQL query that is not PromQL, or outside what homepot evaluates.
+    #[error(transparent)]
+    Promql(homepot_core::promql::PromqlError),
     /// Storage refused or failed (shared: one failed commit answers every sender in it).
     #[error(transparent)]
     Storage(Arc<StorageError>),

@@ -20,6 +20,7 @@ mod export;
 mod jobs;
 mod nodes;
 mod pipeline;
+mod promql;
 mod query;
 mod request_log;
 mod restore;
@@ -60,6 +61,7 @@ pub use error::EngineError;
 pub use export::{EXPORT_PAGE, Export, cells, columns, export, export_end};
 pub use nodes::{ClusterView, NodeView};
 pub use pipeline::{HealthWrite, PointsWrite};
+pub use promql::{MAX_PROMQL_SERIES, MAX_PROMQL_STEPS, MatchedSeries};
 pub use query::{MAX_RANGE_SERIES, RangeAnswer, RangeQuery, RangeSeries, SeriesSelector};
 pub use stats::{Stats, StatsSnapshot, SubscriberGuard};
 

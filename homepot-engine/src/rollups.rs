@@ -194,6 +194,16 @@ impl Rollups {
         self.storing.read().await
     }
 
+    /// Every series gathering or waiting to be stored.
+    pub(crate) fn unstored_keys(&self) -> Vec<SeriesKey> {
+        let gathering = self.gathering();
+        let mut keys: Vec<SeriesKey> =
+            gathering.keys.iter().chain(gathering.unflushed.iter().map(|d| &d.series)).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
     /// The series gathering or waiting to be stored that are named one of `names`, of
     /// `field`, with every pair of `tags`.
     pub(crate) fn unstored_series(&self, names: &[&str], field: &str, tags: &[(String, String)]) -> Vec<SeriesKey> {

@@ -70,8 +70,31 @@ pub(crate) struct RemoteWriteKind;
 
 impl BodyKind for RemoteWriteKind {
     const CONTENT_TYPES: &'static [&'static str] = &["application/x-protobuf"];
+    // Read whatever the header says, so that the key is checked first; a body that is not
+    // a snappy-compressed request is refused with 400 after it.
+    const ANY_CONTENT_TYPE: bool = true;
     fn schema_ref(_: usize) -> MetaSchemaRef {
         MetaSchemaRef::Inline(Box::new(MetaSchema::new_with_format("string", "binary")))
+    }
+}
+
+/// Form parameters (`application/x-www-form-urlencoded`), as the Prometheus API takes them.
+#[derive(Debug)]
+pub(crate) struct FormKind;
+
+impl BodyKind for FormKind {
+    const CONTENT_TYPES: &'static [&'static str] = &["application/x-www-form-urlencoded"];
+    const ANY_CONTENT_TYPE: bool = true;
+    const REQUIRED: bool = false;
+    fn schema_ref(_: usize) -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(MetaSchema::new("object")))
+    }
+}
+
+impl RawBody<FormKind> {
+    /// The body's `name=value` pairs, decoded.
+    pub(crate) fn pairs(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.bytes).into_owned().collect()
     }
 }
 

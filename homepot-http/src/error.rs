@@ -200,6 +200,9 @@ impl From<EngineError> for ApiError {
             EngineError::NoTransport(message) => Self::unavailable(message),
             EngineError::Timeout(message) => Self::gateway_timeout(message),
             EngineError::Storage(error) => Self::from(error.as_ref()),
+            EngineError::Promql(error) => {
+                Self::invalid_field("query", "query", ErrorKind::BadFormat, error.to_string())
+            }
             error => {
                 tracing::error!(%error, "request failed");
                 Self::internal()

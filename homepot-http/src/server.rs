@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use crate::analytics::{AnalyticsConfig, RequestLogger};
 use crate::api::{
     AlertsApi, AnalyticsApi, AppState, ContainersApi, DevicesApi, ExportApi, HealthApi, KeysApi, LiveApi, MetricsApi,
-    MonitoringApi, QueryApi, ServiceApi, SessionApi, SimulatorApi, StreamApi,
+    MonitoringApi, PrometheusApi, QueryApi, ServiceApi, SessionApi, SimulatorApi, StreamApi,
 };
 use crate::body::{BodyLimit, BodyTimeout};
 use crate::error::catch_all;
@@ -133,7 +133,7 @@ type Apis = (
     ContainersApi,
     AnalyticsApi,
     // The read side; nested because tuples implement `Default` up to twelve.
-    (QueryApi, ExportApi, AlertsApi, SessionApi),
+    (QueryApi, PrometheusApi, ExportApi, AlertsApi, SessionApi),
     SimulatorApi,
 );
 
