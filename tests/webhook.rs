@@ -59,7 +59,9 @@ impl Webhook {
     /// Starts listening on its port.
     pub async fn up(&mut self) {
         let acceptor = TcpListener::bind(self.addr.to_string()).into_acceptor().await.expect("bind the webhook port");
-        let app = Route::new().at("/hook", post(receive)).data(Arc::clone(&self.shared));
+        // Alertmanager clients (vmalert) post below the URL they are given: /hook/api/v2/alerts.
+        let app =
+            Route::new().at("/hook", post(receive)).at("/hook/*rest", post(receive)).data(Arc::clone(&self.shared));
         self.server = Some(tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor).run(app).await;
         }));

@@ -3,7 +3,8 @@
 //! homepot and to a real Prometheus 2.42 (Debian's `prometheus`, receiving remote write); a
 //! fixed list of PromQL queries then runs through both, instant at two times and as range
 //! queries at two steps, and every answer must agree within float tolerance. Then
-//! `promtool query` reads homepot as it reads Prometheus. Skips with a notice without the
+//! `promtool query` reads homepot as it reads Prometheus, and vmalert evaluates a recording
+//! and an alerting rule with homepot as its datasource. Skips with a notice without the
 //! binaries; the API's own shapes and errors are checked on every backend without them.
 
 use std::collections::BTreeMap;
@@ -283,6 +284,72 @@ async fn answers_agree_with_prometheus() {
     assert_eq!(series.lines().count(), 3, "{series}");
     let labels = promtool(&["query", "labels", &server, "room"]).await;
     assert_eq!(labels.split_whitespace().collect::<Vec<_>>(), ["a", "b", "c"], "{labels}");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn vmalert_evaluates_rules_against_homepot() {
+    if Command::new("vmalert").arg("-version").output().is_err() {
+        eprintln!("SKIPPED vmalert_evaluates_rules_against_homepot: install Debian's victoria-metrics");
+        return;
+    }
+    let s = TestServer::start(Backend::Sqlite, "vmalert", ServerConfig::default()).await.expect("SQLite");
+    let notified = homepot_tests::webhook::Webhook::start().await;
+    let name = unique("vm_temperature_").replace('-', "_");
+    let (status, body) =
+        s.post_text("/write", &s.admin_key, &format!("{name},room=a value=30\n{name},room=b value=20")).await;
+    assert_eq!(status, 204, "{body}");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = format!(
+        "groups:\n  - name: homepot\n    interval: 1s\n    rules:\n      - record: {name}:max\n        expr: max by (room) ({name})\n\
+         \x20     - alert: RoomHot\n        expr: {name} > 25\n        labels:\n          severity: page\n"
+    );
+    std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+    let port = free_port();
+    let _vmalert = Killed(
+        Command::new("vmalert")
+            .arg(format!("-rule={}", dir.path().join("rules.yml").display()))
+            .arg(format!("-datasource.url={}", s.base))
+            .arg(format!("-datasource.bearerToken={}", s.admin_key))
+            .arg(format!("-remoteWrite.url={}", s.base))
+            .arg(format!("-remoteWrite.bearerToken={}", s.admin_key))
+            .arg("-remoteWrite.flushInterval=1s")
+            .arg(format!("-notifier.url={}", notified.url()))
+            .arg("-evaluationInterval=1s")
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vmalert"),
+    );
+    // The alerting rule fires on room a and reaches the notifier.
+    let alerts = notified
+        .wait_for(60, |got| {
+            got.iter()
+                .flat_map(|b| b.as_array().cloned().unwrap_or_default())
+                .any(|a| a["labels"]["alertname"] == "RoomHot")
+        })
+        .await;
+    let fired: Vec<Value> = alerts.iter().flat_map(|b| b.as_array().cloned().unwrap_or_default()).collect();
+    assert!(fired.iter().any(|a| a["labels"]["room"] == "a" && a["labels"]["severity"] == "page"), "{fired:?}");
+    assert!(fired.iter().all(|a| a["labels"]["room"] != "b"), "room b is not hot: {fired:?}");
+    // The recording rule's result comes back to homepot by remote write, and reads back.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = get(
+            &client,
+            &s.url("/api/v1/query"),
+            Some(&s.admin_key),
+            &[("query", format!("{name}:max{{room=\"a\"}}"))],
+        )
+        .await;
+        if answer["data"]["result"][0]["value"][1] == "30" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the recorded series never arrived: {answer}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     s.shutdown().await;
 }
 
