@@ -291,6 +291,22 @@ pub fn container_data_message(thing: &str) -> Value {
     })
 }
 
+/// A port on 127.0.0.1 that was free a moment ago, for a real client's or peer's own listener.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// A child process (Prometheus, vmagent, vmalert...) killed when the test ends, however it ends.
+#[derive(Debug)]
+pub struct KilledOnDrop(pub std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A string unique to this test run, with `prefix` (device ids that never collide, even in
 /// a shared PostgreSQL database).
 pub fn unique(prefix: &str) -> String {

@@ -14,7 +14,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use homepot_core::DeviceId;
@@ -128,17 +128,6 @@ async fn populate(url: &str, store: &SeaOrmStore, now_s: i64) {
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 }
 
-fn report(what: &str, mut times: Vec<Duration>) {
-    times.sort_unstable();
-    println!(
-        "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} runs)",
-        common::percentile(&times, 0.50),
-        common::percentile(&times, 0.99),
-        common::percentile(&times, 1.0),
-        times.len()
-    );
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
@@ -175,7 +164,11 @@ fn main() {
             }
             times.push(started.elapsed());
         }
-        report(&format!("fleet sparklines, 3 queries of 100 devices × 24 h ({} series a page)", series / RUNS), times);
+        common::report(
+            &format!("fleet sparklines, 3 queries of 100 devices × 24 h ({} series a page)", series / RUNS),
+            times,
+            "runs",
+        );
 
         for (label, step_s, max_points) in
             [("max_points=300 (1m tier)", None, Some(300)), ("step=7200 (1h tier)", Some(7_200), None)]
@@ -196,9 +189,10 @@ fn main() {
                 }
                 times.push(started.elapsed());
             }
-            report(
+            common::report(
                 &format!("device page, 30 days, 12 queries at {label} ({} points a chart)", points / RUNS / 12),
                 times,
+                "runs",
             );
         }
         engine.shutdown().await;

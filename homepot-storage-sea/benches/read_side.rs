@@ -11,7 +11,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{TimeDelta, Utc};
 use homepot_core::rollup::Agg;
@@ -103,17 +103,6 @@ async fn populate(url: &str, store: &SeaOrmStore, end_minute: i64) {
     eprintln!("built in {:.0} s", started.elapsed().as_secs_f64());
 }
 
-fn report(what: &str, mut times: Vec<Duration>) {
-    times.sort_unstable();
-    println!(
-        "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} queries)",
-        common::percentile(&times, 0.50),
-        common::percentile(&times, 0.99),
-        common::percentile(&times, 1.0),
-        times.len()
-    );
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
@@ -148,7 +137,7 @@ fn main() {
             times.push(started.elapsed());
             points += answer.series[0].points.len();
         }
-        report(&format!("30 days at 1 h steps ({} points a series)", points / QUERIES), times);
+        common::report(&format!("30 days at 1 h steps ({} points a series)", points / QUERIES), times, "queries");
 
         let page = |after| FleetQuery {
             text: None,
@@ -175,8 +164,8 @@ fn main() {
             deep.push(started.elapsed());
             assert_eq!(answer.devices.len(), 100);
         }
-        report(&format!("fleet of {DEVICES}+ devices by -cpu_percent, first page of 100"), first);
-        report("the same, page 51 (by cursor)", deep);
+        common::report(&format!("fleet of {DEVICES}+ devices by -cpu_percent, first page of 100"), first, "queries");
+        common::report("the same, page 51 (by cursor)", deep, "queries");
         engine.shutdown().await;
     });
 }

@@ -262,11 +262,6 @@ async fn a_receiver_down_for_30_s_gets_every_notification_once_postgres() {
     a_receiver_down_for_30_s_gets_every_notification_once(Backend::Postgres).await;
 }
 
-/// A free port on 127.0.0.1.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn a_real_alertmanager_hears_firing_then_resolved() {
     homepot_tests::init();
@@ -281,7 +276,7 @@ async fn a_real_alertmanager_hears_firing_then_resolved() {
     let config = dir.path().join("alertmanager.yml");
     std::fs::write(&config, "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n")
         .unwrap();
-    let port = free_port();
+    let port = homepot_tests::free_port();
     let mut alertmanager = std::process::Command::new(binary)
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.path={}", dir.path().join("data").display()))

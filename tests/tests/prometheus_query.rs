@@ -8,12 +8,12 @@
 //! binaries; the API's own shapes and errors are checked on every backend without them.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homepot_core::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
 use homepot_http::ServerConfig;
-use homepot_tests::{Backend, TestServer, on_every_backend, unique};
+use homepot_tests::{Backend, KilledOnDrop, TestServer, free_port, on_every_backend, unique};
 use serde_json::Value;
 
 on_every_backend!(answers_have_prometheus_shapes_and_errors);
@@ -106,20 +106,6 @@ const QUERIES: &[&str] = &[
     "2 ^ 3 - 1",
 ];
 
-/// A port free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `{labels: [(t, v)]}` of an answer, or the scalar as one series without labels.
 fn normalize(answer: &Value) -> BTreeMap<String, Vec<(f64, f64)>> {
     assert_eq!(answer["status"], "success", "{answer}");
@@ -181,7 +167,7 @@ async fn answers_agree_with_prometheus() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("prometheus.yml"), "global:\n  scrape_interval: 1m\n").unwrap();
     let port = free_port();
-    let _prometheus = Killed(
+    let _prometheus = KilledOnDrop(
         Command::new("prometheus")
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
@@ -306,7 +292,7 @@ async fn vmalert_evaluates_rules_against_homepot() {
     );
     std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
     let port = free_port();
-    let _vmalert = Killed(
+    let _vmalert = KilledOnDrop(
         Command::new("vmalert")
             .arg(format!("-rule={}", dir.path().join("rules.yml").display()))
             .arg(format!("-datasource.url={}", s.base))

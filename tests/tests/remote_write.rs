@@ -3,12 +3,12 @@
 //! vmagent scraping itself, each remote-writing to homepot (Debian's `prometheus` and
 //! `victoria-metrics`; each test skips with a notice without its binary).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use homepot_core::ingest::remote_write::{Label, MetricMetadata, Sample, TimeSeries, WriteRequest, encode};
 use homepot_http::ServerConfig;
-use homepot_tests::{Backend, TestServer, on_every_backend, unique};
+use homepot_tests::{Backend, KilledOnDrop, TestServer, free_port, on_every_backend, unique};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -106,21 +106,6 @@ async fn bad_requests_are_refused_without_retry(s: &TestServer) {
     assert_eq!(send(s, "hpk_not_a_key", empty, "snappy").await.0, 401);
 }
 
-/// A port free a moment ago, for a sender's own listener.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
-}
-
-/// Kills the sender when the test ends, however it ends.
-struct Sender(Child);
-
-impl Drop for Sender {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Waits up to 60 s for a live series named `name` with the label `job`.
 async fn arrives(s: &TestServer, name: &str, job: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -149,7 +134,7 @@ async fn prometheus_remote_writes_what_it_scrapes() {
         s.base, s.admin_key
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
-    let _prometheus = Sender(
+    let _prometheus = KilledOnDrop(
         Command::new("prometheus")
             .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
@@ -180,7 +165,7 @@ async fn vmagent_remote_writes_what_it_scrapes() {
         "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: vmagent-self\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     );
     std::fs::write(dir.path().join("scrape.yml"), config).unwrap();
-    let _vmagent = Sender(
+    let _vmagent = KilledOnDrop(
         Command::new("vmagent")
             .arg(format!("-promscrape.config={}", dir.path().join("scrape.yml").display()))
             .arg(format!("-remoteWrite.url={}/api/v1/write", s.base))

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::rollup::{Agg, Aggregate};
+
 use super::{AggregateOp, BinaryOp, LOOKBACK_MS, LabelSet, Labels, Node, PromqlError, Query, RangeFunction};
 
 /// A series and its samples (`(ms, value)`, oldest first), as read for one selector.
@@ -80,7 +82,6 @@ fn extrapolated(samples: &[(i64, f64)], from: i64, to: i64, counter: bool, per_s
 }
 
 fn range_function(function: RangeFunction, samples: &[(i64, f64)], from: i64, to: i64) -> Option<f64> {
-    let values = || samples.iter().map(|s| s.1);
     match function {
         RangeFunction::Rate => extrapolated(samples, from, to, true, true),
         RangeFunction::Increase => extrapolated(samples, from, to, true, false),
@@ -91,12 +92,15 @@ fn range_function(function: RangeFunction, samples: &[(i64, f64)], from: i64, to
             let gap = (last.0 - previous.0) as f64 / 1_000.0;
             (gap > 0.0).then(|| change / gap)
         }
-        RangeFunction::Avg => (!samples.is_empty()).then(|| values().sum::<f64>() / samples.len() as f64),
-        RangeFunction::Min => values().reduce(f64::min),
-        RangeFunction::Max => values().reduce(f64::max),
-        RangeFunction::Sum => (!samples.is_empty()).then(|| values().sum()),
-        RangeFunction::Count => (!samples.is_empty()).then_some(samples.len() as f64),
-        RangeFunction::Last => samples.last().map(|s| s.1),
+        RangeFunction::OverTime(agg) => {
+            let sample = |&(ms, value): &(i64, f64)| Aggregate::sample(value, ms.saturating_mul(1_000_000));
+            let (first, rest) = samples.split_first()?;
+            let mut folded = sample(first);
+            for s in rest {
+                folded.merge(&sample(s));
+            }
+            Some(folded.value(agg))
+        }
     }
 }
 
@@ -191,7 +195,7 @@ impl Query {
                         .filter_map(|s| {
                             let value = range_function(*function, window(&s.samples, from, at), from, at)?;
                             // Prometheus keeps the name only where the value is a sample's own.
-                            let labels = if *function == RangeFunction::Last {
+                            let labels = if *function == RangeFunction::OverTime(Agg::Last) {
                                 s.labels.clone()
                             } else {
                                 without_name(&s.labels)

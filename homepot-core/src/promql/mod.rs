@@ -20,6 +20,8 @@
 mod eval;
 
 use promql_parser::label::MatchOp;
+
+use crate::rollup::Agg;
 use promql_parser::parser::{self, Expr, LabelModifier, Offset, VectorMatchCardinality};
 
 pub use eval::{Sample, Series, Value};
@@ -151,12 +153,8 @@ pub(crate) enum RangeFunction {
     Irate,
     Increase,
     Delta,
-    Avg,
-    Min,
-    Max,
-    Sum,
-    Count,
-    Last,
+    /// `<agg>_over_time`: the window's samples folded as a rollup bucket folds them.
+    OverTime(Agg),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,12 +288,12 @@ impl Query {
                     "irate" => RangeFunction::Irate,
                     "increase" => RangeFunction::Increase,
                     "delta" => RangeFunction::Delta,
-                    "avg_over_time" => RangeFunction::Avg,
-                    "min_over_time" => RangeFunction::Min,
-                    "max_over_time" => RangeFunction::Max,
-                    "sum_over_time" => RangeFunction::Sum,
-                    "count_over_time" => RangeFunction::Count,
-                    "last_over_time" => RangeFunction::Last,
+                    "avg_over_time" => RangeFunction::OverTime(Agg::Avg),
+                    "min_over_time" => RangeFunction::OverTime(Agg::Min),
+                    "max_over_time" => RangeFunction::OverTime(Agg::Max),
+                    "sum_over_time" => RangeFunction::OverTime(Agg::Sum),
+                    "count_over_time" => RangeFunction::OverTime(Agg::Count),
+                    "last_over_time" => RangeFunction::OverTime(Agg::Last),
                     other => return Err(unsupported(format!("the function {other}()"))),
                 };
                 match call.args.args.as_slice() {

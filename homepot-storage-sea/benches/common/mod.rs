@@ -22,6 +22,19 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1_000.0
 }
 
+/// Prints the p50, p99 and largest of `times`, counted in `unit`.
+#[allow(dead_code)] // Not every benchmark prints latencies this way.
+pub(crate) fn report(what: &str, mut times: Vec<Duration>, unit: &str) {
+    times.sort_unstable();
+    println!(
+        "{what}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} {unit})",
+        percentile(&times, 0.50),
+        percentile(&times, 0.99),
+        percentile(&times, 1.0),
+        times.len()
+    );
+}
+
 /// SQL for the integers `from..=to` as a one-column table `i`.
 #[allow(dead_code)] // Not every benchmark builds its data in SQL.
 pub(crate) fn numbers(postgres: bool, from: i64, to: i64) -> String {
