@@ -11,7 +11,7 @@ use homepot_core::filter::FilterConfig;
 use homepot_core::ingest::container_json::parse_frequency;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_engine::{AlertSettings, DeliveryPolicy};
+use homepot_engine::{AlertSettings, DeliveryPolicy, ForwardAuth, ForwardSettings, ForwardTarget};
 use homepot_http::{AnalyticsConfig, DEFAULT_SKIP, RateLimitConfig, ServerConfig};
 use homepot_mqtt::{MqttConfig, MqttTls};
 use homepot_storage::retention::RetentionPolicy;
@@ -318,12 +318,28 @@ pub(crate) struct ServeArgs {
     /// Seconds between merges of the rollups gathered in memory into storage.
     #[arg(long, env = "HOMEPOT_ROLLUP_FLUSH_SECONDS", default_value_t = 10)]
     pub(crate) rollup_flush_seconds: u64,
+    /// Forward every accepted sample by Prometheus remote write to this URL
+    /// (`http://vm:8428/api/v1/write`); repeat (or comma-separate) for several. Basic auth
+    /// goes in the URL (`https://user:password@host/...`).
+    #[arg(long = "remote-write-url", env = "HOMEPOT_REMOTE_WRITE_URLS", value_delimiter = ',')]
+    pub(crate) remote_write_urls: Vec<String>,
+    /// A bearer token sent to every remote write target without basic auth in its URL.
+    #[arg(long, env = "HOMEPOT_REMOTE_WRITE_BEARER_TOKEN")]
+    pub(crate) remote_write_bearer_token: Option<String>,
+    /// The forwarding queue's directory.
+    #[arg(long, env = "HOMEPOT_REMOTE_WRITE_QUEUE_DIR", default_value = "homepot-forward")]
+    pub(crate) remote_write_queue_dir: std::path::PathBuf,
+    /// Past this many queued bytes the oldest batches are dropped (and counted).
+    #[arg(long, env = "HOMEPOT_REMOTE_WRITE_QUEUE_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
+    pub(crate) remote_write_queue_max_bytes: u64,
 }
 
 impl fmt::Debug for ServeArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServeArgs")
             .field("bind", &self.bind)
+            .field("remote_write_targets", &self.remote_write_urls.len())
+            .field("remote_write_queue_dir", &self.remote_write_queue_dir)
             .field("database", &self.database)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("simulator", &self.simulator)
@@ -414,6 +430,39 @@ impl ServeArgs {
         })
     }
 
+    fn forward_settings(&self) -> anyhow::Result<ForwardSettings> {
+        let token = self.remote_write_bearer_token.clone().filter(|t| !t.is_empty());
+        let targets = self
+            .remote_write_urls
+            .iter()
+            .map(|raw| raw.trim())
+            .filter(|raw| !raw.is_empty())
+            .map(|raw| {
+                let mut url = reqwest::Url::parse(raw).map_err(|e| anyhow::anyhow!("--remote-write-url {raw}: {e}"))?;
+                anyhow::ensure!(
+                    matches!(url.scheme(), "http" | "https"),
+                    "--remote-write-url {raw}: only http and https are supported"
+                );
+                let auth = if url.username().is_empty() {
+                    token.clone().map_or(ForwardAuth::None, ForwardAuth::Bearer)
+                } else {
+                    let user = url.username().to_owned();
+                    let password = url.password().unwrap_or_default().to_owned();
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    ForwardAuth::Basic { user, password }
+                };
+                Ok(ForwardTarget { url: url.to_string(), auth })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(ForwardSettings {
+            targets,
+            queue_dir: self.remote_write_queue_dir.clone(),
+            queue_max_bytes: self.remote_write_queue_max_bytes,
+            ..ForwardSettings::default()
+        })
+    }
+
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         Ok(ServerConfig {
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
@@ -471,6 +520,7 @@ impl ServeArgs {
             retention: self.retention.policy()?,
             rollup_flush_interval: Duration::from_secs(self.rollup_flush_seconds.max(1)),
             alerting: self.alert_settings()?,
+            forward: self.forward_settings()?,
             session_ttl: Duration::from_secs(self.session_hours.clamp(1, 24 * 30) * 3600),
             cors_origins: self
                 .cors_origins

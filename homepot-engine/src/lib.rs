@@ -17,8 +17,10 @@ mod containers;
 mod device_state;
 mod error;
 mod export;
+mod forward;
 mod jobs;
 mod nodes;
+mod outbound;
 mod pipeline;
 mod promql;
 mod query;
@@ -59,6 +61,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use containers::{ContainerRequester, DeviceAnswer, RequestError};
 pub use error::EngineError;
 pub use export::{EXPORT_PAGE, Export, cells, columns, export, export_end};
+pub use forward::{ForwardAuth, ForwardSettings, ForwardStatus, ForwardTarget};
 pub use nodes::{ClusterView, NodeView};
 pub use pipeline::{HealthWrite, PointsWrite};
 pub use promql::{MAX_PROMQL_SERIES, MAX_PROMQL_STEPS, MatchedSeries};
@@ -133,6 +136,8 @@ pub struct Settings {
     pub rollup_flush_interval: Duration,
     /// Alert rules, evaluation and delivery.
     pub alerting: AlertSettings,
+    /// Remote write forwarding of every accepted sample; off without targets.
+    pub forward: ForwardSettings,
 }
 
 impl Default for Settings {
@@ -152,6 +157,7 @@ impl Default for Settings {
             retention: RetentionPolicy::default(),
             rollup_flush_interval: Duration::from_secs(10),
             alerting: AlertSettings::default(),
+            forward: ForwardSettings::default(),
         }
     }
 }
@@ -192,6 +198,7 @@ struct Inner {
     requester: RwLock<Option<Arc<dyn ContainerRequester>>>,
     alerting: Arc<Alerting>,
     notifier: Arc<dyn Notifier>,
+    forward: Option<Arc<forward::Forwarder>>,
 }
 
 /// The engine's running parts: its writers and background jobs. [`Engine::shutdown`]
@@ -244,7 +251,23 @@ impl Homepot {
         let live = Arc::new(RwLock::new(LiveStore::new(settings.live)));
         let stats = Arc::new(Stats::default());
         let rollups = Arc::new(Rollups::default());
-        let accepted = Accepted { live: Arc::clone(&live), rollups: Arc::clone(&rollups), clock: Arc::clone(&clock) };
+        let forward = if settings.forward.targets.is_empty() {
+            None
+        } else {
+            let opened = forward::Forwarder::open(settings.forward.clone()).map_err(|e| {
+                EngineError::NoTransport(format!(
+                    "forwarding queue in {} cannot be opened: {e}",
+                    settings.forward.queue_dir.display()
+                ))
+            })?;
+            Some(Arc::new(opened))
+        };
+        let accepted = Accepted {
+            live: Arc::clone(&live),
+            rollups: Arc::clone(&rollups),
+            clock: Arc::clone(&clock),
+            forward: forward.clone(),
+        };
         let (pipeline, writer) = Pipeline::start(
             Arc::clone(&store),
             accepted,
@@ -305,12 +328,22 @@ impl Homepot {
                 requester: RwLock::default(),
                 alerting,
                 notifier,
+                forward: forward.clone(),
                 settings,
             }),
         };
-        let jobs = jobs::spawn(&homepot);
+        let mut jobs = jobs::spawn(&homepot);
+        if let Some(forward) = &forward {
+            let targets = homepot.inner.settings.forward.targets.len();
+            jobs.extend((0..targets).map(|i| tokio::spawn(Arc::clone(forward).send_forever(i))));
+        }
         let store = Arc::clone(&homepot.inner.store);
         Ok((homepot, Engine { writer, logs, jobs, rollups, store }))
+    }
+
+    /// What remote write forwarding has done for each target; empty when it is off.
+    pub fn forward_status(&self) -> Vec<ForwardStatus> {
+        self.inner.forward.as_ref().map(|f| f.status()).unwrap_or_default()
     }
 
     /// Now, by the engine's clock.

@@ -80,12 +80,15 @@ pub(crate) struct Accepted {
     pub(crate) live: Arc<RwLock<LiveStore>>,
     pub(crate) rollups: Arc<Rollups>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Remote write forwarding, when targets are configured.
+    pub(crate) forward: Option<Arc<crate::forward::Forwarder>>,
 }
 
 impl Accepted {
     /// Shows batches of points live, each with its sender (`None`: the server's own points),
-    /// under one lock, and folds them into the rollups.
-    fn accept<'a>(&self, batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>) {
+    /// under one lock, folds them into the rollups, and queues them for forwarding, durably,
+    /// before returning: so their senders are answered only once that is done.
+    async fn accept<'a>(&self, batches: impl IntoIterator<Item = (Option<&'a str>, &'a [Point])>) {
         let batches: Vec<(Option<&str>, &[Point])> =
             batches.into_iter().filter(|(_, points)| !points.is_empty()).collect();
         if batches.is_empty() {
@@ -95,12 +98,18 @@ impl Accepted {
             self.rollups.observe(points);
         }
         let now_ns = nanos(self.clock.now());
-        // A poisoned lock only means a reader panicked; the map itself is always consistent.
-        let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let refused: usize =
-            batches.into_iter().map(|(owner, points)| live.insert(owner, points, now_ns).refused).sum();
-        if refused > 0 {
-            tracing::warn!(refused, limit = live.limits().max_series, "live store full: new series refused");
+        {
+            // A poisoned lock only means a reader panicked; the map itself is always consistent.
+            let mut live = self.live.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let refused: usize =
+                batches.iter().map(|(owner, points)| live.insert(*owner, points, now_ns).refused).sum();
+            if refused > 0 {
+                tracing::warn!(refused, limit = live.limits().max_series, "live store full: new series refused");
+            }
+        }
+        if let Some(forward) = &self.forward {
+            let points: Vec<&[Point]> = batches.iter().map(|(_, points)| *points).collect();
+            forward.append(&points).await;
         }
     }
 }
@@ -170,15 +179,18 @@ impl Pipeline {
         }
         let key = format!("health/{}", check.device_id);
         let time_ns = nanos(check.checked_at);
-        {
+        let skipped = {
             let mut state = self.filter();
             let decision = state.filter.decide(&key, &check.check.tracked(), time_ns);
             // Until the baseline's write is answered there is no id to point to: store this one.
-            if let (Decision::Skip, Some(last)) = (decision, state.last_health.get(&key).copied()) {
-                drop(state);
-                self.accepted.accept([(None, &check.check.points(&check.device_id, time_ns)[..])]);
-                return Ok(HealthWrite::Filtered(last));
+            match (decision, state.last_health.get(&key).copied()) {
+                (Decision::Skip, Some(last)) => Some(last),
+                _ => None,
             }
+        };
+        if let Some(last) = skipped {
+            self.accepted.accept([(None, &check.check.points(&check.device_id, time_ns)[..])]).await;
+            return Ok(HealthWrite::Filtered(last));
         }
         match self.submit(|reply| Job::Health(Box::new(check), reply)).await {
             Ok(id) => {
@@ -215,7 +227,7 @@ impl Pipeline {
                 matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
             })
         };
-        self.accepted.accept([(Some(&*owner), &skip[..])]);
+        self.accepted.accept([(Some(&*owner), &skip[..])]).await;
         let stored = store.len();
         if stored == 0 {
             return Ok(PointsWrite { stored });
@@ -328,7 +340,7 @@ impl Telemetry {
             .filter(|(_, result)| result.is_ok())
             .flat_map(|(c, _)| c.check.points(&c.device_id, nanos(c.checked_at)))
             .collect();
-        self.accepted.accept([(None, &live[..])]);
+        self.accepted.accept([(None, &live[..])]).await;
         for (reply, result) in replies.into_iter().zip(stored) {
             let _ = reply.send(result);
         }
@@ -359,7 +371,7 @@ impl Telemetry {
             Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
         }
         if result.is_ok() {
-            self.accepted.accept(senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()])));
+            self.accepted.accept(senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()]))).await;
         }
         let result = result.map_err(Arc::new);
         for (_, _, reply) in senders {

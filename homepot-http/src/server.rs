@@ -10,7 +10,7 @@ use homepot_core::ApiKey;
 use homepot_core::filter::FilterConfig;
 use homepot_core::live::LiveLimits;
 use homepot_core::node::Thresholds;
-use homepot_engine::{AlertSettings, AnalyticsSettings, Engine, Homepot, Settings, SystemClock};
+use homepot_engine::{AlertSettings, AnalyticsSettings, Engine, ForwardSettings, Homepot, Settings, SystemClock};
 use homepot_storage::Store;
 use homepot_storage::retention::RetentionPolicy;
 use poem::listener::{Acceptor, Listener, TcpListener};
@@ -83,6 +83,8 @@ pub struct ServerConfig {
     pub rollup_flush_interval: Duration,
     /// Alert rules from a file, evaluation interval and notification delivery.
     pub alerting: AlertSettings,
+    /// Remote write forwarding of every accepted sample; off without targets.
+    pub forward: ForwardSettings,
     /// How long a browser session lasts.
     pub session_ttl: Duration,
     /// Origins whose pages may call the API with credentials (CORS); none by default.
@@ -115,6 +117,7 @@ impl Default for ServerConfig {
             retention: RetentionPolicy::default(),
             rollup_flush_interval: Duration::from_secs(10),
             alerting: AlertSettings::default(),
+            forward: ForwardSettings::default(),
             session_ttl: Duration::from_secs(12 * 3600),
             cors_origins: Vec::new(),
         }
@@ -184,6 +187,7 @@ impl ServerConfig {
             retention: self.retention,
             rollup_flush_interval: self.rollup_flush_interval,
             alerting: self.alerting.clone(),
+            forward: self.forward.clone(),
         }
     }
 }

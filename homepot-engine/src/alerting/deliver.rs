@@ -87,29 +87,12 @@ impl HttpNotifier {
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(policy: &DeliveryPolicy) -> Result<Self, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .timeout(policy.timeout)
-            .user_agent(concat!("homepot/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let client = crate::outbound::client(policy.timeout)?;
         Ok(Self { client, external_url: policy.external_url.clone() })
     }
 }
 
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
+use crate::outbound::retry_after;
 
 #[async_trait]
 impl Notifier for HttpNotifier {
