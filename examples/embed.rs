@@ -38,7 +38,7 @@ async fn record_from_code(homepot: &Homepot, device: &str) -> Result<i64, Box<dy
         homepot.register_device(&NewDevice::with_id(device.clone())).await?;
     }
     let check = HealthCheck::validate(HealthReport::minimal(true, 42))?;
-    let (write, _accepted_at) = homepot.record_health(device, check).await?;
+    let (write, _accepted_at) = homepot.record_health(device, check, None).await?;
     Ok(write.answer().0)
 }
 

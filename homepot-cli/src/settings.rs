@@ -332,6 +332,10 @@ pub(crate) struct ServeArgs {
     /// Past this many queued bytes the oldest batches are dropped (and counted).
     #[arg(long, env = "HOMEPOT_REMOTE_WRITE_QUEUE_MAX_BYTES", default_value_t = 1024 * 1024 * 1024)]
     pub(crate) remote_write_queue_max_bytes: u64,
+    /// Hours an ingest request's `Idempotency-Key` is remembered: a repeat within them is
+    /// answered as the first was and stores nothing.
+    #[arg(long, env = "HOMEPOT_IDEMPOTENCY_WINDOW_HOURS", default_value_t = 24)]
+    pub(crate) idempotency_window_hours: u64,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -380,6 +384,7 @@ impl fmt::Debug for ServeArgs {
             .field("missed_heartbeats", &self.missed_heartbeats)
             .field("retention", &self.retention)
             .field("rollup_flush_seconds", &self.rollup_flush_seconds)
+            .field("idempotency_window_hours", &self.idempotency_window_hours)
             .field("log_format", &self.log.log_format)
             .finish()
     }
@@ -521,6 +526,7 @@ impl ServeArgs {
             rollup_flush_interval: Duration::from_secs(self.rollup_flush_seconds.max(1)),
             alerting: self.alert_settings()?,
             forward: self.forward_settings()?,
+            idempotency_window: Duration::from_secs(self.idempotency_window_hours.max(1) * 3600),
             session_ttl: Duration::from_secs(self.session_hours.clamp(1, 24 * 30) * 3600),
             cors_origins: self
                 .cors_origins

@@ -1,6 +1,7 @@
 //! Device health checks (device health API): the submitted report, its validation rules and the
 //! document that is stored for it.
 
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -8,7 +9,7 @@ use crate::device::DeviceId;
 use crate::filter::Tracked;
 use crate::metric::{FieldValue, MetricType, Point};
 use crate::validation::{
-    ErrorKind, ErrorSink, LocSegment, ValidationErrors, check_float_range, check_int_range, check_len,
+    ErrorKind, ErrorSink, FieldError, LocSegment, ValidationErrors, check_float_range, check_int_range, check_len,
 };
 
 /// Longest `endpoint` accepted (the column is `VARCHAR(200)`).
@@ -21,6 +22,8 @@ pub const MAX_APP_VERSION_LEN: usize = 64;
 pub const STATUS_CODES: (i64, i64) = (100, 599);
 /// The upper bound of every percentage (the lower is 0).
 pub const MAX_PERCENT: f64 = 100.0;
+/// How far ahead of the server's clock a report's `checked_at` may be: clocks drift.
+pub const MAX_CHECKED_AT_AHEAD: TimeDelta = TimeDelta::minutes(5);
 /// Deepest nesting accepted inside `response_data`.
 pub const MAX_RESPONSE_DATA_DEPTH: usize = 16;
 /// The point names a health check's fields are written under (live view, rollups).
@@ -120,6 +123,10 @@ pub struct HealthReport {
     /// Network metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkMetrics>,
+    /// When the device took the sample (an extension of the original API): a report sent
+    /// from a backlog lands at its own time. Without it the server's acceptance time applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<DateTime<Utc>>,
 }
 
 impl HealthReport {
@@ -135,6 +142,7 @@ impl HealthReport {
             system: None,
             app_metrics: None,
             network: None,
+            checked_at: None,
         }
     }
 
@@ -316,6 +324,33 @@ impl HealthCheck {
     /// The validated report.
     pub fn report(&self) -> &HealthReport {
         &self.0
+    }
+
+    /// The time the check is stored at: its own `checked_at`, or `now` (the acceptance time)
+    /// without one.
+    ///
+    /// # Errors
+    /// A `checked_at` more than [`MAX_CHECKED_AT_AHEAD`] after `now`, or more than `max_age`
+    /// before it (the raw retention: older data would be purged at once).
+    pub fn sample_time(
+        &self,
+        now: DateTime<Utc>,
+        max_age: Option<TimeDelta>,
+    ) -> Result<DateTime<Utc>, ValidationErrors> {
+        let Some(at) = self.0.checked_at else { return Ok(now) };
+        let loc = || vec![LocSegment::from("checked_at")];
+        if at > now + MAX_CHECKED_AT_AHEAD {
+            let message =
+                format!("more than {} minutes ahead of the server's clock", MAX_CHECKED_AT_AHEAD.num_minutes());
+            return Err(ValidationErrors::single(FieldError::new(loc(), ErrorKind::TooLarge, message)));
+        }
+        if let Some(max_age) = max_age
+            && at < now - max_age
+        {
+            let message = format!("older than the raw retention ({} hours)", max_age.num_hours());
+            return Err(ValidationErrors::single(FieldError::new(loc(), ErrorKind::TooSmall, message)));
+        }
+        Ok(at)
     }
 
     /// CPU usage, if reported (a hot, indexed column).

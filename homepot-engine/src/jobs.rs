@@ -72,7 +72,8 @@ async fn sweep_devices(homepot: Homepot) {
 }
 
 /// Deletes what is past its retention, now and every retention interval: analytics (when
-/// enabled and limited), raw health checks and points, and rollup buckets.
+/// enabled and limited), idempotency receipts past their window, raw health checks and
+/// points, and rollup buckets.
 async fn retention(homepot: Homepot) {
     let settings = homepot.settings();
     let mut ticks = tokio::time::interval(settings.analytics.retention_interval.max(Duration::from_secs(1)));
@@ -87,6 +88,21 @@ async fn retention(homepot: Homepot) {
                 Ok(deleted) => tracing::info!(deleted, %cutoff, "analytics retention"),
                 Err(error) => tracing::warn!(%error, "analytics retention failed; next run retries"),
             }
+        }
+        let cutoff = homepot.inner.receipts.cutoff(now);
+        let mut forgotten = 0;
+        loop {
+            match homepot.inner.store.purge_receipts(cutoff, 10_000).await {
+                Ok(0) => break,
+                Ok(deleted) => forgotten += deleted,
+                Err(error) => {
+                    tracing::warn!(%error, "idempotency receipts not purged; next run retries");
+                    break;
+                }
+            }
+        }
+        if forgotten > 0 {
+            tracing::info!(forgotten, %cutoff, "idempotency receipts past their window");
         }
         // Raw rows go only once their rollups are stored: store what has gathered first.
         if !homepot.inner.rollups.flush(homepot.inner.store.as_ref()).await {

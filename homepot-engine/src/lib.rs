@@ -24,6 +24,7 @@ mod outbound;
 mod pipeline;
 mod promql;
 mod query;
+mod receipts;
 mod request_log;
 mod restore;
 mod rollups;
@@ -66,6 +67,7 @@ pub use nodes::{ClusterView, NodeView};
 pub use pipeline::{HealthWrite, PointsWrite};
 pub use promql::{MAX_PROMQL_SERIES, MAX_PROMQL_STEPS, MatchedSeries};
 pub use query::{MAX_RANGE_SERIES, RangeAnswer, RangeQuery, RangeSeries, SeriesSelector};
+pub use receipts::{IdempotencyKey, MAX_IDEMPOTENCY_KEY_LEN};
 pub use stats::{Stats, StatsSnapshot, SubscriberGuard};
 
 use crate::alerting::Alerting;
@@ -73,6 +75,7 @@ use crate::clock::nanos;
 use crate::device_state::DeviceStates;
 use crate::nodes::Nodes;
 use crate::pipeline::{Accepted, AnalyticsRecord, Pipeline};
+use crate::receipts::{Claimed, Receipts, Ticket};
 use crate::request_log::RequestLogs;
 use crate::restore::{RestoreWindows, restore_views};
 use crate::rollups::Rollups;
@@ -138,6 +141,9 @@ pub struct Settings {
     pub alerting: AlertSettings,
     /// Remote write forwarding of every accepted sample; off without targets.
     pub forward: ForwardSettings,
+    /// How long a request's idempotency key is remembered: a repeat within it is answered as
+    /// the first was, and stores nothing.
+    pub idempotency_window: Duration,
 }
 
 impl Default for Settings {
@@ -158,6 +164,7 @@ impl Default for Settings {
             rollup_flush_interval: Duration::from_secs(10),
             alerting: AlertSettings::default(),
             forward: ForwardSettings::default(),
+            idempotency_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -199,6 +206,7 @@ struct Inner {
     alerting: Arc<Alerting>,
     notifier: Arc<dyn Notifier>,
     forward: Option<Arc<forward::Forwarder>>,
+    receipts: Receipts,
 }
 
 /// The engine's running parts: its writers and background jobs. [`Engine::shutdown`]
@@ -313,7 +321,6 @@ impl Homepot {
             Arc::new(HttpNotifier::new(&settings.alerting.delivery).map_err(EngineError::NoTransport)?);
         let homepot = Self {
             inner: Arc::new(Inner {
-                store,
                 clock,
                 started: now,
                 pipeline,
@@ -329,6 +336,8 @@ impl Homepot {
                 alerting,
                 notifier,
                 forward: forward.clone(),
+                receipts: Receipts::new(Arc::clone(&store), settings.idempotency_window),
+                store,
                 settings,
             }),
         };
@@ -547,34 +556,39 @@ impl Homepot {
     // ---- health checks ----
 
     /// Records a validated health check: through the SmartDataFilter, durable before this
-    /// returns when stored, and into the device's state. Returns what became of it and its
-    /// acceptance time.
+    /// returns when stored, and into the device's state. It is stored at its own
+    /// `checked_at`, when it has one, else at its acceptance time. With an idempotency `key`
+    /// already used within the window, nothing is stored and the first answer is returned.
+    /// Returns what became of it and its acceptance time.
     ///
     /// # Errors
-    /// [`EngineError::DeviceNotFound`]; a full queue; storage failures.
+    /// [`EngineError::DeviceNotFound`]; a `checked_at` out of bounds (`Invalid`); a full
+    /// queue; storage failures.
     pub async fn record_health(
         &self,
         device: DeviceId,
         check: HealthCheck,
+        key: Option<&IdempotencyKey>,
     ) -> Result<(HealthWrite, DateTime<Utc>), EngineError> {
         let accepted_at = self.now();
+        let max_age = self.inner.settings.retention.raw.map(|d| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX));
+        let checked_at = check.sample_time(accepted_at, max_age).map_err(|e| EngineError::invalid("body", e))?;
         let device_text = device.to_string();
         let is_healthy = check.report().is_healthy;
         let error = check.report().error_message.clone();
-        let write = self
-            .inner
-            .pipeline
-            .write_health(NewHealthCheck { device_id: device, checked_at: accepted_at, check })
-            .await
-            .map_err(|e| match e {
+        let write = async |ticket: Option<&Ticket>| {
+            let new = NewHealthCheck { device_id: device, checked_at, check, receipt: None };
+            let write = self.inner.pipeline.write_health(new, ticket).await.map_err(|e| match e {
                 EngineError::Storage(ref storage) if matches!(**storage, StorageError::NotFound { .. }) => {
                     EngineError::DeviceNotFound(device_text.clone())
                 }
                 other => other,
             })?;
-        self.inner.alerting.observe_health(&device_text, is_healthy, accepted_at);
-        self.inner.states.observe_health(&device_text, is_healthy, error.as_deref(), accepted_at).await;
-        Ok((write, accepted_at))
+            self.inner.alerting.observe_health(&device_text, is_healthy, accepted_at);
+            self.inner.states.observe_health(&device_text, is_healthy, error.as_deref(), accepted_at).await;
+            Ok((write, accepted_at))
+        };
+        self.once(key, accepted_at, write, |r| Ok((r.health()?, r.accepted_at()))).await
     }
 
     /// A device's checks accepted within the last `hours`, newest first, at most `limit`.
@@ -594,12 +608,40 @@ impl Homepot {
     // ---- metrics ----
 
     /// Writes points that `owner` (a key's fingerprint, or a transport's name) sent: through
-    /// the SmartDataFilter, durable before this returns.
+    /// the SmartDataFilter, durable before this returns. With an idempotency `key` already
+    /// used within the window, nothing is stored and the first answer is returned.
     ///
     /// # Errors
     /// [`EngineError::SeriesLimit`] (nothing stored); a full queue; storage failures.
-    pub async fn write_points(&self, owner: &str, points: Vec<Point>) -> Result<PointsWrite, EngineError> {
-        self.inner.pipeline.write_points(owner, points).await
+    pub async fn write_points(
+        &self,
+        owner: &str,
+        points: Vec<Point>,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<PointsWrite, EngineError> {
+        self.once(
+            key,
+            self.now(),
+            async |ticket| self.inner.pipeline.write_points(owner, points, ticket).await,
+            |r| r.points(),
+        )
+        .await
+    }
+
+    /// Runs `write` once per idempotency key: a repeat within the window gets `replay` of the
+    /// first's receipt; a fresh keyed request hands `write` the ticket its receipt is made of.
+    async fn once<T>(
+        &self,
+        key: Option<&IdempotencyKey>,
+        now: DateTime<Utc>,
+        write: impl AsyncFnOnce(Option<&Ticket>) -> Result<T, EngineError>,
+        replay: impl FnOnce(&receipts::Repeat) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let Some(key) = key else { return write(None).await };
+        match self.inner.receipts.claim(key, now).await? {
+            Claimed::Repeat(repeat) => replay(&repeat),
+            Claimed::Fresh(claim) => write(Some(&claim.ticket)).await,
+        }
     }
 
     /// Points named `name` within the last `hours` whose tags include every pair of `tags`,
@@ -630,11 +672,15 @@ impl Homepot {
         owner: &str,
         node: &DeviceId,
         report: NodeReport,
+        key: Option<&IdempotencyKey>,
     ) -> Result<DateTime<Utc>, EngineError> {
         let accepted_at = self.now();
-        self.write_points(owner, report.points(node, nanos(accepted_at))).await?;
-        self.inner.nodes.record(node.as_str(), report, accepted_at);
-        Ok(accepted_at)
+        let write = async |ticket: Option<&Ticket>| {
+            self.inner.pipeline.write_points(owner, report.points(node, nanos(accepted_at)), ticket).await?;
+            self.inner.nodes.record(node.as_str(), report, accepted_at);
+            Ok(accepted_at)
+        };
+        self.once(key, accepted_at, write, |r| r.points().map(|_| r.accepted_at())).await
     }
 
     /// The nodes whose labels match every filter, with the cluster summary.
@@ -659,9 +705,10 @@ impl Homepot {
         owner: &str,
         device: &DeviceId,
         data: &MetricsData,
+        key: Option<&IdempotencyKey>,
     ) -> Result<usize, EngineError> {
         let accepted = data.snapshot.iter().map(|s| s.measurements.len()).sum();
-        self.write_points(owner, data.points()).await?;
+        self.write_points(owner, data.points(), key).await?;
         self.note_container_reporter(device).await;
         Ok(accepted)
     }

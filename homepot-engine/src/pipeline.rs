@@ -12,16 +12,20 @@ use homepot_core::Point;
 use homepot_core::analytics::{ErrorLog, JobOutcome, StateChange, UserActivity};
 use homepot_core::filter::{Decision, FilterConfig, SmartDataFilter};
 use homepot_core::live::LiveStore;
-use homepot_storage::{HealthCheckId, NewHealthCheck, RecordId, StorageError, Store};
+use homepot_storage::{HealthCheckId, NewHealthCheck, NewReceipt, RecordId, StorageError, Store};
 use tokio::sync::oneshot;
 
 use crate::clock::{Clock, nanos};
 use crate::error::EngineError;
+use crate::receipts::{Answer, Ticket};
 use crate::rollups::Rollups;
 use crate::stats::Stats;
 use crate::writer::{BatchWriter, Commit, QueueError, WriterTask};
 
 type Reply<T> = oneshot::Sender<Result<T, Arc<StorageError>>>;
+
+/// Points from one sender, with its request's receipt.
+type PointsJob = (Vec<Point>, Arc<str>, Option<NewReceipt>, Reply<()>);
 
 /// An analytics record for the write path.
 #[derive(Debug, Clone)]
@@ -36,7 +40,8 @@ pub(crate) enum AnalyticsRecord {
 enum Job {
     // Boxed: a health check is ~400 bytes, and every queue slot is as large as the largest job.
     Health(Box<NewHealthCheck>, Reply<HealthCheckId>),
-    Points(Vec<Point>, Arc<str>, Reply<()>),
+    /// Points (maybe none) and the receipt of the request that sent them, if it had a key.
+    Points(Vec<Point>, Arc<str>, Option<NewReceipt>, Reply<()>),
     Record(Box<AnalyticsRecord>, Reply<RecordId>),
 }
 
@@ -172,8 +177,14 @@ impl Pipeline {
     }
 
     /// Filters a health check, then queues it and waits until it is durable. A filtered check
-    /// is only shown live.
-    pub(crate) async fn write_health(&self, check: NewHealthCheck) -> Result<HealthWrite, EngineError> {
+    /// is only shown live. With a `ticket`, its receipt is stored with the check (or alone,
+    /// for a filtered check, before it is shown).
+    pub(crate) async fn write_health(
+        &self,
+        mut check: NewHealthCheck,
+        ticket: Option<&Ticket>,
+    ) -> Result<HealthWrite, EngineError> {
+        check.receipt = ticket.map(|t| t.receipt(Answer::HealthStored));
         if !self.filter_enabled {
             return self.submit(|reply| Job::Health(Box::new(check), reply)).await.map(HealthWrite::Stored);
         }
@@ -189,6 +200,10 @@ impl Pipeline {
             }
         };
         if let Some(last) = skipped {
+            if let Some(ticket) = ticket {
+                let receipt = ticket.receipt(Answer::HealthFiltered(last.0));
+                self.submit(|reply| Job::Points(Vec::new(), Arc::from(""), Some(receipt), reply)).await?;
+            }
             self.accepted.accept([(None, &check.check.points(&check.device_id, time_ns)[..])]).await;
             return Ok(HealthWrite::Filtered(last));
         }
@@ -210,14 +225,21 @@ impl Pipeline {
     /// Filters points that `owner` (a key's fingerprint) sent, then queues those worth
     /// storing and waits until they are durable. Filtered points are only shown live. A batch
     /// that would take its owner over the live series limit is refused whole, before anything
-    /// is stored.
-    pub(crate) async fn write_points(&self, owner: &str, points: Vec<Point>) -> Result<PointsWrite, EngineError> {
+    /// is stored. With a `ticket`, its receipt is stored with the points, and the filtered
+    /// ones are shown only once it is: a retry after a failure must not count them twice.
+    pub(crate) async fn write_points(
+        &self,
+        owner: &str,
+        points: Vec<Point>,
+        ticket: Option<&Ticket>,
+    ) -> Result<PointsWrite, EngineError> {
         self.accepted.live.read().unwrap_or_else(std::sync::PoisonError::into_inner).admit(owner, &points)?;
         let owner: Arc<str> = Arc::from(owner);
         if !self.filter_enabled {
             let stored = points.len();
-            if stored > 0 {
-                self.submit(|reply| Job::Points(points, owner, reply)).await?;
+            let receipt = ticket.map(|t| t.receipt(Answer::Points(stored)));
+            if stored > 0 || receipt.is_some() {
+                self.submit(|reply| Job::Points(points, owner, receipt, reply)).await?;
             }
             return Ok(PointsWrite { stored });
         }
@@ -227,14 +249,22 @@ impl Pipeline {
                 matches!(state.filter.decide(&p.series_key(), &p.tracked(), p.timestamp_ns()), Decision::Store(_))
             })
         };
-        self.accepted.accept([(Some(&*owner), &skip[..])]).await;
         let stored = store.len();
-        if stored == 0 {
-            return Ok(PointsWrite { stored });
+        let receipt = ticket.map(|t| t.receipt(Answer::Points(stored)));
+        if receipt.is_none() {
+            self.accepted.accept([(Some(&*owner), &skip[..])]).await;
+            if stored == 0 {
+                return Ok(PointsWrite { stored });
+            }
         }
         let keys: Vec<String> = store.iter().map(Point::series_key).collect();
-        match self.submit(|reply| Job::Points(store, owner, reply)).await {
-            Ok(()) => Ok(PointsWrite { stored }),
+        match self.submit(|reply| Job::Points(store, owner.clone(), receipt, reply)).await {
+            Ok(()) => {
+                if ticket.is_some() {
+                    self.accepted.accept([(Some(&*owner), &skip[..])]).await;
+                }
+                Ok(PointsWrite { stored })
+            }
             Err(error) => {
                 let mut state = self.filter();
                 for key in &keys {
@@ -283,7 +313,7 @@ impl Commit<Job> for Telemetry {
         for job in batch {
             match job {
                 Job::Health(check, reply) => health.push((*check, reply)),
-                Job::Points(batch, owner, reply) => points.push((batch, owner, reply)),
+                Job::Points(batch, owner, receipt, reply) => points.push((batch, owner, receipt, reply)),
                 Job::Record(record, reply) => records.push((*record, reply)),
             }
         }
@@ -357,14 +387,16 @@ impl Telemetry {
         }
     }
 
-    async fn commit_points(&self, jobs: Vec<(Vec<Point>, Arc<str>, Reply<()>)>) {
-        let mut all = Vec::with_capacity(jobs.iter().map(|(batch, _, _)| batch.len()).sum());
+    async fn commit_points(&self, jobs: Vec<PointsJob>) {
+        let mut all = Vec::with_capacity(jobs.iter().map(|(batch, ..)| batch.len()).sum());
         let mut senders = Vec::with_capacity(jobs.len());
-        for (batch, owner, reply) in jobs {
+        let mut receipts = Vec::new();
+        for (batch, owner, receipt, reply) in jobs {
             senders.push((all.len()..all.len() + batch.len(), owner, reply));
             all.extend(batch);
+            receipts.extend(receipt);
         }
-        let result = self.store.insert_points(&all).await;
+        let result = self.store.insert_points(&all, &receipts).await;
         self.note(&result);
         match &result {
             Ok(()) => self.stats.metrics_received(all.len()),

@@ -55,7 +55,7 @@ async fn a_query_during_a_flush_counts_each_sample_once() {
             .unwrap()
         })
         .collect();
-    homepot.write_points("test", points).await.expect("written");
+    homepot.write_points("test", points, None).await.expect("written");
     held.merged.notified().await;
 
     let query = RangeQuery {
@@ -98,7 +98,7 @@ async fn shutdown_during_a_flush_stores_each_sample_once() {
         let fields = vec![("value".to_owned(), FieldValue::Float(1.0))];
         Point::new("held".into(), vec![], fields, now.timestamp_nanos_opt().unwrap() + i, MetricType::Gauge).unwrap()
     };
-    homepot.write_points("test", (0..5).map(point).collect()).await.expect("written");
+    homepot.write_points("test", (0..5).map(point).collect(), None).await.expect("written");
     held.merged.notified().await;
     // The job's merge is stored and held; shutdown begins, and the merge returns meanwhile.
     let release = tokio::spawn({

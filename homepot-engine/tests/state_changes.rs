@@ -34,11 +34,11 @@ async fn the_transition_a_check_causes_is_stored_before_the_check_is_answered() 
     homepot.register_device(&NewDevice::with_id(device.clone())).await.expect("registered");
 
     let unhealthy = HealthReport { error_message: Some("disk full".into()), ..HealthReport::minimal(false, 5) };
-    homepot.record_health(device.clone(), HealthCheck::validate(unhealthy).unwrap()).await.expect("recorded");
+    homepot.record_health(device.clone(), HealthCheck::validate(unhealthy).unwrap(), None).await.expect("recorded");
     let history = homepot.state_history("till-1", 1, 10).await.expect("history");
     assert_eq!(history.iter().map(|c| c.new_state.as_str()).collect::<Vec<_>>(), ["unhealthy"]);
 
-    homepot.record_health(device, HealthCheck::validate(HealthReport::minimal(true, 5)).unwrap()).await.unwrap();
+    homepot.record_health(device, HealthCheck::validate(HealthReport::minimal(true, 5)).unwrap(), None).await.unwrap();
     let history = homepot.state_history("till-1", 1, 10).await.expect("history");
     assert_eq!(history.iter().map(|c| c.new_state.as_str()).collect::<Vec<_>>(), ["online", "unhealthy"]);
     engine.shutdown().await;

@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub alerting: AlertSettings,
     /// Remote write forwarding of every accepted sample; off without targets.
     pub forward: ForwardSettings,
+    /// How long an ingest request's `Idempotency-Key` is remembered.
+    pub idempotency_window: Duration,
     /// How long a browser session lasts.
     pub session_ttl: Duration,
     /// Origins whose pages may call the API with credentials (CORS); none by default.
@@ -118,6 +120,7 @@ impl Default for ServerConfig {
             rollup_flush_interval: Duration::from_secs(10),
             alerting: AlertSettings::default(),
             forward: ForwardSettings::default(),
+            idempotency_window: Duration::from_secs(24 * 3600),
             session_ttl: Duration::from_secs(12 * 3600),
             cors_origins: Vec::new(),
         }
@@ -188,6 +191,7 @@ impl ServerConfig {
             rollup_flush_interval: self.rollup_flush_interval,
             alerting: self.alerting.clone(),
             forward: self.forward.clone(),
+            idempotency_window: self.idempotency_window,
         }
     }
 }

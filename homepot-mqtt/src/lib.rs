@@ -432,7 +432,7 @@ async fn store_data(state: &Homepot, thing: &str, payload: &[u8]) -> bool {
         }
     }
     for attempt in 0..5u32 {
-        match state.record_container_data(&format!("mqtt:{device}"), &device, &data).await {
+        match state.record_container_data(&format!("mqtt:{device}"), &device, &data, None).await {
             Ok(_) => return true,
             Err(EngineError::SeriesLimit(error)) => {
                 state.stats().mqtt_rejected();

@@ -92,7 +92,7 @@ async fn main() {
             report.system =
                 Some(SystemMetrics { cpu_percent: Some((n * 37 % 100) as f64), ..SystemMetrics::default() });
             let device = DeviceId::parse(&format!("bench-{n:05}")).unwrap();
-            homepot.record_health(device, HealthCheck::validate(report).unwrap()).await.expect("health");
+            homepot.record_health(device, HealthCheck::validate(report).unwrap(), None).await.expect("health");
         }));
     }
     for write in writes {

@@ -186,6 +186,8 @@ impl HealthStore for SeaOrmStore {
             let sql = insert_sql(backend, "device_latest", LATEST_COLUMNS, chunk.len(), LATEST_UPSERT);
             txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
+        let receipts = batch.iter().zip(&ids).filter_map(|(item, id)| item.receipt.as_ref().map(|r| (r, Some(*id))));
+        crate::receipts::insert_receipts(&txn, receipts).await?;
         txn.commit().await.map_err(db_error)?;
         Ok(ids)
     }

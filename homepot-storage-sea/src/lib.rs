@@ -20,6 +20,7 @@ mod keys;
 mod metrics;
 mod migration;
 mod point_codec;
+mod receipts;
 mod rollups;
 mod sql;
 

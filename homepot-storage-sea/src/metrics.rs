@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use async_trait::async_trait;
 use homepot_core::{MetricType, Point};
-use homepot_storage::{MetricStore, StorageError};
+use homepot_storage::{MetricStore, NewReceipt, StorageError};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Statement,
     TransactionTrait,
@@ -43,8 +43,8 @@ pub(crate) fn to_point(model: metric_point::Model) -> Result<Point, StorageError
 
 #[async_trait]
 impl MetricStore for SeaOrmStore {
-    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
-        if batch.is_empty() {
+    async fn insert_points(&self, batch: &[Point], receipts: &[NewReceipt]) -> Result<(), StorageError> {
+        if batch.is_empty() && receipts.is_empty() {
             return Ok(());
         }
         // Plain SQL with the JSON columns bound as text: an ActiveModel per point built and
@@ -63,6 +63,7 @@ impl MetricStore for SeaOrmStore {
             let sql = insert_sql(backend, "metric_points", POINT_COLUMNS, chunk.len(), "");
             txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
+        crate::receipts::insert_receipts(&txn, receipts.iter().map(|r| (r, None))).await?;
         txn.commit().await.map_err(db_error)
     }
 

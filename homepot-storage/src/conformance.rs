@@ -28,7 +28,7 @@ use serde_json::{Map, Value, json};
 use crate::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use crate::export::{ExportKind, ExportQuery, ExportRecord};
 use crate::fleet::{FleetDevice, FleetQuery, FleetSortKey, fleet_order};
-use crate::{NewHealthCheck, NewKey, RollupDelta, SeriesKey, StorageError, Store, StoredBucket};
+use crate::{NewHealthCheck, NewKey, NewReceipt, Receipt, RollupDelta, SeriesKey, StorageError, Store, StoredBucket};
 
 /// Runs every check in this module.
 pub async fn run_all<S: Store + ?Sized>(store: &S) {
@@ -58,6 +58,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     exports_tables_in_time_order_by_pages(store).await;
     keeps_alert_configuration(store).await;
     stores_alert_transitions_atomically(store).await;
+    keeps_receipts_with_their_data(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -214,6 +215,7 @@ pub async fn stores_health_checks_in_order<S: Store + ?Sized>(store: &S) {
             device_id: if i % 2 == 0 { a.clone() } else { b.clone() },
             checked_at: at(i),
             check: check(10.0 * i as f64, i != 3),
+            receipt: None,
         })
         .collect();
     let ids = store.insert_health(&batch).await.expect("insert");
@@ -241,7 +243,12 @@ pub async fn reads_health_newest_first_within_window<S: Store + ?Sized>(store: &
     let id = unique_device("window");
     register(store, &id).await;
     let batch: Vec<NewHealthCheck> = (0..10)
-        .map(|i| NewHealthCheck { device_id: id.clone(), checked_at: at(i * 60), check: check(1.0, true) })
+        .map(|i| NewHealthCheck {
+            device_id: id.clone(),
+            checked_at: at(i * 60),
+            check: check(1.0, true),
+            receipt: None,
+        })
         .collect();
     store.insert_health(&batch).await.expect("insert");
     let read = store.health_since(&id, at(5 * 60), 100).await.expect("read");
@@ -260,8 +267,8 @@ pub async fn refuses_health_for_unknown_devices<S: Store + ?Sized>(store: &S) {
     let known = unique_device("known");
     register(store, &known).await;
     let batch = vec![
-        NewHealthCheck { device_id: known.clone(), checked_at: at(0), check: check(1.0, true) },
-        NewHealthCheck { device_id: unique_device("ghost"), checked_at: at(1), check: check(1.0, true) },
+        NewHealthCheck { device_id: known.clone(), checked_at: at(0), check: check(1.0, true), receipt: None },
+        NewHealthCheck { device_id: unique_device("ghost"), checked_at: at(1), check: check(1.0, true), receipt: None },
     ];
     let err = store.insert_health(&batch).await.unwrap_err();
     assert!(matches!(err, StorageError::NotFound { .. }), "expected NotFound, got {err:?}");
@@ -273,7 +280,12 @@ pub async fn removes_devices_with_their_keys_and_health<S: Store + ?Sized>(store
     let id = unique_device("remove");
     let key = register(store, &id).await;
     store
-        .insert_health(&[NewHealthCheck { device_id: id.clone(), checked_at: at(0), check: check(1.0, true) }])
+        .insert_health(&[NewHealthCheck {
+            device_id: id.clone(),
+            checked_at: at(0),
+            check: check(1.0, true),
+            receipt: None,
+        }])
         .await
         .expect("insert");
     store.remove_device(&id).await.expect("remove");
@@ -311,10 +323,10 @@ pub async fn stores_points_with_their_types<S: Store + ?Sized>(store: &S) {
         ),
         point(&name, &[], vec![("value", FieldValue::Float(29.97))], 1_704_067_201_000_000_001, MetricType::Gauge),
     ];
-    store.insert_points(&batch).await.expect("insert points");
+    store.insert_points(&batch, &[]).await.expect("insert points");
     let read = store.points_since(&name, 0, &[], 10).await.expect("read");
     assert_eq!(read, vec![batch[1].clone(), batch[0].clone()], "newest first, intact");
-    store.insert_points(&[]).await.expect("empty batch");
+    store.insert_points(&[], &[]).await.expect("empty batch");
 }
 
 /// History honours the time window, tag filters and the limit, newest first, however the
@@ -329,7 +341,7 @@ pub async fn filters_point_history_by_time_tags_and_limit<S: Store + ?Sized>(sto
             point(&name, &[("host", host)], vec![("v", FieldValue::Integer(time))], time, MetricType::Gauge)
         })
         .collect();
-    store.insert_points(&batch).await.expect("insert");
+    store.insert_points(&batch, &[]).await.expect("insert");
     let times = |points: &[Point]| points.iter().map(Point::timestamp_ns).collect::<Vec<_>>();
 
     let all = store.points_since(&name, 0, &[], 5_000).await.expect("read");
@@ -357,10 +369,10 @@ pub async fn finds_the_newest_point_of_each_series<S: Store + ?Sized>(store: &S)
         point(&a, &[("host", "x"), ("zone", "1")], value(4), 2_000, MetricType::Gauge),
         point(&b, &[], value(5), 2_500, MetricType::Counter),
     ];
-    store.insert_points(&batch).await.expect("insert");
+    store.insert_points(&batch, &[]).await.expect("insert");
     // Out of order, in a later batch: same time as the newest `host=x`, stored after it.
     let tie = point(&a, &[("host", "x")], value(6), 3_000, MetricType::Gauge);
-    store.insert_points(std::slice::from_ref(&tie)).await.expect("insert");
+    store.insert_points(std::slice::from_ref(&tie), &[]).await.expect("insert");
 
     let mut latest = store.latest_points(&[&a, &b], 1_000).await.expect("read");
     latest.sort_by_key(Point::timestamp_ns);
@@ -671,7 +683,8 @@ fn ancient(seconds: i64) -> DateTime<Utc> {
 pub async fn purges_old_health_checks_and_points<S: Store + ?Sized>(store: &S) {
     let device = unique_device("purge-raw");
     register(store, &device).await;
-    let new = |checked_at| NewHealthCheck { device_id: device.clone(), checked_at, check: check(10.0, true) };
+    let new =
+        |checked_at| NewHealthCheck { device_id: device.clone(), checked_at, check: check(10.0, true), receipt: None };
     let times = [ancient(0), ancient(60), ancient(120), ancient(180), now()];
     store.insert_health(&times.map(new)).await.expect("insert");
     let (from, cutoff) = (ancient(60), ancient(3_600));
@@ -688,7 +701,7 @@ pub async fn purges_old_health_checks_and_points<S: Store + ?Sized>(store: &S) {
         .into_iter()
         .map(|t| point(&name, &[], vec![("v", FieldValue::Integer(1))], ns(t), MetricType::Gauge))
         .collect();
-    store.insert_points(&points).await.expect("insert");
+    store.insert_points(&points, &[]).await.expect("insert");
     let deleted = store.purge_points(ns(from), ns(cutoff), 1).await.expect("purge");
     assert_eq!(deleted, 1, "one point per call with a batch of one");
     while store.purge_points(ns(from), ns(cutoff), 1_000).await.expect("purge") > 0 {}
@@ -868,6 +881,7 @@ pub async fn pages_the_fleet_by_any_latest_figure<S: Store + ?Sized>(store: &S) 
             device_id: id(n),
             checked_at: at(seconds),
             check: HealthCheck::validate(report).expect("valid"),
+            receipt: None,
         }
     };
     // Device 0: an older check is superseded; devices 1 and 2 tie on CPU; 4 reports no CPU;
@@ -1002,6 +1016,7 @@ pub async fn exports_tables_in_time_order_by_pages<S: Store + ?Sized>(store: &S)
         device_id: device.clone(),
         checked_at: at(seconds),
         check: check(cpu, true),
+        receipt: None,
     };
     // Three checks share an instant, so pages break inside a tie.
     store
@@ -1041,7 +1056,7 @@ pub async fn exports_tables_in_time_order_by_pages<S: Store + ?Sized>(store: &S)
         point(&name, &mine, vec![("v", FieldValue::Integer(4))], ns(95), MetricType::Gauge),
         point("elsewhere", &mine, vec![("v", FieldValue::Integer(5))], ns(40), MetricType::Gauge),
     ];
-    store.insert_points(&points).await.expect("insert");
+    store.insert_points(&points, &[]).await.expect("insert");
     let named = ExportQuery { name: Some(name.clone()), ..query(ExportKind::Metrics) };
     let exported = export_all(store, &named).await;
     assert_eq!(exported, [ExportRecord::Metric(points[0].clone()), ExportRecord::Metric(points[2].clone())]);
@@ -1306,4 +1321,66 @@ pub async fn stores_alert_transitions_atomically<S: Store + ?Sized>(store: &S) {
     let mut unknown = delivered;
     unknown.id = format!("{ns}-nope");
     assert!(matches!(store.update_notification(&unknown).await, Err(StorageError::NotFound { .. })));
+}
+
+fn receipt(scope: &str, key: &str, accepted_at: DateTime<Utc>, answer: &str) -> NewReceipt {
+    NewReceipt { scope: scope.to_owned(), key: key.to_owned(), accepted_at, answer: answer.to_owned() }
+}
+
+/// A receipt is stored in the transaction of its data: a health check's receipt names the
+/// check's id, points' receipts (even with no points) carry their answer, a failed batch
+/// leaves none, scopes are apart, a reused key replaces its receipt, and old receipts purge.
+pub async fn keeps_receipts_with_their_data<S: Store + ?Sized>(store: &S) {
+    let device = unique_device("receipts");
+    register(store, &device).await;
+    let scope = device.to_string();
+    let keyed = |n: i64, key: &str| NewHealthCheck {
+        device_id: device.clone(),
+        checked_at: at(n),
+        check: check(1.0, true),
+        receipt: Some(receipt(&scope, key, at(n), "health")),
+    };
+    let plain = NewHealthCheck { device_id: device.clone(), checked_at: at(2), check: check(2.0, true), receipt: None };
+    let ids = store.insert_health(&[keyed(0, "a"), plain, keyed(1, "b")]).await.expect("insert");
+    let found = |key: &'static str| {
+        let scope = scope.clone();
+        async move { store.receipt(&scope, key).await.expect("read") }
+    };
+    assert_eq!(
+        found("a").await,
+        Some(Receipt { accepted_at: at(0), answer: "health".into(), health_id: Some(ids[0]) })
+    );
+    assert_eq!(found("b").await.and_then(|r| r.health_id), Some(ids[2]), "each receipt names its own check");
+    assert_eq!(store.receipt("someone-else", "a").await.expect("read"), None, "scopes are apart");
+
+    let ghost = NewHealthCheck { device_id: unique_device("ghost"), ..keyed(3, "c") };
+    assert!(store.insert_health(&[keyed(3, "d"), ghost]).await.is_err());
+    assert_eq!(found("d").await, None, "a batch that is not stored leaves no receipt");
+
+    let name = unique_device("receipt-metric").to_string();
+    let p = point(&name, &[], vec![("value", FieldValue::Float(1.0))], 1_000, MetricType::Gauge);
+    store
+        .insert_points(std::slice::from_ref(&p), &[receipt(&scope, "e", at(4), "{\"stored\":1}")])
+        .await
+        .expect("insert");
+    assert_eq!(
+        found("e").await,
+        Some(Receipt { accepted_at: at(4), answer: "{\"stored\":1}".into(), health_id: None })
+    );
+    assert_eq!(store.points_since(&name, 0, &[], 10).await.expect("read").len(), 1);
+    store.insert_points(&[], &[receipt(&scope, "f", at(5), "filtered")]).await.expect("receipt alone");
+    assert_eq!(found("f").await.map(|r| r.answer), Some("filtered".to_owned()));
+
+    let recent = now();
+    store.insert_points(&[], &[receipt(&scope, "a", recent, "again")]).await.expect("reuse");
+    assert_eq!(
+        found("a").await,
+        Some(Receipt { accepted_at: recent, answer: "again".into(), health_id: None }),
+        "a reused key replaces its receipt"
+    );
+    while store.purge_receipts(at(100), 2).await.expect("purge") > 0 {}
+    for key in ["b", "e", "f"] {
+        assert_eq!(found(key).await, None, "receipt {key} is older than the cut");
+    }
+    assert!(found("a").await.is_some(), "a newer receipt stays");
 }

@@ -19,8 +19,8 @@ use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
-    MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store,
-    StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta, RollupStore,
+    SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 
 /// A storage operation, named after its trait method.
@@ -48,6 +48,8 @@ pub enum Operation {
     PointsSince,
     LatestPoints,
     PurgePoints,
+    Receipt,
+    PurgeReceipts,
     MergeRollups,
     FindSeries,
     SeriesNames,
@@ -149,10 +151,15 @@ layered!(HealthStore {
 });
 
 layered!(MetricStore {
-    InsertPoints => fn insert_points(batch: &[Point]) -> ();
+    InsertPoints => fn insert_points(batch: &[Point], receipts: &[NewReceipt]) -> ();
     PointsSince => fn points_since(name: &str, since_ns: i64, tags: &[(String, String)], limit: usize) -> Vec<Point>;
     LatestPoints => fn latest_points(names: &[&str], since_ns: i64) -> Vec<Point>;
     PurgePoints => fn purge_points(from_ns: i64, before_ns: i64, max_rows: u64) -> u64;
+});
+
+layered!(ReceiptStore {
+    Receipt => fn receipt(scope: &str, key: &str) -> Option<Receipt>;
+    PurgeReceipts => fn purge_receipts(before: DateTime<Utc>, max_rows: u64) -> u64;
 });
 
 layered!(RollupStore {

@@ -28,9 +28,10 @@ pub use error::StorageError;
 #[cfg(feature = "memory")]
 pub use memory::InMemoryStore;
 pub use record::{
-    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, SeriesKey, StoredBucket,
-    StoredHealthCheck, StoredKey, StoredSeries,
+    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, NewReceipt, Receipt, RecordId, RollupDelta, SeriesId,
+    SeriesKey, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 pub use traits::{
-    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, MetricStore, RollupStore, Store,
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, MetricStore, ReceiptStore,
+    RollupStore, Store,
 };

@@ -10,8 +10,8 @@ use crate::export::{ExportCursor, ExportKind, ExportPage, ExportQuery, ExportRec
 use crate::fleet::{FleetDevice, FleetPage, FleetQuery, LatestHealth, fleet_order};
 use crate::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
-    MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, Store,
-    StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta, RollupStore,
+    SeriesId, SeriesKey, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,6 +28,7 @@ struct Tables {
     keys: Vec<KeyRow>,
     health: Vec<StoredHealthCheck>,
     points: Vec<Point>,
+    receipts: HashMap<(String, String), Receipt>,
     requests: Vec<RequestLog>,
     states: Vec<StateChange>,
     jobs: Vec<JobOutcome>,
@@ -262,6 +263,9 @@ impl HealthStore for InMemoryStore {
                 checked_at: item.checked_at,
             });
             ids.push(id);
+            if let Some(receipt) = &item.receipt {
+                t.keep_receipt(receipt, Some(id));
+            }
         }
         Ok(ids)
     }
@@ -295,10 +299,43 @@ impl HealthStore for InMemoryStore {
     }
 }
 
+impl Tables {
+    fn keep_receipt(&mut self, receipt: &NewReceipt, health_id: Option<HealthCheckId>) {
+        let stored = Receipt { accepted_at: receipt.accepted_at, answer: receipt.answer.clone(), health_id };
+        self.receipts.insert((receipt.scope.clone(), receipt.key.clone()), stored);
+    }
+}
+
+#[async_trait]
+impl ReceiptStore for InMemoryStore {
+    async fn receipt(&self, scope: &str, key: &str) -> Result<Option<Receipt>, StorageError> {
+        Ok(self.tables().receipts.get(&(scope.to_owned(), key.to_owned())).cloned())
+    }
+
+    async fn purge_receipts(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        let mut t = self.tables();
+        let old: Vec<(String, String)> = t
+            .receipts
+            .iter()
+            .filter(|(_, r)| r.accepted_at < before)
+            .map(|(k, _)| k.clone())
+            .take(usize::try_from(max_rows).unwrap_or(usize::MAX))
+            .collect();
+        for key in &old {
+            t.receipts.remove(key);
+        }
+        Ok(old.len() as u64)
+    }
+}
+
 #[async_trait]
 impl MetricStore for InMemoryStore {
-    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
-        self.tables().points.extend_from_slice(batch);
+    async fn insert_points(&self, batch: &[Point], receipts: &[NewReceipt]) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        t.points.extend_from_slice(batch);
+        for receipt in receipts {
+            t.keep_receipt(receipt, None);
+        }
         Ok(())
     }
 

@@ -27,6 +27,34 @@ pub struct NewHealthCheck {
     pub checked_at: DateTime<Utc>,
     /// The check.
     pub check: HealthCheck,
+    /// The sender's idempotency key, stored in the same transaction as the check.
+    #[serde(default)]
+    pub receipt: Option<NewReceipt>,
+}
+
+/// The idempotency key of an accepted ingest request, committed in the same transaction as
+/// the data it brought, so that a repeat finds it exactly when the data is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewReceipt {
+    /// Whose keys these are (a device, or a key's fingerprint): one sender cannot see another's.
+    pub scope: String,
+    /// The key the sender chose.
+    pub key: String,
+    /// When the request was accepted.
+    pub accepted_at: DateTime<Utc>,
+    /// What the request was answered, in the engine's own encoding; opaque to storage.
+    pub answer: String,
+}
+
+/// A stored receipt: what a repeat of its request is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// When the original request was accepted.
+    pub accepted_at: DateTime<Utc>,
+    /// The answer as given in [`NewReceipt::answer`].
+    pub answer: String,
+    /// The stored check, for a receipt that came with a health check.
+    pub health_id: Option<HealthCheckId>,
 }
 
 /// A health check as stored (the original API's `health_checks` row).

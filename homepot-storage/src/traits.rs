@@ -16,8 +16,8 @@ use crate::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, Notificati
 use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
-    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, RecordId, RollupDelta, SeriesId, StorageError, StoredBucket,
-    StoredHealthCheck, StoredKey, StoredSeries,
+    HealthCheckId, KeyId, KeyInfo, NewHealthCheck, NewKey, NewReceipt, Receipt, RecordId, RollupDelta, SeriesId,
+    StorageError, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 
 /// The device registry.
@@ -117,7 +117,9 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
 #[async_trait]
 pub trait HealthStore: Send + Sync + fmt::Debug {
     /// Stores a batch durably, all or nothing, and returns the ids in batch order. The
-    /// pipeline hands every check that arrived together to one call (group commit).
+    /// pipeline hands every check that arrived together to one call (group commit). A check's
+    /// `receipt` is stored in the same transaction, with the check's id as its `health_id`
+    /// (replacing any receipt of the same scope and key).
     ///
     /// # Errors
     /// [`StorageError::NotFound`] when a check names an unregistered device (nothing is
@@ -157,12 +159,14 @@ pub trait HealthStore: Send + Sync + fmt::Debug {
 /// Metric history: points from every metrics ingest format.
 #[async_trait]
 pub trait MetricStore: Send + Sync + fmt::Debug {
-    /// Stores a batch durably, all or nothing. Points keep every tag, field (with its type),
-    /// metric type and their nanosecond timestamps.
+    /// Stores a batch and the `receipts` of the requests that brought it durably, all or
+    /// nothing, in one transaction. Points keep every tag, field (with its type), metric type
+    /// and their nanosecond timestamps. Either may be empty: a request whose points were all
+    /// filtered still leaves its receipt. A receipt replaces any of the same scope and key.
     ///
     /// # Errors
     /// Backend failures only.
-    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError>;
+    async fn insert_points(&self, batch: &[Point], receipts: &[NewReceipt]) -> Result<(), StorageError>;
 
     /// Points named `name` at or after `since_ns` whose tags include every pair in `tags`,
     /// newest first, at most `limit`.
@@ -191,6 +195,24 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// Backend failures only.
     async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError>;
+}
+
+/// Idempotency receipts, written by [`HealthStore::insert_health`] and
+/// [`MetricStore::insert_points`] together with their data.
+#[async_trait]
+pub trait ReceiptStore: Send + Sync + fmt::Debug {
+    /// The receipt `key` left in `scope`, if it is stored.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn receipt(&self, scope: &str, key: &str) -> Result<Option<Receipt>, StorageError>;
+
+    /// Deletes at most `max_rows` of the receipts accepted before `before` and returns how
+    /// many it deleted. Callers repeat until it returns 0.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn purge_receipts(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError>;
 }
 
 /// Rollups: every numeric series folded into buckets of each [`Tier`]
@@ -436,7 +458,15 @@ pub trait AlertStore: Send + Sync + fmt::Debug {
 /// Everything the server needs from one backend.
 #[async_trait]
 pub trait Store:
-    DeviceStore + KeyStore + HealthStore + MetricStore + AnalyticsStore + RollupStore + ExportStore + AlertStore
+    DeviceStore
+    + KeyStore
+    + HealthStore
+    + MetricStore
+    + ReceiptStore
+    + AnalyticsStore
+    + RollupStore
+    + ExportStore
+    + AlertStore
 {
     /// Checks that the backend answers, for `/health`.
     ///

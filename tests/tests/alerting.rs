@@ -88,7 +88,10 @@ impl Harness {
     async fn report(&self, device: &DeviceId, healthy: bool, cpu: f64) {
         let mut report = HealthReport::minimal(healthy, 20);
         report.system = Some(SystemMetrics { cpu_percent: Some(cpu), ..SystemMetrics::default() });
-        self.homepot.record_health(device.clone(), HealthCheck::validate(report).unwrap()).await.expect("recorded");
+        self.homepot
+            .record_health(device.clone(), HealthCheck::validate(report).unwrap(), None)
+            .await
+            .expect("recorded");
     }
 
     /// (state, value) of the alerts of `rule`, newest first.
@@ -263,7 +266,7 @@ async fn rate_of_change(h: &mut Harness) {
             MetricType::Gauge,
         )
         .unwrap();
-        h.homepot.write_points("test", vec![point])
+        h.homepot.write_points("test", vec![point], None)
     };
     // 1 % per 10 minutes: 6 %/h.
     for step in 0..=3 {

@@ -263,7 +263,7 @@ async fn raw_rows_go_after_30_days_and_rollups_keep_them(s: &TestServer) {
         MetricType::Gauge,
     )
     .unwrap();
-    s.store.insert_points(&[ancient]).await.unwrap();
+    s.store.insert_points(&[ancient], &[]).await.unwrap();
     let at = |days: i64| (now_s() - days * DAY) / 3_600 * 3_600;
     let lines: Vec<String> = [(100, 1.0), (40, 2.0), (1, 3.0)]
         .iter()

@@ -56,6 +56,7 @@ async fn round_trips_over_tcp_do_not_stall() {
             device_id: device.clone(),
             check: HealthCheck::validate(report).unwrap(),
             checked_at: Utc::now(),
+            receipt: None,
         };
         let batch = vec![check; 64];
         let started = Instant::now();

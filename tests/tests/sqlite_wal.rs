@@ -56,6 +56,7 @@ async fn the_wal_is_recycled_under_single_record_writes() {
         device_id: device.clone(),
         checked_at: chrono::Utc::now(),
         check: HealthCheck::validate(HealthReport::minimal(true, 5)).expect("valid"),
+        receipt: None,
     };
     for i in 0..COMMITS {
         store.insert_state_change(&change).await.expect("state change");

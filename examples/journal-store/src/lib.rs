@@ -33,8 +33,8 @@ use homepot_storage::export::{ExportCursor, ExportPage, ExportQuery};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo,
-    KeyStore, MetricStore, NewHealthCheck, NewKey, RecordId, RollupDelta, RollupStore, SeriesId, StorageError, Store,
-    StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    KeyStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta,
+    RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -43,27 +43,89 @@ use tokio::sync::Mutex;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op<'a> {
-    RegisterDevice { device: Cow<'a, NewDevice>, key: KeyHash, now: DateTime<Utc> },
-    RemoveDevice { id: Cow<'a, DeviceId> },
-    MarkContainerReporter { id: Cow<'a, DeviceId>, at: DateTime<Utc> },
-    InsertKey { key: Cow<'a, NewKey> },
-    RevokeKey { id: i64, device: Option<Cow<'a, DeviceId>>, now: DateTime<Utc> },
-    InsertHealth { batch: Cow<'a, [NewHealthCheck]> },
-    InsertPoints { batch: Cow<'a, [Point]> },
-    InsertRequestLogs { batch: Cow<'a, [RequestLog]> },
-    InsertStateChange { change: Cow<'a, StateChange> },
-    InsertJobOutcome { outcome: Cow<'a, JobOutcome> },
-    InsertErrorLog { error: Cow<'a, ErrorLog> },
-    InsertUserActivity { activity: Cow<'a, UserActivity> },
-    PurgeAnalytics { before: DateTime<Utc>, max_rows: u64 },
-    PurgeHealth { from: DateTime<Utc>, before: DateTime<Utc>, max_rows: u64 },
-    PurgePoints { from_ns: i64, before_ns: i64, max_rows: u64 },
-    MergeRollups { deltas: Cow<'a, [RollupDelta]> },
-    PurgeRollups { tier: Tier, before_s: i64, max_rows: u64 },
-    PutAlertConfig { kind: ConfigKind, document: serde_json::Value },
-    DeleteAlertConfig { kind: ConfigKind, id: Cow<'a, str> },
-    ApplyAlertChanges { changes: Cow<'a, [AlertChange]> },
-    UpdateNotification { notification: Box<Notification> },
+    RegisterDevice {
+        device: Cow<'a, NewDevice>,
+        key: KeyHash,
+        now: DateTime<Utc>,
+    },
+    RemoveDevice {
+        id: Cow<'a, DeviceId>,
+    },
+    MarkContainerReporter {
+        id: Cow<'a, DeviceId>,
+        at: DateTime<Utc>,
+    },
+    InsertKey {
+        key: Cow<'a, NewKey>,
+    },
+    RevokeKey {
+        id: i64,
+        device: Option<Cow<'a, DeviceId>>,
+        now: DateTime<Utc>,
+    },
+    InsertHealth {
+        batch: Cow<'a, [NewHealthCheck]>,
+    },
+    InsertPoints {
+        batch: Cow<'a, [Point]>,
+        #[serde(default)]
+        receipts: Cow<'a, [NewReceipt]>,
+    },
+    PurgeReceipts {
+        before: DateTime<Utc>,
+        max_rows: u64,
+    },
+    InsertRequestLogs {
+        batch: Cow<'a, [RequestLog]>,
+    },
+    InsertStateChange {
+        change: Cow<'a, StateChange>,
+    },
+    InsertJobOutcome {
+        outcome: Cow<'a, JobOutcome>,
+    },
+    InsertErrorLog {
+        error: Cow<'a, ErrorLog>,
+    },
+    InsertUserActivity {
+        activity: Cow<'a, UserActivity>,
+    },
+    PurgeAnalytics {
+        before: DateTime<Utc>,
+        max_rows: u64,
+    },
+    PurgeHealth {
+        from: DateTime<Utc>,
+        before: DateTime<Utc>,
+        max_rows: u64,
+    },
+    PurgePoints {
+        from_ns: i64,
+        before_ns: i64,
+        max_rows: u64,
+    },
+    MergeRollups {
+        deltas: Cow<'a, [RollupDelta]>,
+    },
+    PurgeRollups {
+        tier: Tier,
+        before_s: i64,
+        max_rows: u64,
+    },
+    PutAlertConfig {
+        kind: ConfigKind,
+        document: serde_json::Value,
+    },
+    DeleteAlertConfig {
+        kind: ConfigKind,
+        id: Cow<'a, str>,
+    },
+    ApplyAlertChanges {
+        changes: Cow<'a, [AlertChange]>,
+    },
+    UpdateNotification {
+        notification: Box<Notification>,
+    },
 }
 
 impl Op<'_> {
@@ -87,8 +149,8 @@ impl Op<'_> {
                 Applied::Unit
             }
             Op::InsertHealth { batch } => Applied::Health(tables.insert_health(batch).await?),
-            Op::InsertPoints { batch } => {
-                tables.insert_points(batch).await?;
+            Op::InsertPoints { batch, receipts } => {
+                tables.insert_points(batch, receipts).await?;
                 Applied::Unit
             }
             Op::InsertRequestLogs { batch } => {
@@ -108,6 +170,7 @@ impl Op<'_> {
             Op::PurgePoints { from_ns, before_ns, max_rows } => {
                 Applied::Count(tables.purge_points(*from_ns, *before_ns, *max_rows).await?)
             }
+            Op::PurgeReceipts { before, max_rows } => Applied::Count(tables.purge_receipts(*before, *max_rows).await?),
             Op::MergeRollups { deltas } => {
                 tables.merge_rollups(deltas).await?;
                 Applied::Unit
@@ -403,8 +466,11 @@ impl HealthStore for JournalStore {
 
 #[async_trait]
 impl MetricStore for JournalStore {
-    async fn insert_points(&self, batch: &[Point]) -> Result<(), StorageError> {
-        answer!(self.write(Op::InsertPoints { batch: Cow::Borrowed(batch) }).await, Unit)
+    async fn insert_points(&self, batch: &[Point], receipts: &[NewReceipt]) -> Result<(), StorageError> {
+        answer!(
+            self.write(Op::InsertPoints { batch: Cow::Borrowed(batch), receipts: Cow::Borrowed(receipts) }).await,
+            Unit
+        )
     }
 
     async fn points_since(
@@ -423,6 +489,17 @@ impl MetricStore for JournalStore {
 
     async fn purge_points(&self, from_ns: i64, before_ns: i64, max_rows: u64) -> Result<u64, StorageError> {
         answer!(self.write(Op::PurgePoints { from_ns, before_ns, max_rows }).await, Count)
+    }
+}
+
+#[async_trait]
+impl ReceiptStore for JournalStore {
+    async fn receipt(&self, scope: &str, key: &str) -> Result<Option<Receipt>, StorageError> {
+        self.tables.receipt(scope, key).await
+    }
+
+    async fn purge_receipts(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
+        answer!(self.write(Op::PurgeReceipts { before, max_rows }).await, Count)
     }
 }
 

@@ -51,7 +51,12 @@ async fn what_was_acknowledged_survives_a_reopen() {
     let read_key = NewKey { hash: KeyHash::of("reader"), role: Role::Read, device_id: None, created_at: now };
     let read_id = store.insert_key(&read_key).await.expect("key");
     let ids = store
-        .insert_health(&[NewHealthCheck { device_id: pos.clone(), checked_at: now, check: check(false) }])
+        .insert_health(&[NewHealthCheck {
+            device_id: pos.clone(),
+            checked_at: now,
+            check: check(false),
+            receipt: None,
+        }])
         .await
         .expect("stored");
     let point = Point::new(
@@ -62,7 +67,7 @@ async fn what_was_acknowledged_survives_a_reopen() {
         Default::default(),
     )
     .expect("valid");
-    store.insert_points(std::slice::from_ref(&point)).await.expect("points");
+    store.insert_points(std::slice::from_ref(&point), &[]).await.expect("points");
     let change = StateChange {
         timestamp: now,
         device_id: "pos-1".into(),
@@ -141,7 +146,7 @@ async fn the_engine_runs_on_it_across_restarts() {
     let store = Arc::new(JournalStore::open(&path).await.expect("open"));
     let (homepot, engine) = Homepot::start(store, Settings::default(), Arc::new(SystemClock)).await.expect("start");
     homepot.register_device(&device("pos-7")).await.expect("registered");
-    let (write, _) = homepot.record_health(pos.clone(), check(true)).await.expect("recorded");
+    let (write, _) = homepot.record_health(pos.clone(), check(true), None).await.expect("recorded");
     engine.shutdown().await;
     drop(homepot);
 

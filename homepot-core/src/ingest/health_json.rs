@@ -4,7 +4,9 @@
 
 use crate::health::{AppMetrics, HealthCheck, HealthReport, NetworkMetrics, SystemMetrics};
 use crate::ingest::json_reader::{ObjectReader, parse_object};
-use crate::validation::{ErrorSink, LocSegment, ValidationErrors};
+use chrono::{DateTime, Utc};
+
+use crate::validation::{ErrorKind, ErrorSink, LocSegment, ValidationErrors};
 
 /// Parses and validates a health report.
 ///
@@ -22,6 +24,12 @@ pub fn parse_health_check(bytes: &[u8]) -> Result<HealthCheck, ValidationErrors>
     report.status_code = root.optional_int(&mut sink, "status_code").unwrap_or(200);
     report.endpoint = root.optional_str(&mut sink, "endpoint").map(str::to_owned);
     report.error_message = root.optional_str(&mut sink, "error_message").map(str::to_owned);
+    if let Some(raw) = root.optional_str(&mut sink, "checked_at") {
+        report.checked_at = DateTime::parse_from_rfc3339(raw).ok().map(|t| t.with_timezone(&Utc));
+        if report.checked_at.is_none() {
+            sink.at(&[], "checked_at", ErrorKind::BadFormat, "an RFC 3339 date-time, e.g. 2026-12-03T10:00:00Z");
+        }
+    }
     if let Some(data) = root.optional_object(&mut sink, "response_data") {
         report.response_data = data.clone();
     }
@@ -107,6 +115,34 @@ mod tests {
                    "error_message": "Database connection timeout", "system": {"cpu_percent": 95.0, "memory_percent": 98.0}}),
             &[],
         );
+    }
+
+    #[test]
+    fn checked_at_is_an_rfc3339_sample_time_bounded_by_the_clock_and_retention() {
+        check(
+            json!({"is_healthy": true, "response_time_ms": 1, "checked_at": "yesterday"}),
+            &[("checked_at", ErrorKind::BadFormat)],
+        );
+        check(
+            json!({"is_healthy": true, "response_time_ms": 1, "checked_at": 5}),
+            &[("checked_at", ErrorKind::NotString)],
+        );
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z").unwrap().with_timezone(&Utc);
+        let parse = |at: &str| {
+            parse_health_check(
+                json!({"is_healthy": true, "response_time_ms": 1, "checked_at": at}).to_string().as_bytes(),
+            )
+            .unwrap()
+        };
+        let day = Some(chrono::TimeDelta::days(1));
+        let kind = |r: Result<DateTime<Utc>, ValidationErrors>| r.unwrap_err().errors()[0].kind;
+        assert_eq!(parse("2026-12-03T13:00:00+02:00").sample_time(now, day), Ok(now - chrono::TimeDelta::hours(1)));
+        assert_eq!(parse("2026-12-03T12:05:00Z").sample_time(now, day), Ok(now + chrono::TimeDelta::minutes(5)));
+        assert_eq!(kind(parse("2026-12-03T12:05:01Z").sample_time(now, day)), ErrorKind::TooLarge);
+        assert_eq!(kind(parse("2026-12-02T11:59:59Z").sample_time(now, day)), ErrorKind::TooSmall);
+        assert_eq!(parse("2000-01-01T00:00:00Z").sample_time(now, None).map(|t| t.timestamp()), Ok(946_684_800));
+        let plain = parse_health_check(br#"{"is_healthy": true, "response_time_ms": 1}"#).unwrap();
+        assert_eq!(plain.sample_time(now, day), Ok(now), "without checked_at the server's time applies");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
 use super::documented::ContainerRequestBody;
-use super::{ApiTags, AppState};
+use super::{ApiTags, AppState, IdempotencyHeader, device_scope, scoped_key};
 use crate::auth::{ApiKeyAuth, MetricsAuth};
 use crate::body::JsonBody;
 use crate::error::ApiError;
@@ -99,6 +99,9 @@ impl ContainersApi {
         &self,
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
         body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<ContainerMetricsAccepted>, ApiError> {
         let principal = state.authenticate_metrics(&auth).await?;
@@ -109,7 +112,8 @@ impl ContainersApi {
         };
         principal.require_writer_for(device.as_str())?;
         let device = state.homepot.registered_device(device.as_str()).await?;
-        let accepted = state.homepot.record_container_data(&auth.owner(), &device, &data).await?;
+        let key = scoped_key(idempotency_key, device_scope(device.as_str()))?;
+        let accepted = state.homepot.record_container_data(&auth.owner(), &device, &data, key.as_ref()).await?;
         Ok(Json(ContainerMetricsAccepted {
             accepted,
             message: format!("Accepted {accepted} measurement{}", if accepted == 1 { "" } else { "s" }),

@@ -13,7 +13,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
 use super::documented::HealthCheckRequest;
-use super::{ApiTags, AppState, rfc3339};
+use super::{ApiTags, AppState, IdempotencyHeader, device_scope, rfc3339, scoped_key};
 use crate::auth::ApiKeyAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
@@ -101,12 +101,16 @@ impl HealthApi {
         auth: ApiKeyAuth,
         /// Device identifier, e.g. `pos-terminal-001` (case-sensitive).
         device_id: Path<String>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
         body: JsonBody<HealthCheckRequest>,
     ) -> Result<Json<HealthCheckAccepted>, ApiError> {
         state.authenticate(&auth).await?.require_writer_for(&device_id)?;
         let check = parse_health_check(&body.bytes).map_err(|e| ApiError::invalid("body", e))?;
         let device = DeviceId::parse(&device_id).map_err(|_| ApiError::device_not_found(&device_id))?;
-        let (write, accepted_at) = state.homepot.record_health(device, check).await?;
+        let key = scoped_key(idempotency_key, device_scope(device.as_str()))?;
+        let (write, accepted_at) = state.homepot.record_health(device, check, key.as_ref()).await?;
         let (health_check_id, stored) = write.answer();
         Ok(Json(HealthCheckAccepted {
             message: "Health check recorded successfully".to_owned(),

@@ -17,10 +17,10 @@ use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde_json::Value;
 
-use homepot_engine::{PointsWrite, Principal};
+use homepot_engine::{IdempotencyKey, PointsWrite, Principal};
 
 use super::documented::{MetricBatchRequest, SimpleMetricRequest};
-use super::{ApiTags, AppState, parse_tags};
+use super::{ApiTags, AppState, IdempotencyHeader, parse_tags};
 use crate::auth::MetricsAuth;
 use crate::body::{JsonBody, OtlpKind, RawBody, RemoteWriteKind, TextKind};
 use crate::error::ApiError;
@@ -224,15 +224,23 @@ struct Push<'a> {
     owner: String,
     /// When it arrived: the time of points that carry none.
     now_ns: i64,
+    /// The request's `Idempotency-Key`, scoped to its sender.
+    key: Option<IdempotencyKey>,
 }
 
 impl<'a> Push<'a> {
     /// Opens a push: read keys are refused before the body is even parsed.
-    async fn open(state: &'a AppState, auth: &MetricsAuth) -> Result<Self, ApiError> {
+    async fn open(state: &'a AppState, auth: &MetricsAuth, key: IdempotencyHeader) -> Result<Self, ApiError> {
         let principal = state.authenticate_metrics(auth).await?;
         principal.require_some_writer()?;
         let now_ns = state.homepot.now().timestamp_nanos_opt().unwrap_or(i64::MAX);
-        Ok(Push { state, principal, owner: auth.owner(), now_ns })
+        let owner = auth.owner();
+        let scope = match &principal {
+            Principal::Device(device) => super::device_scope(device.as_str()),
+            _ => format!("key:{owner}"),
+        };
+        let key = super::scoped_key(key, scope)?;
+        Ok(Push { state, principal, owner, now_ns, key })
     }
 
     /// Writes `points`, durable when this returns: how many were sent, and what was stored.
@@ -244,7 +252,7 @@ impl<'a> Push<'a> {
             _ => points,
         };
         let sent = points.len();
-        Ok((sent, self.state.homepot.write_points(&self.owner, points).await?))
+        Ok((sent, self.state.homepot.write_points(&self.owner, points, self.key.as_ref()).await?))
     }
 }
 
@@ -276,8 +284,11 @@ impl MetricsApi {
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
         body: JsonBody<SimpleMetricRequest>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let push = Push::open(&state, &auth).await?;
+        let push = Push::open(&state, &auth, idempotency_key).await?;
         let point = parse_simple_metric(&body.bytes, push.now_ns).map_err(|e| ApiError::invalid("body", e))?;
         let (accepted, written) = push.write(vec![point]).await?;
         Ok(Json(MetricsAccepted::new(accepted, written)))
@@ -291,8 +302,11 @@ impl MetricsApi {
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
         body: JsonBody<MetricBatchRequest>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let push = Push::open(&state, &auth).await?;
+        let push = Push::open(&state, &auth, idempotency_key).await?;
         let points = parse_metric_batch(&body.bytes, push.now_ns).map_err(|e| ApiError::invalid("body", e))?;
         let (accepted, written) = push.write(points).await?;
         Ok(Json(MetricsAccepted::new(accepted, written)))
@@ -309,8 +323,11 @@ impl MetricsApi {
         #[oai(validator(pattern = r"^(ns|n|us|u|µ|ms|s|m|h)?$"))]
         precision: Query<Option<String>>,
         body: RawBody<TextKind>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
     ) -> Result<Json<MetricsAccepted>, ApiError> {
-        let push = Push::open(&state, &auth).await?;
+        let push = Push::open(&state, &auth, idempotency_key).await?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, push.now_ns);
         if outcome.points.is_empty() && outcome.error_count > 0 {
@@ -346,9 +363,12 @@ impl MetricsApi {
         /// Database name (ignored).
         db: Query<Option<String>>,
         body: RawBody<TextKind>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
     ) -> Result<WriteResponse, ApiError> {
         let _ = db;
-        let push = Push::open(&state, &auth).await?;
+        let push = Push::open(&state, &auth, idempotency_key).await?;
         let precision = parse_precision(precision.0.as_deref())?;
         let outcome = parse_lines(body.text()?, precision, push.now_ns);
         push.write(outcome.points).await?;
@@ -370,8 +390,11 @@ impl MetricsApi {
         state: Data<&Arc<AppState>>,
         auth: MetricsAuth,
         body: RawBody<OtlpKind>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
     ) -> Result<OtlpResponse, ApiError> {
-        let push = Push::open(&state, &auth).await?;
+        let push = Push::open(&state, &auth, idempotency_key).await?;
         let protobuf = body.media == 0;
         let decoded = if protobuf { otlp::decode_protobuf(&body.bytes) } else { otlp::decode_json(&body.bytes) };
         let outcome = otlp::to_points(&decoded.map_err(|e| ApiError::invalid("body", e))?, push.now_ns);
@@ -405,8 +428,11 @@ impl MetricsApi {
         #[oai(name = "Content-Encoding")]
         content_encoding: poem_openapi::param::Header<Option<String>>,
         body: RawBody<RemoteWriteKind>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
     ) -> Result<RemoteWriteResponse, ApiError> {
-        let push = Push::open(&state, &auth).await?;
+        let push = Push::open(&state, &auth, idempotency_key).await?;
         if let Some(encoding) = content_encoding.0.filter(|e| !e.trim().eq_ignore_ascii_case("snappy")) {
             return Ok(RemoteWriteResponse::Refused(PlainText(format!(
                 "Content-Encoding must be snappy, got {encoding}"

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use homepot_core::ErrorKind;
-use homepot_engine::{Homepot, Principal};
+use homepot_engine::{Homepot, IdempotencyKey, Principal};
 use poem_openapi::Tags;
 
 use crate::auth::{ApiKeyAuth, MetricsAuth};
@@ -100,6 +100,19 @@ impl AppState {
     pub(crate) async fn authenticate_metrics(&self, auth: &MetricsAuth) -> Result<Principal, ApiError> {
         Ok(self.homepot.authenticate(auth.presented().as_deref(), self.open_metrics).await?)
     }
+}
+
+/// An ingest request's optional `Idempotency-Key` header.
+pub(crate) type IdempotencyHeader = poem_openapi::param::Header<Option<String>>;
+
+/// The scope of a device's idempotency keys: the same whichever key or route it uses.
+pub(crate) fn device_scope(device: &str) -> String {
+    format!("device:{device}")
+}
+
+/// The request's idempotency key in `scope`, if it sent one.
+pub(crate) fn scoped_key(header: IdempotencyHeader, scope: String) -> Result<Option<IdempotencyKey>, ApiError> {
+    Ok(header.0.map(|raw| IdempotencyKey::new(scope, &raw)).transpose()?)
 }
 
 /// The original APIs' timestamp format: `2025-11-19T10:00:00.000Z`.

@@ -13,7 +13,7 @@ use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::{ApiTags, AppState, rfc3339};
+use super::{ApiTags, AppState, IdempotencyHeader, device_scope, rfc3339, scoped_key};
 use crate::auth::MetricsAuth;
 use crate::body::JsonBody;
 use crate::error::ApiError;
@@ -93,13 +93,17 @@ impl MonitoringApi {
         auth: MetricsAuth,
         /// The node's device id.
         node_id: Path<String>,
+        /// Names the request so that a retry is answered as the first and stores nothing.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: IdempotencyHeader,
         body: JsonBody<std::collections::BTreeMap<String, Value>>,
     ) -> Result<Json<NodeReportAccepted>, ApiError> {
         state.authenticate_metrics(&auth).await?.require_writer_for(&node_id)?;
         let report = parse_node_report(&body.bytes, state.homepot.now().timestamp())
             .map_err(|e| ApiError::invalid("body", e))?;
         let node = state.homepot.registered_device(&node_id).await?;
-        let accepted_at = state.homepot.record_node_report(&auth.owner(), &node, report).await?;
+        let key = scoped_key(idempotency_key, device_scope(node.as_str()))?;
+        let accepted_at = state.homepot.record_node_report(&auth.owner(), &node, report, key.as_ref()).await?;
         Ok(Json(NodeReportAccepted {
             message: "Node resources recorded successfully".to_owned(),
             node_id: node_id.0,

@@ -62,7 +62,7 @@ impl SimulatorApi {
         let report = simulated_report(&mut rand::rng(), is_healthy.0.unwrap_or(true));
         let metrics = HealthCheckRequest::from(&report);
         let check = HealthCheck::validate(report).map_err(|e| ApiError::invalid("body", e))?;
-        let (write, accepted_at) = state.homepot.record_health(device, check).await?;
+        let (write, accepted_at) = state.homepot.record_health(device, check, None).await?;
         let (health_check_id, stored) = write.answer();
         Ok(Json(SimulatedMetrics {
             message: "Simulated metrics submitted successfully".to_owned(),

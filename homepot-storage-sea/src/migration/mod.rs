@@ -13,6 +13,7 @@ mod m20261201_000007_add_container_reporters;
 mod m20261201_000008_create_rollups;
 mod m20261201_000009_create_device_latest;
 mod m20261201_000010_create_alerting;
+mod m20261203_000011_create_receipts;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_create_rollups::Migration),
             Box::new(m20261201_000009_create_device_latest::Migration),
             Box::new(m20261201_000010_create_alerting::Migration),
+            Box::new(m20261203_000011_create_receipts::Migration),
         ]
     }
 }
