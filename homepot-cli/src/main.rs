@@ -1,6 +1,7 @@
 //! The `homepot` binary: parses settings, then hands over to the library crates.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod alert;
 mod containers;
 mod device;
@@ -48,6 +49,9 @@ enum Command {
     /// Manage alert rules in the configured database, or check a rules file.
     #[command(subcommand)]
     Alert(alert::AlertCommand),
+    /// Report this device's host metrics and local checks to a server, through a durable
+    /// queue that loses nothing while the server is away (`agent status` shows it).
+    Agent(Box<agent::AgentArgs>),
 }
 
 #[tokio::main]
@@ -71,6 +75,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Export(args) => export::run(*args).await,
         Command::Retention(command) => retention::run(command).await,
         Command::Alert(command) => alert::run(command).await,
+        Command::Agent(args) => {
+            settings::init_logging(args.log.log_format);
+            agent::run(*args).await
+        }
     }
 }
 

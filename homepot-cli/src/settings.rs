@@ -336,6 +336,15 @@ pub(crate) struct ServeArgs {
     /// answered as the first was and stores nothing.
     #[arg(long, env = "HOMEPOT_IDEMPOTENCY_WINDOW_HOURS", default_value_t = 24)]
     pub(crate) idempotency_window_hours: u64,
+    /// Seconds between readings of this machine's own CPU, memory, disks, interfaces,
+    /// temperatures, GPU and NPU (as `homepot agent` reads them), fed into the live view and
+    /// history as `host_*` series tagged `host=<hostname>`; 0 (the default) reads none.
+    #[arg(long = "host-metrics", env = "HOMEPOT_HOST_METRICS_SECONDS", default_value_t = 0, num_args = 0..=1, default_missing_value = "10")]
+    pub(crate) host_metrics_seconds: u64,
+    /// Fault injection for crash tests: the process kills itself (SIGKILL) as soon as its Nth
+    /// health or metrics batch write returns, before any sender is answered.
+    #[arg(long, env = "HOMEPOT_FAULT_KILL_AFTER_COMMITS", hide = true)]
+    pub(crate) fault_kill_after_commits: Option<u64>,
 }
 
 impl fmt::Debug for ServeArgs {
@@ -385,6 +394,7 @@ impl fmt::Debug for ServeArgs {
             .field("retention", &self.retention)
             .field("rollup_flush_seconds", &self.rollup_flush_seconds)
             .field("idempotency_window_hours", &self.idempotency_window_hours)
+            .field("host_metrics_seconds", &self.host_metrics_seconds)
             .field("log_format", &self.log.log_format)
             .finish()
     }

@@ -24,6 +24,7 @@ mod outbound;
 mod pipeline;
 mod promql;
 mod query;
+pub mod queue;
 mod receipts;
 mod request_log;
 mod restore;

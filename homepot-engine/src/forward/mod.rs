@@ -9,8 +9,6 @@
 //! Samples are named as the Prometheus query API names them (`promql::series_name`), so a
 //! query gives the same answer on homepot and on the target.
 
-mod queue;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +20,7 @@ use homepot_core::promql::series_name;
 use homepot_core::{FieldValue, Point};
 use tokio::sync::Notify;
 
-use self::queue::ForwardQueue;
+use crate::queue::DurableQueue;
 
 /// Where to send.
 #[derive(Clone, PartialEq, Eq)]
@@ -120,7 +118,7 @@ struct Counters {
 /// The queue and its targets.
 #[derive(Debug)]
 pub(crate) struct Forwarder {
-    queue: Arc<ForwardQueue>,
+    queue: Arc<DurableQueue>,
     settings: ForwardSettings,
     counters: Vec<Counters>,
     appended: Notify,
@@ -151,7 +149,7 @@ fn encode(points: &[&[Point]]) -> Option<Vec<u8>> {
 impl Forwarder {
     /// Opens the queue.
     pub(crate) fn open(settings: ForwardSettings) -> std::io::Result<Self> {
-        let queue = ForwardQueue::open(&settings.queue_dir, settings.targets.len(), settings.queue_max_bytes)?;
+        let queue = DurableQueue::open(&settings.queue_dir, settings.targets.len(), settings.queue_max_bytes)?;
         let counters = settings.targets.iter().map(|_| Counters::default()).collect();
         Ok(Self { queue: Arc::new(queue), settings, counters, appended: Notify::new() })
     }
