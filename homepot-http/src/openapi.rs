@@ -98,7 +98,8 @@ fn error_statuses(method: &str, path: &str, operation: &Value) -> BTreeSet<u16> 
     if typed_body {
         statuses.insert(415);
     }
-    if listed(&CONFLICTS) {
+    // An `Idempotency-Key` first used on another kind of request.
+    if listed(&CONFLICTS) || parameters.iter().any(|p| p["in"] == "header" && p["name"] == "Idempotency-Key") {
         statuses.insert(409);
     }
     if listed(&WAITS_FOR_DEVICE) {
@@ -151,7 +152,7 @@ mod tests {
             ("get", "/api/v1/stats", vec![200]),
             ("post", "/api/v1/devices", vec![201, 401, 403, 408, 409, 413, 415, 422, 429, 500, 503]),
             ("get", "/api/v1/metrics/names", vec![200, 401, 403, 429, 500, 503]),
-            ("post", "/write", vec![204, 400, 401, 403, 408, 413, 422, 429, 500, 503]),
+            ("post", "/write", vec![204, 400, 401, 403, 408, 409, 413, 422, 429, 500, 503]),
             ("get", "/api/v1/devices/{device_id}/health", vec![200, 401, 403, 404, 422, 429, 500, 503]),
             ("post", "/api/v1/analytics/user-activity", vec![201, 401, 404, 408, 413, 415, 422, 429, 500, 503]),
             ("get", "/metrics/stream", vec![200, 401, 403, 500, 503]),

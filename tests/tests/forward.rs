@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use homepot_engine::{ForwardSettings, ForwardTarget};
 use homepot_http::ServerConfig;
 use homepot_tests::{Backend, KilledOnDrop, TestServer, free_port, unique};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn victoria_metrics(data: &std::path::Path, port: u16) -> KilledOnDrop {
     KilledOnDrop(
@@ -130,5 +130,15 @@ async fn every_sample_reaches_victoria_metrics_across_its_outage_and_a_restart()
         .await
         .unwrap();
     assert_eq!(series["data"].as_array().unwrap().len(), 400, "one series per batch and n: {series}");
+    // The server's stats show the target caught up (this run's counters: after the restart).
+    let (_, stats) = s.call(reqwest::Method::GET, "/api/v1/stats", None, None).await;
+    let target = &stats["forwarding"][0];
+    assert_eq!(target["target"], format!("{vm_base}/api/v1/write"), "{stats}");
+    assert_eq!(
+        (&target["pending_bytes"], &target["dropped"], &target["rejected"]),
+        (&json!(0), &json!(0), &json!(0)),
+        "{stats}"
+    );
+    assert!(target["sent"].as_u64().unwrap() >= 1, "{stats}");
     s.shutdown().await;
 }

@@ -89,6 +89,37 @@ struct ServiceStats {
     analytics_requests_dropped: u64,
     /// Seconds since the server started.
     uptime_seconds: f64,
+    /// Remote write forwarding, per target; empty when it is off.
+    forwarding: Vec<ForwardingStats>,
+}
+
+/// What forwarding has done for one target since the server started (pending: now).
+#[derive(Debug, Object)]
+struct ForwardingStats {
+    /// The target's URL, credentials left out.
+    target: String,
+    /// Batches the target accepted.
+    sent: u64,
+    /// Batches it refused (a 4xx other than 429), dropped.
+    rejected: u64,
+    /// Batches dropped unsent: the queue's byte cap, or a corrupt record.
+    dropped: u64,
+    /// Queued bytes not yet sent.
+    pending_bytes: u64,
+}
+
+/// `url` without the `user:password@` of basic auth: the stats need no key.
+fn without_credentials(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[derive(Debug, ApiResponse)]
@@ -152,6 +183,18 @@ impl ServiceApi {
             analytics_requests_logged: stats.analytics_logged,
             analytics_requests_dropped: stats.analytics_dropped,
             uptime_seconds: uptime(&state),
+            forwarding: state
+                .homepot
+                .forward_status()
+                .into_iter()
+                .map(|f| ForwardingStats {
+                    target: without_credentials(&f.url),
+                    sent: f.sent,
+                    rejected: f.rejected,
+                    dropped: f.dropped,
+                    pending_bytes: f.pending_bytes,
+                })
+                .collect(),
         })
     }
 }
@@ -168,5 +211,16 @@ async fn basic_health(state: &AppState) -> ServiceHealth {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: uptime(state),
         checks: DependencyChecks { store },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn target_credentials_are_left_out() {
+        use super::without_credentials as strip;
+        assert_eq!(strip("https://user:pa@ss@vm:8428/api/v1/write"), "https://vm:8428/api/v1/write");
+        assert_eq!(strip("http://vm:8428/api/v1/write?a=b@c"), "http://vm:8428/api/v1/write?a=b@c");
+        assert_eq!(strip("http://vm:8428"), "http://vm:8428");
     }
 }
