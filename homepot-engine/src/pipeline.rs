@@ -323,7 +323,13 @@ impl Commit<Job> for Telemetry {
         if !points.is_empty() {
             self.commit_points(points).await;
         }
-        for (record, reply) in records {
+        // State changes come in bursts (a fleet coming online): one transaction for them all.
+        let (changes, others): (Vec<_>, Vec<_>) =
+            records.into_iter().partition(|(record, _)| matches!(record, AnalyticsRecord::StateChange(_)));
+        if !changes.is_empty() {
+            self.commit_state_changes(changes).await;
+        }
+        for (record, reply) in others {
             self.commit_record(record, reply).await;
         }
     }
@@ -408,6 +414,34 @@ impl Telemetry {
         let result = result.map_err(Arc::new);
         for (_, _, reply) in senders {
             let _ = reply.send(result.clone());
+        }
+    }
+
+    async fn commit_state_changes(&self, jobs: Vec<(AnalyticsRecord, Reply<RecordId>)>) {
+        let (changes, replies): (Vec<StateChange>, Vec<_>) = jobs
+            .into_iter()
+            .filter_map(|(record, reply)| match record {
+                AnalyticsRecord::StateChange(change) => Some((change, reply)),
+                _ => None,
+            })
+            .unzip();
+        let result = self.store.insert_state_changes(&changes).await;
+        self.note(&result);
+        let results: Vec<Result<RecordId, Arc<StorageError>>> = match result {
+            Ok(ids) if ids.len() == replies.len() => ids.into_iter().map(Ok).collect(),
+            Ok(ids) => {
+                let error = StorageError::backend(format!(
+                    "backend returned {} ids for {} state changes",
+                    ids.len(),
+                    replies.len()
+                ));
+                tracing::error!(%error, "storage contract violated");
+                vec![Err(Arc::new(error)); replies.len()]
+            }
+            Err(error) => vec![Err(Arc::new(error)); replies.len()],
+        };
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 

@@ -23,6 +23,9 @@ use homepot_storage::{RollupDelta, SeriesKey, Store};
 /// Deltas kept for retry while storage refuses them; beyond this the oldest are dropped.
 pub(crate) const MAX_UNFLUSHED: usize = 1_000_000;
 
+/// Deltas merged per storage transaction.
+const FLUSH_CHUNK: usize = 4_096;
+
 /// A point's series (name and tags) as gathered: its fields' rollup series ids.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PointSeries {
@@ -159,26 +162,26 @@ impl Rollups {
         if deltas.is_empty() {
             return true;
         }
-        let _storing = self.storing.write().await;
-        match store.merge_rollups(&deltas).await {
-            Ok(()) => {
-                let mut gathering = self.gathering();
-                // Only this flush adds to `unflushed`, so what it wrote is its first part.
-                let written = deltas.len().min(gathering.unflushed.len());
-                gathering.unflushed.drain(..written);
-                true
-            }
-            Err(error) => {
+        // In transactions of a bounded size: one of every delta of a large fleet held SQLite's
+        // write lock for seconds, and ingest waited behind it (or timed out with 503).
+        for chunk in deltas.chunks(FLUSH_CHUNK) {
+            let _storing = self.storing.write().await;
+            if let Err(error) = store.merge_rollups(chunk).await {
                 let mut gathering = self.gathering();
                 let excess = gathering.unflushed.len().saturating_sub(MAX_UNFLUSHED);
                 if excess > 0 {
                     gathering.unflushed.drain(..excess);
                     gathering.dropped += excess as u64;
                 }
-                tracing::warn!(%error, deltas = deltas.len(), dropped = gathering.dropped, "rollups not stored; retrying at the next flush");
-                false
+                tracing::warn!(%error, deltas = gathering.unflushed.len(), dropped = gathering.dropped, "rollups not stored; retrying at the next flush");
+                return false;
             }
+            // Only this flush adds to `unflushed`, so what it wrote is its first part.
+            let mut gathering = self.gathering();
+            let written = chunk.len().min(gathering.unflushed.len());
+            gathering.unflushed.drain(..written);
         }
+        true
     }
 
     /// Waits for a flush under way to finish, and keeps others from starting while held: so

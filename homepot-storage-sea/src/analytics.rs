@@ -177,6 +177,35 @@ async fn add_to_rollups(
     Ok(())
 }
 
+/// Stores one state change and its device's current state on `txn`.
+async fn insert_state_change_in(txn: &sea_orm::DatabaseTransaction, c: &StateChange) -> Result<RecordId, StorageError> {
+    let row = device_state_change::ActiveModel {
+        timestamp: Set(c.timestamp),
+        device_id: Set(c.device_id.clone()),
+        previous_state: Set(c.previous_state.clone()),
+        new_state: Set(c.new_state.clone()),
+        changed_by: Set(Some(c.changed_by.clone())),
+        recorded_by: Set(c.recorded_by.clone()),
+        reason: Set(c.reason.clone()),
+        extra_data: Set(object(&c.metadata)),
+        ..Default::default()
+    };
+    // The change and the device's current state together, the insert first (a write, so
+    // SQLite holds the lock before anything is read).
+    let id = device_state_change::Entity::insert(row).exec(txn).await.map_err(db_error)?.last_insert_id;
+    let backend = txn.get_database_backend();
+    let sql = crate::sql::numbered(
+        backend,
+        "INSERT INTO device_latest (device_id, state, state_since) SELECT id, ?, ? FROM devices \
+             WHERE device_id = ? ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, \
+             state_since = excluded.state_since \
+             WHERE device_latest.state_since IS NULL OR excluded.state_since >= device_latest.state_since",
+    );
+    let values: Vec<sea_orm::Value> = vec![c.new_state.clone().into(), c.timestamp.into(), c.device_id.clone().into()];
+    txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+    Ok(RecordId(id))
+}
+
 #[async_trait]
 impl AnalyticsStore for SeaOrmStore {
     async fn insert_request_logs(&self, batch: &[RequestLog]) -> Result<(), StorageError> {
@@ -207,34 +236,19 @@ impl AnalyticsStore for SeaOrmStore {
     }
 
     async fn insert_state_change(&self, c: &StateChange) -> Result<RecordId, StorageError> {
-        let row = device_state_change::ActiveModel {
-            timestamp: Set(c.timestamp),
-            device_id: Set(c.device_id.clone()),
-            previous_state: Set(c.previous_state.clone()),
-            new_state: Set(c.new_state.clone()),
-            changed_by: Set(Some(c.changed_by.clone())),
-            recorded_by: Set(c.recorded_by.clone()),
-            reason: Set(c.reason.clone()),
-            extra_data: Set(object(&c.metadata)),
-            ..Default::default()
-        };
-        // The change and the device's current state in one transaction, the insert first (a
-        // write, so SQLite holds the lock before anything is read).
+        Ok(self.insert_state_changes(std::slice::from_ref(c)).await?.pop().expect("one id per change"))
+    }
+
+    async fn insert_state_changes(&self, batch: &[StateChange]) -> Result<Vec<RecordId>, StorageError> {
+        // One transaction for the batch: a commit (an fsync) per change made a fleet coming
+        // online wait on each device's in turn.
         let txn = self.db.begin().await.map_err(db_error)?;
-        let id = device_state_change::Entity::insert(row).exec(&txn).await.map_err(db_error)?.last_insert_id;
-        let backend = txn.get_database_backend();
-        let sql = crate::sql::numbered(
-            backend,
-            "INSERT INTO device_latest (device_id, state, state_since) SELECT id, ?, ? FROM devices \
-             WHERE device_id = ? ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, \
-             state_since = excluded.state_since \
-             WHERE device_latest.state_since IS NULL OR excluded.state_since >= device_latest.state_since",
-        );
-        let values: Vec<sea_orm::Value> =
-            vec![c.new_state.clone().into(), c.timestamp.into(), c.device_id.clone().into()];
-        txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+        let mut ids = Vec::with_capacity(batch.len());
+        for c in batch {
+            ids.push(insert_state_change_in(&txn, c).await?);
+        }
         txn.commit().await.map_err(db_error)?;
-        Ok(RecordId(id))
+        Ok(ids)
     }
 
     async fn insert_job_outcome(&self, o: &JobOutcome) -> Result<RecordId, StorageError> {

@@ -545,6 +545,25 @@ pub async fn reads_state_history_newest_first<S: Store + ?Sized>(store: &S) {
     let latest = store.latest_states().await.expect("latest states");
     assert_eq!(latest.iter().filter(|c| c.device_id == device).collect::<Vec<_>>(), vec![&changes[2]]);
     assert!(store.state_history(&unique_device("none").to_string(), at(0), 10).await.expect("history").is_empty());
+
+    // A batch: ids in batch order, each change stored, the latest state the batch's last.
+    let other = unique_device("states-batch").to_string();
+    let batch: Vec<StateChange> = (0..5)
+        .map(|i| StateChange {
+            device_id: if i % 2 == 0 { device.clone() } else { other.clone() },
+            ..change(30 + i, Some("offline"), if i < 4 { "online" } else { "unhealthy" })
+        })
+        .collect();
+    let ids = store.insert_state_changes(&batch).await.expect("insert a batch");
+    assert_eq!(ids.len(), 5);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids follow batch order: {ids:?}");
+    assert_eq!(
+        store.state_history(&other, at(0), 10).await.expect("history"),
+        vec![batch[3].clone(), batch[1].clone()]
+    );
+    let latest = store.latest_states().await.expect("latest states");
+    assert_eq!(latest.iter().filter(|c| c.device_id == device).collect::<Vec<_>>(), vec![&batch[4]]);
+    assert_eq!(store.insert_state_changes(&[]).await.expect("empty batch"), Vec::new());
 }
 
 /// Job outcomes count per type and status with their mean duration; error logs per category

@@ -59,6 +59,7 @@ pub enum Operation {
     ExportPage,
     InsertRequestLogs,
     InsertStateChange,
+    InsertStateChanges,
     InsertJobOutcome,
     InsertErrorLog,
     InsertUserActivity,
@@ -178,6 +179,7 @@ layered!(ExportStore {
 layered!(AnalyticsStore {
     InsertRequestLogs => fn insert_request_logs(batch: &[RequestLog]) -> ();
     InsertStateChange => fn insert_state_change(change: &StateChange) -> RecordId;
+    InsertStateChanges => fn insert_state_changes(batch: &[StateChange]) -> Vec<RecordId>;
     InsertJobOutcome => fn insert_job_outcome(outcome: &JobOutcome) -> RecordId;
     InsertErrorLog => fn insert_error_log(error: &ErrorLog) -> RecordId;
     InsertUserActivity => fn insert_user_activity(activity: &UserActivity) -> RecordId;

@@ -292,6 +292,21 @@ pub trait AnalyticsStore: Send + Sync + fmt::Debug {
     /// Backend failures only.
     async fn insert_state_change(&self, change: &StateChange) -> Result<RecordId, StorageError>;
 
+    /// Stores several state changes and returns their ids in batch order: what the
+    /// engine's writer hands over when many devices change state at once (a fleet coming
+    /// online). The default stores them one by one; a backend that can, stores them in one
+    /// transaction.
+    ///
+    /// # Errors
+    /// Backend failures only; the default may have stored the changes before the failing one.
+    async fn insert_state_changes(&self, batch: &[StateChange]) -> Result<Vec<RecordId>, StorageError> {
+        let mut ids = Vec::with_capacity(batch.len());
+        for change in batch {
+            ids.push(self.insert_state_change(change).await?);
+        }
+        Ok(ids)
+    }
+
     /// Stores a job outcome.
     ///
     /// # Errors
