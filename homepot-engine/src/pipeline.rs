@@ -310,11 +310,16 @@ impl Commit<Job> for Telemetry {
         let mut health = Vec::new();
         let mut points = Vec::new();
         let mut records = Vec::new();
+        // State changes come in bursts (a fleet coming online): one transaction for them all.
+        let mut changes = Vec::new();
         for job in batch {
             match job {
                 Job::Health(check, reply) => health.push((*check, reply)),
                 Job::Points(batch, owner, receipt, reply) => points.push((batch, owner, receipt, reply)),
-                Job::Record(record, reply) => records.push((*record, reply)),
+                Job::Record(record, reply) => match *record {
+                    AnalyticsRecord::StateChange(change) => changes.push((change, reply)),
+                    record => records.push((record, reply)),
+                },
             }
         }
         if !health.is_empty() {
@@ -323,13 +328,10 @@ impl Commit<Job> for Telemetry {
         if !points.is_empty() {
             self.commit_points(points).await;
         }
-        // State changes come in bursts (a fleet coming online): one transaction for them all.
-        let (changes, others): (Vec<_>, Vec<_>) =
-            records.into_iter().partition(|(record, _)| matches!(record, AnalyticsRecord::StateChange(_)));
         if !changes.is_empty() {
             self.commit_state_changes(changes).await;
         }
-        for (record, reply) in others {
+        for (record, reply) in records {
             self.commit_record(record, reply).await;
         }
     }
@@ -417,14 +419,8 @@ impl Telemetry {
         }
     }
 
-    async fn commit_state_changes(&self, jobs: Vec<(AnalyticsRecord, Reply<RecordId>)>) {
-        let (changes, replies): (Vec<StateChange>, Vec<_>) = jobs
-            .into_iter()
-            .filter_map(|(record, reply)| match record {
-                AnalyticsRecord::StateChange(change) => Some((change, reply)),
-                _ => None,
-            })
-            .unzip();
+    async fn commit_state_changes(&self, jobs: Vec<(StateChange, Reply<RecordId>)>) {
+        let (changes, replies): (Vec<StateChange>, Vec<_>) = jobs.into_iter().unzip();
         let result = self.store.insert_state_changes(&changes).await;
         self.note(&result);
         let results: Vec<Result<RecordId, Arc<StorageError>>> = match result {

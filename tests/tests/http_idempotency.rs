@@ -34,6 +34,12 @@ async fn post_keyed(s: &TestServer, path: &str, key: &str, idempotency: &str, bo
     (status, serde_json::from_str(&response.text().await.expect("body")).unwrap_or(Value::Null))
 }
 
+/// Line protocol to `/write` with an idempotency key; the status.
+async fn write_keyed(s: &TestServer, key: &str, idempotency: &str, lines: &str) -> u16 {
+    let sent = s.client.post(s.url("/write")).header("X-API-Key", key).header("Idempotency-Key", idempotency);
+    sent.body(lines.to_owned()).send().await.expect("sent").status().as_u16()
+}
+
 async fn stored_checks(s: &TestServer, device: &str) -> Vec<Value> {
     let (status, history) =
         s.call(reqwest::Method::GET, &format!("{}?limit=1000", health_path(device)), Some(&s.admin_key), None).await;
@@ -92,16 +98,7 @@ async fn every_metrics_route_honours_the_key(s: &TestServer) {
     let now_ns = Utc::now().timestamp_nanos_opt().unwrap();
     let line = format!("{name} value=1 {now_ns}");
     for _ in 0..3 {
-        let response = s
-            .client
-            .post(s.url("/write"))
-            .header("X-API-Key", &key)
-            .header("Idempotency-Key", "lines-1")
-            .body(line.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 204);
+        assert_eq!(write_keyed(s, &key, "lines-1", &line).await, 204);
     }
     assert_eq!(count_points(s, &name).await, 1, "/write stores a repeated batch once");
 
@@ -128,16 +125,7 @@ async fn every_metrics_route_honours_the_key(s: &TestServer) {
 
     // The same key from another sender is another request.
     let other = s.register(&unique("idem-other-")).await;
-    let response = s
-        .client
-        .post(s.url("/write"))
-        .header("X-API-Key", &other)
-        .header("Idempotency-Key", "lines-1")
-        .body(line.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 204);
+    assert_eq!(write_keyed(s, &other, "lines-1", &line).await, 204);
     assert_eq!(count_points(s, &name).await, 3, "keys are scoped to their sender");
 
     // A key first used on one kind of request cannot answer another.
