@@ -179,9 +179,14 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "HOMEPOT_HEADER_READ_TIMEOUT_SECONDS", default_value_t = 30)]
     pub(crate) header_read_timeout_seconds: u64,
     /// Milliseconds a valid API key is remembered without a storage read. Revocations through
-    /// the API apply at once; CLI revocations of a running server's keys within this time.
-    #[arg(long, env = "HOMEPOT_KEY_CACHE_MS", default_value_t = 1_000)]
+    /// the API apply at once; those made elsewhere (the CLI, another instance) within
+    /// `--key-revision-poll-ms`. 0 reads storage on every request.
+    #[arg(long, env = "HOMEPOT_KEY_CACHE_MS", default_value_t = 600_000)]
     pub(crate) key_cache_ms: u64,
+    /// Milliseconds between reads of storage's key revision, which every revocation and device
+    /// removal grows: how soon one made by another process ends this server's remembered keys.
+    #[arg(long, env = "HOMEPOT_KEY_REVISION_POLL_MS", default_value_t = 1_000)]
+    pub(crate) key_revision_poll_ms: u64,
     /// Seconds without traffic after which a connection is closed.
     #[arg(long, env = "HOMEPOT_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub(crate) idle_timeout_seconds: u64,
@@ -360,6 +365,7 @@ impl fmt::Debug for ServeArgs {
             .field("body_read_timeout_seconds", &self.body_read_timeout_seconds)
             .field("header_read_timeout_seconds", &self.header_read_timeout_seconds)
             .field("key_cache_ms", &self.key_cache_ms)
+            .field("key_revision_poll_ms", &self.key_revision_poll_ms)
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("metrics_retention_seconds", &self.metrics_retention_seconds)
             .field("metrics_max_series", &self.metrics_max_series)
@@ -486,6 +492,7 @@ impl ServeArgs {
             body_read_timeout: Duration::from_secs(self.body_read_timeout_seconds.max(1)),
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
             key_cache_ttl: Duration::from_millis(self.key_cache_ms),
+            key_revision_poll: Duration::from_millis(self.key_revision_poll_ms.max(10)),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(1)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
             live: LiveLimits {

@@ -71,8 +71,9 @@ pub struct Authenticator {
 
 /// Valid keys seen recently, so that a device sending often costs one storage read per
 /// `ttl`, not one per request. Only valid keys are kept (unknown ones cannot fill it). Every
-/// revocation through this server empties it at once; a revocation made elsewhere (the CLI,
-/// another instance) takes effect within `ttl`.
+/// revocation through this server empties it at once; one made elsewhere (the CLI, another
+/// instance) grows storage's key revision, which [`Authenticator::watch_revocations`] polls,
+/// and empties it within a poll. `ttl` bounds what a missed poll could keep.
 #[derive(Debug)]
 struct KeyCache {
     entries: RwLock<HashMap<KeyHash, (Principal, Instant)>>,
@@ -80,6 +81,8 @@ struct KeyCache {
     /// (possibly revoked) answer.
     generation: AtomicU64,
     ttl: Duration,
+    /// Storage's key revision at the last poll; `u64::MAX` before the first.
+    revision: AtomicU64,
 }
 
 /// Most keys remembered; beyond it the cache starts over.
@@ -122,8 +125,12 @@ impl Authenticator {
     /// Keys are checked against `configured_admin` first, then `store`; valid ones are
     /// remembered for `key_cache_ttl`.
     pub fn new(configured_admin: Option<&ApiKey>, store: Arc<dyn Store>, key_cache_ttl: Duration) -> Self {
-        let cache =
-            Arc::new(KeyCache { entries: RwLock::default(), generation: AtomicU64::new(0), ttl: key_cache_ttl });
+        let cache = Arc::new(KeyCache {
+            entries: RwLock::default(),
+            generation: AtomicU64::new(0),
+            ttl: key_cache_ttl,
+            revision: AtomicU64::new(u64::MAX),
+        });
         Self { configured_admin: configured_admin.map(ApiKey::hash), store, cache }
     }
 
@@ -131,6 +138,23 @@ impl Authenticator {
     /// outlives it.
     pub fn keys_changed(&self) {
         self.cache.forget_all();
+    }
+
+    /// Empties the cache when storage's key revision moved since the last call: a key was
+    /// revoked or a device removed by another process on the same database.
+    ///
+    /// # Errors
+    /// Storage failures; the cache is then left as it is, and its time to live still bounds it.
+    pub async fn watch_revocations(&self) -> Result<(), StorageError> {
+        let revision = self.store.key_revision().await?;
+        let seen = self.cache.revision.swap(revision, Ordering::SeqCst);
+        // The first poll empties it too: a key remembered before it may have been revoked
+        // before it.
+        if seen != revision {
+            tracing::debug!(revision, "keys revoked elsewhere: remembered keys forgotten");
+            self.cache.forget_all();
+        }
+        Ok(())
     }
 
     /// Whether the operator configured an admin key (which no API call can revoke).

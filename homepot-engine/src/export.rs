@@ -14,6 +14,7 @@ use homepot_storage::{StorageError, Store};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::rollups::Flush;
 use crate::{EngineError, Homepot};
 
 /// Rows read from storage at a time.
@@ -52,7 +53,7 @@ impl Homepot {
     pub async fn export(&self, query: ExportQuery, format: ExportFormat) -> Result<Export, EngineError> {
         // What has gathered in memory is stored first, so the export holds every sample
         // accepted before it began.
-        if query.kind == ExportKind::Rollups && !self.inner.rollups.flush(self.inner.store.as_ref()).await {
+        if query.kind == ExportKind::Rollups && !self.inner.rollups.flush(self.inner.store.as_ref(), Flush::All).await {
             let source = "the rollups gathered in memory could not be stored".into();
             return Err(StorageError::Unavailable { source }.into());
         }

@@ -1,5 +1,5 @@
 //! Background jobs: announcing silent gateway nodes, marking silent devices offline, merging
-//! gathered rollups into storage, deleting what is past its retention, evaluating alert rules
+//! gathered rollups into storage, forgetting keys revoked by other processes, deleting what is past its retention, evaluating alert rules
 //! and delivering their notifications. They hold no
 //! unwritten data (the rollups they flush stay gathered until stored, and shutdown flushes
 //! them once more), so shutdown simply stops them.
@@ -12,6 +12,7 @@ use homepot_storage::retention::{purge_before, purge_expired};
 use tokio::task::JoinHandle;
 
 use crate::Homepot;
+use crate::rollups::Flush;
 
 /// How often to look for silence that lasts `window`: four times per window, so it is
 /// noticed within a quarter of it, but no more than every 10 ms and at least every 5 s.
@@ -26,6 +27,7 @@ pub(crate) fn spawn(homepot: &Homepot) -> Vec<JoinHandle<()>> {
         tokio::spawn(flush_rollups(homepot.clone())),
         tokio::spawn(retention(homepot.clone())),
         tokio::spawn(evaluate_alerts(homepot.clone())),
+        tokio::spawn(watch_key_revocations(homepot.clone())),
         tokio::spawn(crate::alerting::deliver_forever(
             Arc::clone(&homepot.inner.alerting),
             Arc::clone(&homepot.inner.notifier),
@@ -46,12 +48,24 @@ async fn evaluate_alerts(homepot: Homepot) {
     }
 }
 
+async fn watch_key_revocations(homepot: Homepot) {
+    let mut ticks = tokio::time::interval(homepot.settings().key_revision_poll.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(error) = homepot.inner.auth.watch_revocations().await {
+            tracing::warn!(%error, "key revision not read; remembered keys kept until the next poll");
+        }
+    }
+}
+
 async fn flush_rollups(homepot: Homepot) {
     let mut ticks = tokio::time::interval(homepot.settings().rollup_flush_interval.max(Duration::from_millis(10)));
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        homepot.inner.rollups.flush(homepot.inner.store.as_ref()).await;
+        let settled = Flush::Settled(homepot.now().timestamp());
+        homepot.inner.rollups.flush(homepot.inner.store.as_ref(), settled).await;
     }
 }
 
@@ -105,7 +119,7 @@ async fn retention(homepot: Homepot) {
             tracing::info!(forgotten, %cutoff, "idempotency receipts past their window");
         }
         // Raw rows go only once their rollups are stored: store what has gathered first.
-        if !homepot.inner.rollups.flush(homepot.inner.store.as_ref()).await {
+        if !homepot.inner.rollups.flush(homepot.inner.store.as_ref(), Flush::Settled(now.timestamp())).await {
             continue;
         }
         match purge_expired(&*homepot.inner.store, &settings.retention, now).await {

@@ -79,7 +79,7 @@ use crate::pipeline::{Accepted, AnalyticsRecord, Pipeline};
 use crate::receipts::{Claimed, Receipts, Ticket};
 use crate::request_log::RequestLogs;
 use crate::restore::{RestoreWindows, restore_views};
-use crate::rollups::Rollups;
+use crate::rollups::{Flush, Rollups};
 use crate::writer::WriterTask;
 
 /// Analytics collection: the request log, the collection records and their retention.
@@ -109,6 +109,10 @@ impl Default for AnalyticsSettings {
     }
 }
 
+/// How long a valid key is remembered by default. Long, because revocations end it sooner:
+/// through this server at once, elsewhere within a key revision poll.
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(600);
+
 /// Everything the engine can be told.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -120,8 +124,12 @@ pub struct Settings {
     pub max_write_batch: usize,
     /// Limits of the live view (retention, most series, most series per key).
     pub live: LiveLimits,
-    /// How long a valid key is remembered without asking storage again.
+    /// How long a valid key is remembered without asking storage again; revocations cut it
+    /// short (see `key_revision_poll`).
     pub key_cache_ttl: Duration,
+    /// How often storage's key revision is read, so that revocations made by another process
+    /// on the same database (the CLI, another instance) end remembered keys.
+    pub key_revision_poll: Duration,
     /// The SmartDataFilter; off means every sample is stored.
     pub filter: FilterConfig,
     /// A gateway node that has not reported for this long is stale.
@@ -154,7 +162,8 @@ impl Default for Settings {
             write_queue_capacity: 16_384,
             max_write_batch: 1_000,
             live: LiveLimits::default(),
-            key_cache_ttl: Duration::from_secs(1),
+            key_cache_ttl: DEFAULT_KEY_CACHE_TTL,
+            key_revision_poll: Duration::from_secs(1),
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
             thresholds: Thresholds::default(),
@@ -239,7 +248,7 @@ impl Engine {
         if let Some(logs) = self.logs {
             logs.drain().await;
         }
-        if !self.rollups.flush(self.store.as_ref()).await {
+        if !self.rollups.flush(self.store.as_ref(), Flush::All).await {
             tracing::error!("rollups gathered since the last flush could not be stored at shutdown");
         }
     }

@@ -1,19 +1,23 @@
 //! Rollup maintenance. Every accepted sample (stored, or filtered and only shown live) is
-//! folded in memory into its 1-minute bucket, and a job merges what has gathered into
-//! storage every `flush_interval`, and once more at shutdown. The hour and day buckets are
-//! derived from the minute buckets at flush time: folding is exact, so they equal the
-//! rollups of the samples. A sample costs one map update on the ingest path; a point's
-//! series is looked up once for all its fields; storage sees one row per series and bucket
-//! per flush, however many samples arrived.
+//! folded in memory into its 1-minute bucket, and a job merges the minutes that have settled
+//! into storage every `flush_interval`; shutdown and exports merge everything. The hour and
+//! day buckets are derived from the minute buckets at flush time: folding is exact, so they
+//! equal the rollups of the samples. A sample costs one map update on the ingest path; a
+//! point's series is looked up once for all its fields.
+//!
+//! A minute settles [`SETTLE_SECONDS`] after it ends: until then its bucket is still filling,
+//! and merging it at every flush rewrote the same minute, hour and day rows six times a
+//! minute (at 10,000 devices that was most of the database's time). So storage sees each
+//! minute bucket once, and one merge per minute into each hour and day bucket.
 //!
 //! Deltas that storage refused are kept and retried at the next flush, up to
-//! [`MAX_UNFLUSHED`]; queries see them, and the ones still gathering, as if stored. What a
-//! crash loses is the last flush interval's deltas: the raw rows stored meanwhile are
-//! durable, the rollups of that interval miss them.
+//! [`MAX_UNFLUSHED`]; queries see them, and the minutes still gathering, as if stored. What a
+//! crash loses is what had not been merged: the current minute and the settled ones of the
+//! last flush interval. The raw rows stored meanwhile are durable; the rollups miss them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hashbrown::Equivalent;
 use homepot_core::Point;
@@ -25,6 +29,14 @@ pub(crate) const MAX_UNFLUSHED: usize = 1_000_000;
 
 /// Deltas merged per storage transaction.
 const FLUSH_CHUNK: usize = 4_096;
+
+/// How long after its end a minute is merged: samples stamped at the end of a minute are
+/// still on their way through the pipeline for a moment.
+pub(crate) const SETTLE_SECONDS: i64 = 10;
+
+/// Minutes stamped further ahead of the clock than this are merged at the next flush rather
+/// than held until they settle, so a device with a wrong clock cannot pin memory.
+const HOLD_AHEAD_SECONDS: i64 = 120;
 
 /// A point's series (name and tags) as gathered: its fields' rollup series ids.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -59,19 +71,43 @@ impl From<&PointRef<'_>> for PointSeries {
     }
 }
 
-/// What gathers between two flushes. The maps hash with foldhash: they are rebuilt at every
-/// flush and bounded by the series accepted in one interval, which the live view's series
-/// limits bound per key.
+/// Which gathered minutes a flush merges.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Flush {
+    /// Every one: at shutdown, and before exports and retention read storage.
+    All,
+    /// Those settled at this time (Unix seconds): the periodic job.
+    Settled(i64),
+}
+
+impl Flush {
+    /// Whether the minute starting at `start` stays gathering.
+    fn holds(self, start: i64) -> bool {
+        match self {
+            Flush::All => false,
+            Flush::Settled(now_s) => {
+                start >= Tier::Minute.bucket_start(now_s - SETTLE_SECONDS) && start <= now_s + HOLD_AHEAD_SECONDS
+            }
+        }
+    }
+}
+
+/// A series' minutes taken for a flush: `(start, aggregate)` pairs.
+type TakenSeries = (Arc<SeriesKey>, Vec<(i64, Aggregate)>);
+
+/// What gathers between two flushes. The maps hash with foldhash: they are bounded by the
+/// series accepted in about a minute, which the live view's series limits bound per key.
 #[derive(Debug, Default)]
 struct Gathering {
     /// Each point series seen, with its fields' series ids.
     points: hashbrown::HashMap<PointSeries, Vec<(String, u32)>>,
-    /// Every series id's key.
-    keys: Vec<SeriesKey>,
+    /// Every series id's key; shared, so that a flush copies them outside the lock.
+    keys: Vec<Arc<SeriesKey>>,
     /// 1-minute buckets by series id and start.
     minutes: hashbrown::HashMap<(u32, i64), Aggregate>,
-    /// Drained but not yet stored: being written, or refused and waiting for a retry.
-    unflushed: Vec<RollupDelta>,
+    /// Drained but not yet stored, oldest first, in chunks of at most [`FLUSH_CHUNK`]: being
+    /// written, or refused and waiting for a retry.
+    unflushed: VecDeque<Arc<[RollupDelta]>>,
     dropped: u64,
 }
 
@@ -84,11 +120,11 @@ impl Gathering {
                 Some((_, id)) => *id,
                 None => {
                     let id = u32::try_from(self.keys.len()).unwrap_or(u32::MAX);
-                    self.keys.push(SeriesKey {
+                    self.keys.push(Arc::new(SeriesKey {
                         name: point.name().to_owned(),
                         tags: point.tags().to_vec(),
                         field: field.to_owned(),
-                    });
+                    }));
                     fields.push((field.to_owned(), id));
                     id
                 }
@@ -98,28 +134,64 @@ impl Gathering {
         }
     }
 
-    /// Every gathered bucket as deltas of all three tiers; the gathering starts afresh.
-    fn drain(&mut self) -> Vec<RollupDelta> {
+    /// Takes the minutes that `flush` does not hold, grouped by series. Series ids stay as
+    /// they are while most are in use (a steady fleet keeps every one), and are renumbered
+    /// once more than half are gone.
+    fn take(&mut self, flush: Flush) -> Vec<TakenSeries> {
         let mut per_series: HashMap<u32, Vec<(i64, Aggregate)>> = HashMap::new();
-        for ((id, start), aggregate) in self.minutes.drain() {
+        for ((id, start), aggregate) in self.minutes.extract_if(|(_, start), _| !flush.holds(*start)) {
             per_series.entry(id).or_default().push((start, aggregate));
         }
-        let mut deltas = Vec::new();
-        for (id, minutes) in per_series {
-            let key = &self.keys[id as usize];
-            for tier in [Tier::Hour, Tier::Day] {
-                for (start, aggregate) in rebucket(minutes.iter().copied(), tier.seconds()) {
-                    deltas.push(RollupDelta { series: key.clone(), tier, start, aggregate });
-                }
-            }
-            for (start, aggregate) in minutes {
-                deltas.push(RollupDelta { series: key.clone(), tier: Tier::Minute, start, aggregate });
-            }
+        let taken =
+            per_series.into_iter().map(|(id, minutes)| (Arc::clone(&self.keys[id as usize]), minutes)).collect();
+        if self.minutes.is_empty() {
+            self.points.clear();
+            self.keys.clear();
+        } else if self.minutes.len() * 2 < self.keys.len() {
+            self.renumber();
+        }
+        taken
+    }
+
+    /// Forgets the series no minute refers to any more.
+    fn renumber(&mut self) {
+        let mut new_ids: HashMap<u32, u32> = HashMap::new();
+        let mut keys = Vec::new();
+        let minutes = std::mem::take(&mut self.minutes);
+        for ((id, start), aggregate) in minutes {
+            let new_id = *new_ids.entry(id).or_insert_with(|| {
+                keys.push(Arc::clone(&self.keys[id as usize]));
+                u32::try_from(keys.len() - 1).unwrap_or(u32::MAX)
+            });
+            self.minutes.insert((new_id, start), aggregate);
         }
         self.points.clear();
-        self.keys.clear();
-        deltas
+        for (id, key) in keys.iter().enumerate() {
+            let fields = self.points.entry_ref(&PointRef { name: &key.name, tags: &key.tags }).or_default();
+            fields.push((key.field.clone(), u32::try_from(id).unwrap_or(u32::MAX)));
+        }
+        self.keys = keys;
     }
+
+    fn unflushed(&self) -> impl Iterator<Item = &RollupDelta> {
+        self.unflushed.iter().flat_map(|chunk| chunk.iter())
+    }
+}
+
+/// The deltas of all three tiers for taken minutes.
+fn deltas(taken: Vec<TakenSeries>) -> Vec<RollupDelta> {
+    let mut deltas = Vec::new();
+    for (key, minutes) in taken {
+        for tier in [Tier::Hour, Tier::Day] {
+            for (start, aggregate) in rebucket(minutes.iter().copied(), tier.seconds()) {
+                deltas.push(RollupDelta { series: SeriesKey::clone(&key), tier, start, aggregate });
+            }
+        }
+        for (start, aggregate) in minutes {
+            deltas.push(RollupDelta { series: SeriesKey::clone(&key), tier: Tier::Minute, start, aggregate });
+        }
+    }
+    deltas
 }
 
 /// The rollups gathering in memory.
@@ -128,8 +200,9 @@ pub(crate) struct Rollups {
     gathering: Mutex<Gathering>,
     /// One flush at a time: the job's and the one at shutdown.
     flushing: tokio::sync::Mutex<()>,
-    /// Held for writing while a flush stores deltas and forgets them, for reading while a
-    /// query reads storage and the unstored deltas: a query sees every delta exactly once.
+    /// Held for writing while a flush moves minutes to the unflushed deltas, and while it
+    /// stores deltas and forgets them; for reading while a query reads storage and the
+    /// unstored deltas: a query sees every delta exactly once.
     storing: tokio::sync::RwLock<()>,
 }
 
@@ -147,39 +220,45 @@ impl Rollups {
         }
     }
 
-    /// Merges everything gathered into storage; whether all of it is stored now. On failure
-    /// the deltas stay for the next flush.
-    pub(crate) async fn flush(&self, store: &dyn Store) -> bool {
+    /// Merges the minutes `flush` selects, and any refused before, into storage; whether all
+    /// of them are stored now. On failure the deltas stay for the next flush.
+    pub(crate) async fn flush(&self, store: &dyn Store, flush: Flush) -> bool {
         let _one_at_a_time = self.flushing.lock().await;
-        let deltas = {
+        let pending = {
+            let _storing = self.storing.write().await;
+            // The lock that ingest takes is held only to take the minutes out; the deltas, with
+            // their copies of the series keys, are built outside it.
+            let taken = self.gathering().take(flush);
+            let deltas = deltas(taken);
             let mut gathering = self.gathering();
-            let drained = gathering.drain();
-            let mut deltas = std::mem::take(&mut gathering.unflushed);
-            deltas.extend(drained);
-            gathering.unflushed.clone_from(&deltas);
-            deltas
+            for chunk in deltas.chunks(FLUSH_CHUNK) {
+                gathering.unflushed.push_back(chunk.into());
+            }
+            let excess = gathering.unflushed().count().saturating_sub(MAX_UNFLUSHED);
+            let mut dropped = 0;
+            while dropped < excess {
+                let Some(oldest) = gathering.unflushed.pop_front() else { break };
+                dropped += oldest.len();
+            }
+            if dropped > 0 {
+                gathering.dropped += dropped as u64;
+                tracing::warn!(dropped = gathering.dropped, "rollup deltas dropped: storage refused them too long");
+            }
+            gathering.unflushed.len()
         };
-        if deltas.is_empty() {
-            return true;
-        }
         // In transactions of a bounded size: one of every delta of a large fleet held SQLite's
         // write lock for seconds, and ingest waited behind it (or timed out with 503).
-        for chunk in deltas.chunks(FLUSH_CHUNK) {
+        for _ in 0..pending {
+            // Only this flush takes from `unflushed`, so its front is the oldest chunk.
+            let Some(chunk) = self.gathering().unflushed.front().cloned() else { break };
             let _storing = self.storing.write().await;
-            if let Err(error) = store.merge_rollups(chunk).await {
-                let mut gathering = self.gathering();
-                let excess = gathering.unflushed.len().saturating_sub(MAX_UNFLUSHED);
-                if excess > 0 {
-                    gathering.unflushed.drain(..excess);
-                    gathering.dropped += excess as u64;
-                }
-                tracing::warn!(%error, deltas = gathering.unflushed.len(), dropped = gathering.dropped, "rollups not stored; retrying at the next flush");
+            if let Err(error) = store.merge_rollups(&chunk).await {
+                let gathering = self.gathering();
+                let deltas = gathering.unflushed().count();
+                tracing::warn!(%error, deltas, dropped = gathering.dropped, "rollups not stored; retrying at the next flush");
                 return false;
             }
-            // Only this flush adds to `unflushed`, so what it wrote is its first part.
-            let mut gathering = self.gathering();
-            let written = chunk.len().min(gathering.unflushed.len());
-            gathering.unflushed.drain(..written);
+            self.gathering().unflushed.pop_front();
         }
         true
     }
@@ -201,7 +280,7 @@ impl Rollups {
     pub(crate) fn unstored_keys(&self) -> Vec<SeriesKey> {
         let gathering = self.gathering();
         let mut keys: Vec<SeriesKey> =
-            gathering.keys.iter().chain(gathering.unflushed.iter().map(|d| &d.series)).cloned().collect();
+            gathering.keys.iter().map(|key| &**key).chain(gathering.unflushed().map(|d| &d.series)).cloned().collect();
         keys.sort();
         keys.dedup();
         keys
@@ -217,7 +296,8 @@ impl Rollups {
         let mut found: Vec<SeriesKey> = gathering
             .keys
             .iter()
-            .chain(gathering.unflushed.iter().map(|d| &d.series))
+            .map(|key| &**key)
+            .chain(gathering.unflushed().map(|d| &d.series))
             .filter(|k| matches(k))
             .cloned()
             .collect();
@@ -232,8 +312,7 @@ impl Rollups {
         let gathering = self.gathering();
         let in_range = |start: i64| start >= from_s && start < to_s;
         let mut found: Vec<(i64, Aggregate)> = gathering
-            .unflushed
-            .iter()
+            .unflushed()
             .filter(|d| d.series == *series && d.tier == tier && in_range(d.start))
             .map(|d| (d.start, d.aggregate))
             .collect();
@@ -269,6 +348,31 @@ mod tests {
     }
 
     #[test]
+    fn a_settled_flush_holds_the_current_minute_and_forgets_silent_series() {
+        let mut gathering = Gathering::default();
+        let point = |name: &str, second: i64| {
+            let fields = vec![("value".to_owned(), FieldValue::Float(1.0))];
+            Point::new(name.into(), vec![], fields, second * 1_000_000_000, MetricType::Gauge).unwrap()
+        };
+        let now_s = 600 + 5;
+        for name in ["a", "b", "c"] {
+            gathering.fold(&point(name, 0));
+        }
+        gathering.fold(&point("b", 600));
+        let taken = gathering.take(Flush::Settled(now_s));
+        let mut names: Vec<&str> = taken.iter().map(|(key, _)| key.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "b", "c"], "minute 0 has settled");
+        assert_eq!(gathering.keys.len(), 1, "only b still gathers: the silent series are forgotten");
+        gathering.fold(&point("b", 630));
+        assert_eq!(gathering.minutes.len(), 1);
+        assert_eq!(gathering.minutes.values().next().map(|a| a.count), Some(2), "b keeps one bucket");
+        assert!(gathering.take(Flush::Settled(now_s)).is_empty(), "the current minute is held");
+        assert_eq!(gathering.take(Flush::All).len(), 1);
+        assert!(gathering.keys.is_empty() && gathering.points.is_empty());
+    }
+
+    #[test]
     fn hours_and_days_are_folded_from_the_minutes() {
         let mut gathering = Gathering::default();
         let point = |v: f64, minute: i64| {
@@ -284,8 +388,7 @@ mod tests {
         for (v, minute) in [(1.0, 0), (2.0, 0), (4.0, 1), (8.0, 61)] {
             gathering.fold(&point(v, minute));
         }
-        let mut deltas: Vec<(Tier, i64, u64, f64)> = gathering
-            .drain()
+        let mut deltas: Vec<(Tier, i64, u64, f64)> = deltas(gathering.take(Flush::All))
             .into_iter()
             .map(|d| (d.tier, d.start, d.aggregate.count, d.aggregate.sum.to_f64()))
             .collect();
@@ -301,6 +404,6 @@ mod tests {
                 (Tier::Day, 0, 4, 15.0),
             ]
         );
-        assert!(gathering.drain().is_empty(), "a drained gathering starts afresh");
+        assert!(gathering.take(Flush::All).is_empty(), "a drained gathering starts afresh");
     }
 }

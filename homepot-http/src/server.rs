@@ -61,8 +61,10 @@ pub struct ServerConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// How long a valid key is remembered without asking storage again. Revocations through
     /// the API take effect at once regardless; those made elsewhere (the CLI, another server
-    /// on the same database) within this time. Zero asks storage on every request.
+    /// on the same database) within `key_revision_poll`. Zero asks storage on every request.
     pub key_cache_ttl: Duration,
+    /// How often storage is asked whether keys were revoked elsewhere.
+    pub key_revision_poll: Duration,
     /// Serve the metrics endpoints without a key, as the original metrics service did (lab use only).
     pub open_metrics: bool,
     /// The SmartDataFilter; off in the library default (every sample stored).
@@ -108,7 +110,8 @@ impl Default for ServerConfig {
             live: LiveLimits::default(),
             stream_interval: Duration::from_millis(500),
             rate_limit: None,
-            key_cache_ttl: Duration::from_secs(1),
+            key_cache_ttl: homepot_engine::DEFAULT_KEY_CACHE_TTL,
+            key_revision_poll: Duration::from_secs(1),
             open_metrics: false,
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
@@ -175,6 +178,7 @@ impl ServerConfig {
             max_write_batch: self.max_write_batch,
             live: self.live,
             key_cache_ttl: self.key_cache_ttl,
+            key_revision_poll: self.key_revision_poll,
             filter: self.filter,
             node_stale_after: self.node_stale_after,
             thresholds: self.thresholds,

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use homepot_core::alert::{Alert, AlertEvent, DeliveryState, Notification};
 use homepot_storage::alerts::{AlertChange, AlertConfig, AlertQuery, ConfigKind, NotificationQuery};
 use homepot_storage::{AlertStore, StorageError};
-use sea_orm::{ConnectionTrait, SqlErr, Statement, TransactionTrait, Value};
+use sea_orm::{ConnectionTrait, SqlErr, Statement, Value};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -59,14 +59,14 @@ impl AlertStore for SeaOrmStore {
         let values = vec![config.kind().as_str().into(), config.id().into(), config.to_json().to_string().into()];
         let sql = "INSERT INTO alert_configs (kind, id, document) VALUES (?, ?, ?) \
                    ON CONFLICT (kind, id) DO UPDATE SET document = excluded.document";
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         txn.execute(self.statement(sql, values)).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)
     }
 
     async fn delete_alert_config(&self, kind: ConfigKind, id: &str) -> Result<(), StorageError> {
         let sql = "DELETE FROM alert_configs WHERE kind = ? AND id = ?";
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let deleted =
             txn.execute(self.statement(sql, vec![kind.as_str().into(), id.into()])).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
@@ -83,7 +83,7 @@ impl AlertStore for SeaOrmStore {
     }
 
     async fn apply_alert_changes(&self, changes: &[AlertChange]) -> Result<(), StorageError> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let run = |sql: &str, values: Vec<Value>| txn.execute(self.statement(sql, values));
         for change in changes {
             let alert = &change.alert;
@@ -172,7 +172,7 @@ impl AlertStore for SeaOrmStore {
 
     async fn update_notification(&self, n: &Notification) -> Result<(), StorageError> {
         let sql = "UPDATE alert_notifications SET state = ?, document = ? WHERE id = ?";
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let values = vec![n.state.as_str().into(), to_text(n)?.into(), n.id.as_str().into()];
         let updated = txn.execute(self.statement(sql, values)).await.map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;

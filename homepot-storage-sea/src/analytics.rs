@@ -16,10 +16,7 @@ use homepot_core::analytics::{
     UserActivity, hour_of, hourly_rollups,
 };
 use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use sea_orm::{Condition, ConnectionTrait, DatabaseTransaction, DbBackend, Statement};
 use serde_json::{Map, Value};
 
@@ -212,7 +209,7 @@ impl AnalyticsStore for SeaOrmStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             let rows = chunk.iter().map(|log| api_request_log::ActiveModel {
                 timestamp: Set(log.timestamp),
@@ -242,7 +239,7 @@ impl AnalyticsStore for SeaOrmStore {
     async fn insert_state_changes(&self, batch: &[StateChange]) -> Result<Vec<RecordId>, StorageError> {
         // One transaction for the batch: a commit (an fsync) per change made a fleet coming
         // online wait on each device's in turn.
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let mut ids = Vec::with_capacity(batch.len());
         for c in batch {
             ids.push(insert_state_change_in(&txn, c).await?);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use homepot_storage::StorageError;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DbBackend};
 use sea_orm_migration::MigratorTrait;
 
 use crate::{SeaOrmStore, migration};
@@ -83,6 +83,7 @@ impl SeaOrmStore {
         });
         let db = Database::connect(connect).await.map_err(|e| StorageError::Unavailable { source: Box::new(e) })?;
         migration::Migrator::up(&db, None).await.map_err(StorageError::backend)?;
-        Ok(Self { db, series_cache: Default::default() })
+        let write_gate = (db.get_database_backend() == DbBackend::Sqlite).then(Default::default);
+        Ok(Self { db, series_cache: Default::default(), write_gate })
     }
 }

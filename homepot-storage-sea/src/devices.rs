@@ -7,9 +7,7 @@ use chrono::{DateTime, Utc};
 use homepot_core::{Device, DeviceId, KeyHash, NewDevice, Role};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{DeviceStore, StorageError};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, SqlErr};
 
 use crate::SeaOrmStore;
 use crate::entity::{api_key, device};
@@ -28,7 +26,7 @@ impl DeviceStore for SeaOrmStore {
         key: &KeyHash,
         now: DateTime<Utc>,
     ) -> Result<Device, StorageError> {
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let labels = serde_json::to_value(new.labels().as_map()).map_err(StorageError::backend)?;
         let inserted = device::ActiveModel {
             device_id: Set(new.id().as_str().to_owned()),
@@ -76,15 +74,17 @@ impl DeviceStore for SeaOrmStore {
     }
 
     async fn remove_device(&self, id: &DeviceId) -> Result<(), StorageError> {
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let result = device::Entity::delete_many()
             .filter(device::Column::DeviceId.eq(id.as_str()))
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(db_error)?;
         if result.rows_affected == 0 {
             return Err(StorageError::not_found(format!("device '{id}'")));
         }
-        Ok(())
+        crate::keys::bump_key_revision(&txn).await?;
+        txn.commit().await.map_err(db_error)
     }
 
     async fn mark_container_reporter(&self, id: &DeviceId, at: DateTime<Utc>) -> Result<(), StorageError> {

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::DeviceId;
 use homepot_storage::{HealthCheckId, HealthStore, NewHealthCheck, StorageError, StoredHealthCheck};
-use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, RuntimeErr, SqlErr, Statement, TransactionTrait, sqlx};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, RuntimeErr, SqlErr, Statement, sqlx};
 use serde_json::Value;
 
 use crate::SeaOrmStore;
@@ -126,7 +126,7 @@ impl HealthStore for SeaOrmStore {
         // write (on SQLite, one that reads first fails with BUSY_SNAPSHOT when another
         // connection wrote meanwhile). An unknown device leaves the key NULL: NotFound.
         let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let mut ids = Vec::with_capacity(batch.len());
         for chunk in batch.chunks(INSERT_CHUNK) {
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * HEALTH_COLUMNS.len());

@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_core::{DeviceId, KeyHash, Role};
 use homepot_storage::{KeyId, KeyInfo, KeyStore, NewKey, StorageError, StoredKey};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, SqlErr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, SqlErr, Statement,
+};
 
 use crate::SeaOrmStore;
 use crate::devices::to_device;
@@ -98,17 +101,41 @@ impl KeyStore for SeaOrmStore {
             },
             None => api_key::Column::DeviceId.is_null(),
         };
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let result = api_key::Entity::update_many()
             .col_expr(api_key::Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
             .filter(api_key::Column::Id.eq(id.0))
             .filter(owner)
             .filter(api_key::Column::RevokedAt.is_null())
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(db_error)?;
         if result.rows_affected == 0 {
             return Err(StorageError::not_found(format!("key {}", id.0)));
         }
-        Ok(())
+        bump_key_revision(&txn).await?;
+        txn.commit().await.map_err(db_error)
     }
+
+    async fn key_revision(&self) -> Result<u64, StorageError> {
+        let backend = self.db.get_database_backend();
+        let row = self
+            .db
+            .query_one(Statement::from_string(backend, "SELECT revision FROM revisions WHERE name = 'keys'"))
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StorageError::backend("the keys revision row is missing"))?;
+        let revision: i64 = row.try_get("", "revision").map_err(db_error)?;
+        Ok(u64::try_from(revision).unwrap_or_default())
+    }
+}
+
+/// Tells every process on the database that some key stopped being valid; called in the
+/// transaction that revokes or deletes it.
+pub(crate) async fn bump_key_revision(txn: &DatabaseTransaction) -> Result<(), StorageError> {
+    let backend = txn.get_database_backend();
+    txn.execute(Statement::from_string(backend, "UPDATE revisions SET revision = revision + 1 WHERE name = 'keys'"))
+        .await
+        .map_err(db_error)?;
+    Ok(())
 }

@@ -24,13 +24,16 @@ mod receipts;
 mod rollups;
 mod sql;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use homepot_core::DeviceId;
 use homepot_storage::{StorageError, Store};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PrimaryKeyTrait, QueryFilter,
-    TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait, PrimaryKeyTrait,
+    QueryFilter, TransactionTrait,
 };
+use tokio::sync::OwnedMutexGuard;
 
 pub use connect::{SqliteSync, StoreOptions};
 pub use point_codec::{fields_from_json, fields_to_json, fields_to_json_text, tags_to_json_text};
@@ -43,9 +46,24 @@ use self::error::db_error;
 pub struct SeaOrmStore {
     pub(crate) db: DatabaseConnection,
     pub(crate) series_cache: rollups::SeriesCache,
+    /// SQLite's write transactions queue here first (`None` on PostgreSQL). SQLite admits one
+    /// writer and makes the others poll with growing sleeps, so a writer that commits back to
+    /// back (the rollup flush) kept ingest waiting for a second and more; this lock is fair,
+    /// so each waiting writer gets its turn after the transaction in progress.
+    pub(crate) write_gate: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl SeaOrmStore {
+    /// Begins a write transaction, in turn with this store's other writers on SQLite. Hold
+    /// the guard until the transaction ends.
+    pub(crate) async fn begin_write(&self) -> Result<(Option<OwnedMutexGuard<()>>, DatabaseTransaction), DbErr> {
+        let gate = match &self.write_gate {
+            Some(gate) => Some(Arc::clone(gate).lock_owned().await),
+            None => None,
+        };
+        Ok((gate, self.db.begin().await?))
+    }
+
     /// Inserts one row and returns its id. Always in a transaction: on SQLite a lone
     /// `INSERT ... RETURNING` leaves its statement open, and that read snapshot keeps
     /// checkpoints from ever recycling the WAL.
@@ -54,7 +72,7 @@ impl SeaOrmStore {
         A: ActiveModelTrait + Send,
         <<A::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: Into<i64>,
     {
-        let txn = self.db.begin().await?;
+        let (_gate, txn) = self.begin_write().await?;
         let id = A::Entity::insert(row).exec(&txn).await?.last_insert_id;
         txn.commit().await?;
         Ok(id.into())

@@ -9,7 +9,6 @@ use homepot_core::{MetricType, Point};
 use homepot_storage::{MetricStore, NewReceipt, StorageError};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
 };
 
 use crate::SeaOrmStore;
@@ -50,7 +49,7 @@ impl MetricStore for SeaOrmStore {
         // Plain SQL with the JSON columns bound as text: an ActiveModel per point built and
         // cloned `serde_json::Value` trees, which cost more than SQLite's own work.
         let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         for chunk in batch.chunks(INSERT_CHUNK) {
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 5);
             for p in chunk {

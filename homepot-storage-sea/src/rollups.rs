@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use homepot_core::rollup::{Aggregate, ExactSum, Tier};
 use homepot_storage::{RollupDelta, RollupStore, SeriesId, SeriesKey, StorageError, StoredBucket, StoredSeries};
-use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend, QueryResult, Statement};
 use sha2::{Digest, Sha256};
 
 use crate::SeaOrmStore;
@@ -188,7 +188,7 @@ impl RollupStore for SeaOrmStore {
         }
         let keys: Vec<&SeriesKey> = deltas.iter().map(|d| &d.series).collect::<HashSet<_>>().into_iter().collect();
         let backend = self.db.get_database_backend();
-        let txn = self.db.begin().await.map_err(db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         let ids = self.series_ids(&txn, &keys).await?;
         // Deltas of the same bucket are folded here first: each bucket row is written once.
         let mut merged: BTreeMap<BucketKey, Aggregate> = BTreeMap::new();

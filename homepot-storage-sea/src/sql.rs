@@ -91,14 +91,14 @@ impl crate::SeaOrmStore {
         mut values: Vec<sea_orm::Value>,
         max_rows: u64,
     ) -> Result<u64, homepot_storage::StorageError> {
-        use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+        use sea_orm::{ConnectionTrait, Statement};
         let backend = self.db.get_database_backend();
         let sql = numbered(
             backend,
             &format!("DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE {condition} LIMIT ?)"),
         );
         values.push(i64::try_from(row_limit(max_rows)).unwrap_or(i64::MAX).into());
-        let txn = self.db.begin().await.map_err(crate::error::db_error)?;
+        let (_gate, txn) = self.begin_write().await.map_err(crate::error::db_error)?;
         let deleted = txn
             .execute(Statement::from_sql_and_values(backend, sql, values))
             .await

@@ -37,6 +37,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     remembers_container_reporters(store).await;
     finds_keys_by_hash(store).await;
     lists_and_revokes_keys(store).await;
+    key_revision_grows_when_keys_stop_being_valid(store).await;
     stores_health_checks_in_order(store).await;
     reads_health_newest_first_within_window(store).await;
     refuses_health_for_unknown_devices(store).await;
@@ -164,6 +165,30 @@ pub async fn lists_and_revokes_keys<S: Store + ?Sized>(store: &S) {
     store.revoke_key(reader_id, None, now()).await.expect("revoke read key");
     assert!(store.key_by_hash(&reader.hash()).await.expect("lookup").is_none());
     assert!(store.keys(Some(&unique_device("nobody"))).await.expect("keys").is_empty());
+}
+
+/// The key revision grows with every revocation and device removal, so that servers which
+/// remember keys learn of it; issuing a key is not such a change. (Only growth is checked:
+/// other runs may share the database.)
+pub async fn key_revision_grows_when_keys_stop_being_valid<S: Store + ?Sized>(store: &S) {
+    let id = unique_device("revision");
+    register(store, &id).await;
+    let before = store.key_revision().await.expect("revision");
+    let extra = store
+        .insert_key(&NewKey {
+            hash: fresh_key().hash(),
+            role: Role::Device,
+            device_id: Some(id.clone()),
+            created_at: now(),
+        })
+        .await
+        .expect("second key");
+    store.revoke_key(extra, Some(&id), now()).await.expect("revoke");
+    let revoked = store.key_revision().await.expect("revision");
+    assert!(revoked > before, "a revocation grows the revision: {before} -> {revoked}");
+    store.remove_device(&id).await.expect("remove");
+    let removed = store.key_revision().await.expect("revision");
+    assert!(removed > revoked, "removing a device with its keys grows the revision: {revoked} -> {removed}");
 }
 
 /// Registering an existing id is a conflict and leaves the first registration intact.

@@ -40,6 +40,7 @@ pub enum Operation {
     HasKeyWithRole,
     Keys,
     RevokeKey,
+    KeyRevision,
     InsertHealth,
     HealthSince,
     LatestHealth,
@@ -142,6 +143,7 @@ layered!(KeyStore {
     HasKeyWithRole => fn has_key_with_role(role: Role) -> bool;
     Keys => fn keys(device: Option<&DeviceId>) -> Vec<KeyInfo>;
     RevokeKey => fn revoke_key(id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> ();
+    KeyRevision => fn key_revision() -> u64;
 });
 
 layered!(HealthStore {

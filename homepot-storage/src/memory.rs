@@ -44,6 +44,7 @@ struct Tables {
     /// In the order queued.
     outbox: Vec<Notification>,
     next_id: i64,
+    key_revision: u64,
 }
 
 #[derive(Debug)]
@@ -113,6 +114,7 @@ impl DeviceStore for InMemoryStore {
             return Err(StorageError::not_found(format!("device '{id}'")));
         }
         t.keys.retain(|k| k.key.device_id.as_ref() != Some(id));
+        t.key_revision += 1;
         t.health.retain(|h| &h.device_id != id);
         t.container_reporters.remove(id);
         Ok(())
@@ -233,10 +235,15 @@ impl KeyStore for InMemoryStore {
         match row {
             Some(row) => {
                 row.revoked = true;
+                t.key_revision += 1;
                 Ok(())
             }
             None => Err(StorageError::not_found(format!("key {}", id.0))),
         }
+    }
+
+    async fn key_revision(&self) -> Result<u64, StorageError> {
+        Ok(self.tables().key_revision)
     }
 }
 

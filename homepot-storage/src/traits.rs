@@ -111,6 +111,15 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`StorageError::NotFound`] when no such unrevoked key exists there.
     async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> Result<(), StorageError>;
+
+    /// A number that grows whenever a key stops being valid: a revocation, or a device
+    /// removed with its keys, by any process on this database, in the same transaction.
+    /// Servers poll it to drop the keys they remember, so a revocation made elsewhere (the
+    /// CLI, another instance) takes effect within one poll.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn key_revision(&self) -> Result<u64, StorageError>;
 }
 
 /// Device health checks.

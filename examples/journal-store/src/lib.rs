@@ -433,6 +433,11 @@ impl KeyStore for JournalStore {
     async fn revoke_key(&self, id: KeyId, device: Option<&DeviceId>, now: DateTime<Utc>) -> Result<(), StorageError> {
         answer!(self.write(Op::RevokeKey { id: id.0, device: device.map(Cow::Borrowed), now }).await, Unit)
     }
+
+    async fn key_revision(&self) -> Result<u64, StorageError> {
+        // Replaying the journal repeats every revocation, so the count is rebuilt with it.
+        self.tables.key_revision().await
+    }
 }
 
 #[async_trait]

@@ -14,6 +14,7 @@ mod m20261201_000008_create_rollups;
 mod m20261201_000009_create_device_latest;
 mod m20261201_000010_create_alerting;
 mod m20261203_000011_create_receipts;
+mod m20261207_000012_create_revisions;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_create_device_latest::Migration),
             Box::new(m20261201_000010_create_alerting::Migration),
             Box::new(m20261203_000011_create_receipts::Migration),
+            Box::new(m20261207_000012_create_revisions::Migration),
         ]
     }
 }
