@@ -23,3 +23,6 @@ start_server() {
 }
 
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
+
+# CPU seconds (user + system) a process has used so far: `cpu_seconds PID`.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
