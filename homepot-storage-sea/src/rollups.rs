@@ -160,9 +160,15 @@ impl SeaOrmStore {
         for chunk in keys.chunks(CHUNK) {
             let rows: Vec<String> =
                 (0..chunk.len()).map(|i| format!("({})", parameters(backend, 3 * i + 1, 3))).collect();
+            // On PostgreSQL another instance may merge into the same buckets at once: lock the
+            // rows until this transaction ends, in key order (as every merge does) so that two
+            // merges cannot deadlock. Without it both read the same count and one merge is lost.
+            // SQLite needs no lock: a merge holds the database's write lock from its first write.
+            let lock =
+                if backend == DbBackend::Postgres { " ORDER BY series_id, tier, bucket_start FOR UPDATE" } else { "" };
             let sql = format!(
                 "SELECT series_id, tier, bucket_start, sample_count, value_sum, value_min, value_max, value_last, \
-                 last_ns FROM rollup_buckets WHERE (series_id, tier, bucket_start) IN (VALUES {})",
+                 last_ns FROM rollup_buckets WHERE (series_id, tier, bucket_start) IN (VALUES {}){lock}",
                 rows.join(", ")
             );
             let values: Vec<sea_orm::Value> =
