@@ -187,6 +187,10 @@ pub(crate) struct ServeArgs {
     /// removal grows: how soon one made by another process ends this server's remembered keys.
     #[arg(long, env = "HOMEPOT_KEY_REVISION_POLL_MS", default_value_t = 1_000)]
     pub(crate) key_revision_poll_ms: u64,
+    /// Names this instance among several on one database, in `/health` and the start-up log;
+    /// the host name and process id by default.
+    #[arg(long, env = "HOMEPOT_INSTANCE_ID")]
+    pub(crate) instance_id: Option<String>,
     /// Seconds without traffic after which a connection is closed.
     #[arg(long, env = "HOMEPOT_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub(crate) idle_timeout_seconds: u64,
@@ -366,6 +370,7 @@ impl fmt::Debug for ServeArgs {
             .field("header_read_timeout_seconds", &self.header_read_timeout_seconds)
             .field("key_cache_ms", &self.key_cache_ms)
             .field("key_revision_poll_ms", &self.key_revision_poll_ms)
+            .field("instance_id", &self.instance_id())
             .field("idle_timeout_seconds", &self.idle_timeout_seconds)
             .field("metrics_retention_seconds", &self.metrics_retention_seconds)
             .field("metrics_max_series", &self.metrics_max_series)
@@ -484,6 +489,15 @@ impl ServeArgs {
         })
     }
 
+    /// The configured instance id, or `<host name>-<process id>`.
+    pub(crate) fn instance_id(&self) -> String {
+        self.instance_id.clone().filter(|id| !id.trim().is_empty()).unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let host = if host.trim().is_empty() { "homepot" } else { host.trim() };
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
     pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
         Ok(ServerConfig {
             admin_key: self.admin_key.clone().filter(|k| !k.is_empty()).map(ApiKey::from_configured),
@@ -493,6 +507,7 @@ impl ServeArgs {
             header_read_timeout: Duration::from_secs(self.header_read_timeout_seconds.max(1)),
             key_cache_ttl: Duration::from_millis(self.key_cache_ms),
             key_revision_poll: Duration::from_millis(self.key_revision_poll_ms.max(10)),
+            instance_id: self.instance_id(),
             idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(1)),
             shutdown_timeout: Duration::from_secs(self.shutdown_timeout_seconds),
             live: LiveLimits {

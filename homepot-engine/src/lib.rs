@@ -116,6 +116,8 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(600);
 /// Everything the engine can be told.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Names this instance among several on one database (in `/health` and the logs).
+    pub instance_id: String,
     /// An operator-configured admin key, checked without storage; stored keys work too.
     pub admin_key: Option<ApiKey>,
     /// Writes that may wait for storage before ingest is refused (overloaded).
@@ -158,6 +160,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            instance_id: "homepot".to_owned(),
             admin_key: None,
             write_queue_capacity: 16_384,
             max_write_batch: 1_000,

@@ -15,10 +15,11 @@ async fn sqlite(config: ServerConfig) -> TestServer {
 
 #[tokio::test]
 async fn health_openapi_and_docs_are_served() {
-    let s = sqlite(ServerConfig::default()).await;
+    let s = sqlite(ServerConfig { instance_id: "edge-b".into(), ..ServerConfig::default() }).await;
     let (status, body) = s.call(Method::GET, "/health", None, None).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "healthy");
+    assert_eq!(body["instance_id"], "edge-b", "which instance behind a balancer answered");
     assert_eq!(body["checks"]["store"], true);
     assert!(body["uptime_seconds"].is_number() && body["version"].is_string());
 

@@ -25,6 +25,8 @@ struct DependencyChecks {
 struct ServiceHealth {
     /// `healthy` or `unhealthy`.
     status: String,
+    /// Which instance answered (`--instance-id`), when several share one database.
+    instance_id: String,
     /// homepot's version.
     version: String,
     /// Seconds since the server started.
@@ -208,6 +210,7 @@ async fn basic_health(state: &AppState) -> ServiceHealth {
     let store = state.homepot.storage_healthy().await;
     ServiceHealth {
         status: if store { "healthy" } else { "unhealthy" }.to_owned(),
+        instance_id: state.homepot.settings().instance_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: uptime(state),
         checks: DependencyChecks { store },
