@@ -32,6 +32,7 @@ pub(crate) fn spawn(homepot: &Homepot) -> Vec<JoinHandle<()>> {
             Arc::clone(&homepot.inner.alerting),
             Arc::clone(&homepot.inner.notifier),
             Arc::clone(&homepot.inner.clock),
+            homepot.lease(crate::lease::ALERT_DELIVERY),
         )),
     ]
 }
@@ -92,8 +93,13 @@ async fn retention(homepot: Homepot) {
     let settings = homepot.settings();
     let mut ticks = tokio::time::interval(settings.analytics.retention_interval.max(Duration::from_secs(1)));
     let analytics = settings.analytics.retention.filter(|_| settings.analytics.enabled);
+    let lease = homepot.lease(crate::lease::RETENTION);
     loop {
         ticks.tick().await;
+        // One instance deletes; the others would only repeat its deletes.
+        if !lease.hold().await {
+            continue;
+        }
         let now = homepot.now();
         if let Some(age) = analytics.and_then(|a| TimeDelta::from_std(a).ok()) {
             let cutoff = now - age;

@@ -19,6 +19,7 @@ mod error;
 mod export;
 mod forward;
 mod jobs;
+mod lease;
 mod nodes;
 mod outbound;
 mod pipeline;
@@ -116,8 +117,12 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(600);
 /// Everything the engine can be told.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Names this instance among several on one database (in `/health` and the logs).
+    /// Names this instance among several on one database (in `/health` and the logs), and
+    /// holds its leases: unique per instance. The default is `homepot-` and 32 random bits.
     pub instance_id: String,
+    /// How long a lease on singleton work (retention, alert delivery) lasts unless renewed:
+    /// how soon another instance takes the work over when its holder dies.
+    pub lease_ttl: Duration,
     /// An operator-configured admin key, checked without storage; stored keys work too.
     pub admin_key: Option<ApiKey>,
     /// Writes that may wait for storage before ingest is refused (overloaded).
@@ -160,7 +165,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            instance_id: "homepot".to_owned(),
+            instance_id: format!("homepot-{:08x}", rand::random::<u32>()),
+            lease_ttl: Duration::from_secs(15),
             admin_key: None,
             write_queue_capacity: 16_384,
             max_write_batch: 1_000,
@@ -231,6 +237,8 @@ pub struct Engine {
     jobs: Vec<JoinHandle<()>>,
     rollups: Arc<Rollups>,
     store: Arc<dyn Store>,
+    /// The singleton work's leases, handed over at shutdown.
+    leases: Vec<lease::Lease>,
 }
 
 impl Engine {
@@ -253,6 +261,9 @@ impl Engine {
         }
         if !self.rollups.flush(self.store.as_ref(), Flush::All).await {
             tracing::error!("rollups gathered since the last flush could not be stored at shutdown");
+        }
+        for lease in &self.leases {
+            lease.release().await;
         }
     }
 }
@@ -360,7 +371,8 @@ impl Homepot {
             jobs.extend((0..targets).map(|i| tokio::spawn(Arc::clone(forward).send_forever(i))));
         }
         let store = Arc::clone(&homepot.inner.store);
-        Ok((homepot, Engine { writer, logs, jobs, rollups, store }))
+        let leases = lease::SINGLETONS.iter().map(|name| homepot.lease(name)).collect();
+        Ok((homepot, Engine { writer, logs, jobs, rollups, store, leases }))
     }
 
     /// What remote write forwarding has done for each target; empty when it is off.
@@ -376,6 +388,18 @@ impl Homepot {
     /// The settings it runs with.
     pub fn settings(&self) -> &Settings {
         &self.inner.settings
+    }
+
+    /// The lease on singleton work `name`, held under this instance's id.
+    fn lease(&self, name: &'static str) -> lease::Lease {
+        let settings = &self.inner.settings;
+        lease::Lease::new(
+            name,
+            &settings.instance_id,
+            Arc::clone(&self.inner.store),
+            Arc::clone(&self.inner.clock),
+            settings.lease_ttl,
+        )
     }
 
     /// Service counters; adapters add theirs.

@@ -65,8 +65,11 @@ pub struct ServerConfig {
     pub key_cache_ttl: Duration,
     /// How often storage is asked whether keys were revoked elsewhere.
     pub key_revision_poll: Duration,
-    /// Names this instance among several on one database; shown by `/health`.
+    /// Names this instance among several on one database; shown by `/health`, and holds its
+    /// leases on singleton work: unique per instance.
     pub instance_id: String,
+    /// How soon another instance takes singleton work over when its holder dies.
+    pub lease_ttl: Duration,
     /// Serve the metrics endpoints without a key, as the original metrics service did (lab use only).
     pub open_metrics: bool,
     /// The SmartDataFilter; off in the library default (every sample stored).
@@ -114,7 +117,8 @@ impl Default for ServerConfig {
             rate_limit: None,
             key_cache_ttl: homepot_engine::DEFAULT_KEY_CACHE_TTL,
             key_revision_poll: Duration::from_secs(1),
-            instance_id: "homepot".to_owned(),
+            instance_id: Settings::default().instance_id,
+            lease_ttl: Duration::from_secs(15),
             open_metrics: false,
             filter: FilterConfig { enabled: false, ..FilterConfig::default() },
             node_stale_after: Duration::from_secs(60),
@@ -177,6 +181,7 @@ impl ServerConfig {
     pub fn engine_settings(&self) -> Settings {
         Settings {
             instance_id: self.instance_id.clone(),
+            lease_ttl: self.lease_ttl,
             admin_key: self.admin_key.clone(),
             write_queue_capacity: self.write_queue_capacity,
             max_write_batch: self.max_write_batch,

@@ -17,6 +17,7 @@ mod export;
 mod fleet;
 mod health;
 mod keys;
+mod leases;
 mod metrics;
 mod migration;
 mod point_codec;

@@ -60,6 +60,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     keeps_alert_configuration(store).await;
     stores_alert_transitions_atomically(store).await;
     keeps_receipts_with_their_data(store).await;
+    leases_have_one_holder_at_a_time(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -189,6 +190,24 @@ pub async fn key_revision_grows_when_keys_stop_being_valid<S: Store + ?Sized>(st
     store.remove_device(&id).await.expect("remove");
     let removed = store.key_revision().await.expect("revision");
     assert!(removed > revoked, "removing a device with its keys grows the revision: {revoked} -> {removed}");
+}
+
+/// A lease has one holder until it runs out or is released: its holder renews it, others are
+/// refused while it runs, and take it over once it has run out.
+pub async fn leases_have_one_holder_at_a_time<S: Store + ?Sized>(store: &S) {
+    let lease = unique_device("lease").to_string();
+    let t0 = now();
+    let later = |seconds: i64| t0 + Duration::seconds(seconds);
+    assert!(store.acquire_lease(&lease, "a", t0, later(15)).await.expect("acquire"), "a free lease is taken");
+    assert!(!store.acquire_lease(&lease, "b", later(1), later(16)).await.expect("acquire"), "b waits while a's runs");
+    assert!(store.acquire_lease(&lease, "a", later(10), later(25)).await.expect("renew"), "its holder renews it");
+    assert!(!store.acquire_lease(&lease, "b", later(20), later(35)).await.expect("acquire"), "renewed: still a's");
+    assert!(store.acquire_lease(&lease, "b", later(26), later(41)).await.expect("acquire"), "run out: b takes it");
+    assert!(!store.acquire_lease(&lease, "a", later(27), later(42)).await.expect("acquire"), "a lost it");
+    store.release_lease(&lease, "a").await.expect("release");
+    assert!(!store.acquire_lease(&lease, "c", later(28), later(43)).await.expect("acquire"), "only its holder ends it");
+    store.release_lease(&lease, "b").await.expect("release");
+    assert!(store.acquire_lease(&lease, "c", later(29), later(44)).await.expect("acquire"), "released: c takes it");
 }
 
 /// Registering an existing id is a conflict and leaves the first registration intact.

@@ -19,8 +19,8 @@ use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
-    MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta, RollupStore,
-    SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta,
+    RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 
 /// A storage operation, named after its trait method.
@@ -41,6 +41,8 @@ pub enum Operation {
     Keys,
     RevokeKey,
     KeyRevision,
+    AcquireLease,
+    ReleaseLease,
     InsertHealth,
     HealthSince,
     LatestHealth,
@@ -191,6 +193,11 @@ layered!(AnalyticsStore {
     StateHistory => fn state_history(device_id: &str, since: DateTime<Utc>, limit: usize) -> Vec<StateChange>;
     LatestStates => fn latest_states() -> Vec<StateChange>;
     PurgeAnalytics => fn purge_analytics(before: DateTime<Utc>, max_rows: u64) -> u64;
+});
+
+layered!(LeaseStore {
+    AcquireLease => fn acquire_lease(name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> bool;
+    ReleaseLease => fn release_lease(name: &str, holder: &str) -> ();
 });
 
 layered!(AlertStore {

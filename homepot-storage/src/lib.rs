@@ -32,6 +32,6 @@ pub use record::{
     SeriesKey, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 pub use traits::{
-    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, MetricStore, ReceiptStore,
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, LeaseStore, MetricStore, ReceiptStore,
     RollupStore, Store,
 };

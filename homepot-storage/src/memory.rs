@@ -10,8 +10,8 @@ use crate::export::{ExportCursor, ExportKind, ExportPage, ExportQuery, ExportRec
 use crate::fleet::{FleetDevice, FleetPage, FleetQuery, LatestHealth, fleet_order};
 use crate::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
-    MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta, RollupStore,
-    SeriesId, SeriesKey, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta,
+    RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -45,6 +45,8 @@ struct Tables {
     outbox: Vec<Notification>,
     next_id: i64,
     key_revision: u64,
+    /// Holder and end of each lease.
+    leases: HashMap<String, (String, DateTime<Utc>)>,
 }
 
 #[derive(Debug)]
@@ -719,6 +721,34 @@ impl AnalyticsStore for InMemoryStore {
             + purge(&mut t.jobs, |r| r.timestamp < before, max_rows)
             + purge(&mut t.errors, |r| r.timestamp < before, max_rows)
             + purge(&mut t.activities, |r| r.timestamp < before, max_rows))
+    }
+}
+
+#[async_trait]
+impl LeaseStore for InMemoryStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
+        let mut t = self.tables();
+        match t.leases.get(name) {
+            Some((current, ends)) if current != holder && *ends >= now => Ok(false),
+            _ => {
+                t.leases.insert(name.to_owned(), (holder.to_owned(), until));
+                Ok(true)
+            }
+        }
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        if t.leases.get(name).is_some_and(|(current, _)| current == holder) {
+            t.leases.remove(name);
+        }
+        Ok(())
     }
 }
 

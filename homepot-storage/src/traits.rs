@@ -479,6 +479,32 @@ pub trait AlertStore: Send + Sync + fmt::Debug {
     async fn notifications(&self, query: &NotificationQuery) -> Result<Vec<Notification>, StorageError>;
 }
 
+/// Leases: a named piece of work that one process at a time does, among several on one
+/// database (instances behind a load balancer). A lease runs until a time its holder sets and
+/// renews; a holder that dies leaves it to run out, and another takes it over then.
+#[async_trait]
+pub trait LeaseStore: Send + Sync + fmt::Debug {
+    /// Takes lease `name` for `holder` until `until`, or renews it, unless another holder's
+    /// lease still runs at `now`. Whether `holder` holds it now. Atomic: of several
+    /// processes trying at once, at most one gets it.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StorageError>;
+
+    /// Ends lease `name` if `holder` holds it, so another may take it at once.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError>;
+}
+
 /// Everything the server needs from one backend.
 #[async_trait]
 pub trait Store:
@@ -491,6 +517,7 @@ pub trait Store:
     + RollupStore
     + ExportStore
     + AlertStore
+    + LeaseStore
 {
     /// Checks that the backend answers, for `/health`.
     ///

@@ -1,12 +1,19 @@
 //! Several processes on one database (homepot instances behind a balancer, or a server and the
-//! CLI): what each of them merges into the rollups must add up exactly.
+//! CLI): what each of them merges into the rollups must add up exactly, and singleton work
+//! (the alert outbox's delivery) is done by one instance at a time.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{TimeDelta, Utc};
 use homepot_core::rollup::{Aggregate, Tier};
-use homepot_storage::{RollupDelta, RollupStore, SeriesKey};
+use homepot_core::{DeviceId, HealthCheck, HealthReport, NewDevice};
+use homepot_engine::{AlertSettings, DeliveryPolicy, Homepot, Settings, SystemClock};
+use homepot_storage::{RollupDelta, RollupStore, SeriesKey, Store};
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
-use homepot_tests::{Backend, open_store, postgres_url, unique};
+use homepot_tests::webhook::Webhook;
+use homepot_tests::{Backend, open_isolated_store, open_store, postgres_url, unique};
+use serde_json::json;
 
 /// Processes that each merge this many one-sample deltas into the same buckets.
 const PROCESSES: usize = 2;
@@ -64,4 +71,62 @@ async fn merges_add_up(stores: Vec<Arc<SeaOrmStore>>) {
         assert_eq!(buckets[0].aggregate.count, expected, "{tier:?}: every merge counted once");
         assert_eq!(buckets[0].aggregate.sum.to_f64(), expected as f64, "{tier:?}");
     }
+}
+
+#[tokio::test]
+async fn sqlite_one_instance_at_a_time_delivers_notifications() {
+    let (store, _dir) = open_isolated_store(Backend::Sqlite, "lease_delivery").await.expect("SQLite");
+    one_instance_at_a_time_delivers_notifications(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn postgres_one_instance_at_a_time_delivers_notifications() {
+    let Some((store, _)) = open_isolated_store(Backend::Postgres, "lease_delivery").await else { return };
+    one_instance_at_a_time_delivers_notifications(Arc::new(store)).await;
+}
+
+fn instance(id: &str) -> Settings {
+    Settings {
+        instance_id: id.to_owned(),
+        lease_ttl: Duration::from_secs(1),
+        alerting: AlertSettings {
+            // Cycles run when the test says so.
+            evaluation_interval: Duration::from_secs(86_400),
+            delivery: DeliveryPolicy { poll_interval: Duration::from_millis(20), ..DeliveryPolicy::default() },
+            ..AlertSettings::default()
+        },
+        ..Settings::default()
+    }
+}
+
+/// Two instances read the same outbox: only the lease holder sends. A holder that died
+/// without handing its lease over (its row left behind) holds up delivery only until the
+/// lease runs out; then one of the living takes over, and each notification leaves once.
+async fn one_instance_at_a_time_delivers_notifications(store: Arc<dyn Store>) {
+    let hook = Webhook::start().await;
+    let now = Utc::now();
+    let dead_until = now + TimeDelta::milliseconds(1_500);
+    assert!(store.acquire_lease("alert-delivery", "dead-instance", now, dead_until).await.expect("lease"));
+    let (a, engine_a) = Homepot::start(Arc::clone(&store), instance("a"), Arc::new(SystemClock)).await.expect("a");
+    let (b, engine_b) = Homepot::start(Arc::clone(&store), instance("b"), Arc::new(SystemClock)).await.expect("b");
+    a.put_receiver(&json!({"id": "hook", "url": hook.url(), "repeat_interval": "10m"}), None).await.expect("receiver");
+    a.put_alert_rule(&json!({"id": "sick", "kind": "unhealthy", "count": 1}), None).await.expect("rule");
+    let device = DeviceId::parse(&unique("till-")).unwrap();
+    a.register_device(&NewDevice::with_id(device.clone())).await.expect("register");
+    let sick = HealthCheck::validate(HealthReport::minimal(false, 20)).unwrap();
+    a.record_health(device, sick, None).await.expect("recorded");
+    a.evaluate_alerts().await.expect("evaluated");
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(hook.received().is_empty(), "the dead instance's lease still runs: nobody sends");
+    let received = hook.wait_for(10, |r| !r.is_empty()).await;
+    assert_eq!(received.len(), 1, "taken over once the lease ran out: {received:?}");
+    assert!(Utc::now() >= dead_until, "not before the lease ran out");
+    // Both instances keep polling the outbox; the notification must not leave again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(hook.received().len(), 1, "each notification leaves once");
+    drop(b);
+    engine_b.shutdown().await;
+    engine_a.shutdown().await;
+    drop(a);
 }

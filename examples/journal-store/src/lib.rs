@@ -33,8 +33,8 @@ use homepot_storage::export::{ExportCursor, ExportPage, ExportQuery};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo,
-    KeyStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta,
-    RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    KeyStore, LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId,
+    RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -621,6 +621,25 @@ impl AnalyticsStore for JournalStore {
 
     async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
         answer!(self.write(Op::PurgeAnalytics { before, max_rows }).await, Count)
+    }
+}
+
+/// Leases are not journaled: they coordinate running processes, and one that restarts
+/// starts with none held.
+#[async_trait]
+impl LeaseStore for JournalStore {
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StorageError> {
+        self.tables.acquire_lease(name, holder, now, until).await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        self.tables.release_lease(name, holder).await
     }
 }
 

@@ -17,6 +17,7 @@ use homepot_storage::alerts::{AlertConfig, ConfigKind};
 
 use super::Alerting;
 use crate::Clock;
+use crate::lease::Lease;
 
 /// How notifications are delivered.
 #[derive(Debug, Clone)]
@@ -216,11 +217,21 @@ impl Alerting {
     }
 }
 
-/// Delivers notifications until aborted: woken when some are queued, and every poll interval.
-pub(crate) async fn deliver_forever(alerting: Arc<Alerting>, notifier: Arc<dyn Notifier>, clock: Arc<dyn Clock>) {
+/// Delivers notifications until aborted, while this instance holds `lease`: woken when some
+/// are queued, and every poll interval.
+pub(crate) async fn deliver_forever(
+    alerting: Arc<Alerting>,
+    notifier: Arc<dyn Notifier>,
+    clock: Arc<dyn Clock>,
+    lease: Lease,
+) {
     let poll = alerting.settings.delivery.poll_interval.max(Duration::from_millis(10));
     loop {
-        alerting.deliver_due(notifier.as_ref(), clock.as_ref()).await;
+        // Only the lease holder sends: every instance reads the same outbox, and each
+        // notification must leave once.
+        if lease.hold().await {
+            alerting.deliver_due(notifier.as_ref(), clock.as_ref()).await;
+        }
         let _ = tokio::time::timeout(poll, alerting.queued.notified()).await;
     }
 }

@@ -15,6 +15,7 @@ mod m20261201_000009_create_device_latest;
 mod m20261201_000010_create_alerting;
 mod m20261203_000011_create_receipts;
 mod m20261207_000012_create_revisions;
+mod m20261207_000013_create_leases;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000010_create_alerting::Migration),
             Box::new(m20261203_000011_create_receipts::Migration),
             Box::new(m20261207_000012_create_revisions::Migration),
+            Box::new(m20261207_000013_create_leases::Migration),
         ]
     }
 }
