@@ -12,7 +12,9 @@
 # view's series limits raised to 250,000 for the 100k load), and `durable`
 # as the other load scripts run it (filter off: every point stored; logging at WARN). Every
 # answer counted is a 2xx. The health load also runs against the bare hyper ceiling
-# (examples/http_ceiling.rs). A peer that is not installed is skipped with a notice
+# (examples/http_ceiling.rs), and, with BENCH_POSTGRES set to a server's URL
+# (postgres://postgres@127.0.0.1:5432/test), against homepot's default configuration on a
+# fresh PostgreSQL database over TCP. A peer that is not installed is skipped with a notice
 # (Debian: influxdb, victoria-metrics).
 # Needs: cargo build --release --bin homepot; cargo build --release -p homepot-examples
 # --example http_ceiling; wrk; curl; python3.
@@ -36,16 +38,16 @@ ADMIN="admin-$(date +%s%N)"
 wait_http() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done; echo "no answer from $1" >&2; exit 1; }
 stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-homepot() { # MODE (default|durable) -> SERVER
-  local db="$WORK/homepot-$1-$RANDOM.db"
+homepot() { # MODE (default|durable) [DATABASE_URL] -> SERVER
+  local url="${2:-sqlite://$WORK/homepot-$1-$RANDOM.db}"
   # The live view's series limits (100,000, and 25,000 per key) would refuse the 100k load.
   export HOMEPOT_METRICS_MAX_SERIES=250000 HOMEPOT_METRICS_MAX_SERIES_PER_KEY=250000
   if [ "$1" = default ]; then
     HOMEPOT_ADMIN_KEY="$ADMIN" RATE_LIMIT_REQUESTS_PER_MINUTE=600000 RATE_LIMIT_BURST=10000 \
-      "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$db" --max-body-bytes 16777216 > "$WORK/homepot.log" 2>&1 &
+      "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$url" --max-body-bytes 16777216 > "$WORK/homepot.log" 2>&1 &
   else
     HOMEPOT_ADMIN_KEY="$ADMIN" RATE_LIMIT_REQUESTS_PER_MINUTE=0 SMART_FILTER_ENABLED=false RUST_LOG=warn \
-      "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$db" --max-body-bytes 16777216 > "$WORK/homepot.log" 2>&1 &
+      "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$url" --max-body-bytes 16777216 > "$WORK/homepot.log" 2>&1 &
   fi
   SERVER=$!; PIDS+=("$SERVER")
   wait_http "http://127.0.0.1:$PORT/health"
@@ -82,6 +84,19 @@ for mode in default durable; do
   health_load "homepot-$mode health-10k" "http://127.0.0.1:$PORT"
   stop "$SERVER"
 done
+
+echo "== homepot on PostgreSQL over TCP"
+if [ -n "${BENCH_POSTGRES:-}" ] && command -v psql >/dev/null; then
+  pgdb="homepot_compare_$(date +%s)"
+  psql "$BENCH_POSTGRES" -qc "CREATE DATABASE $pgdb"
+  homepot default "${BENCH_POSTGRES%/*}/$pgdb"
+  register_fleet
+  health_load "homepot-postgres health-10k" "http://127.0.0.1:$PORT"
+  stop "$SERVER"
+  psql "$BENCH_POSTGRES" -qc "DROP DATABASE $pgdb WITH (FORCE)"
+else
+  echo "SKIPPED PostgreSQL: set BENCH_POSTGRES=postgres://postgres@127.0.0.1:5432/test"
+fi
 
 echo "== bare hyper ceiling"
 if [ -x "$CEILING" ]; then
@@ -151,7 +166,7 @@ for line in open(sys.argv[1]):
     rates[(name, load)] = float(fields.get("field_values_per_s") or fields.get("req_per_s"))
 for (name, load), rate in sorted(rates.items()):
     print(f"{name:24} {load:12} {rate:14,.0f}")
-for mode in ("default", "durable"):
+for mode in ("default", "durable", "postgres"):
     for load, peer in (("write-400", "influxdb"), ("write-100k", "influxdb"), ("write-400", "victoria-metrics"),
                        ("write-100k", "victoria-metrics"), ("health-10k", "ceiling")):
         ours, theirs = rates.get((f"homepot-{mode}", load)), rates.get((peer, load))
