@@ -53,6 +53,7 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     purges_old_analytics_in_batches(store).await;
     purges_old_health_checks_and_points(store).await;
     merges_rollups_exactly(store).await;
+    concurrent_merges_into_one_bucket_add_up(store).await;
     finds_series_and_reads_bucket_ranges(store).await;
     purges_old_rollups_by_tier(store).await;
     pages_the_fleet_by_any_latest_figure(store).await;
@@ -784,6 +785,36 @@ fn samples(values: &[(f64, i64)]) -> Aggregate {
         aggregate.merge(&Aggregate::sample(*value, *time_ns));
     }
     aggregate
+}
+
+/// Merges into the same buckets at once (several instances, or a flush beside an export)
+/// each count: a backend that reads a bucket and writes back the merge must keep others from
+/// doing the same in between.
+pub async fn concurrent_merges_into_one_bucket_add_up<S: Store + ?Sized>(store: &S) {
+    const MERGES: usize = 32;
+    let name = unique_device("contended").to_string();
+    let key = series(&name, "value", &[]);
+    let start = 86_400 * 20_000;
+    // A first merge creates the buckets: the rest all read and write back existing rows.
+    let deltas = |i: usize| -> Vec<RollupDelta> {
+        let sample = Aggregate::sample(1.0, start * 1_000_000_000 + i as i64);
+        [Tier::Minute, Tier::Hour, Tier::Day]
+            .into_iter()
+            .map(|tier| RollupDelta { series: key.clone(), tier, start, aggregate: sample })
+            .collect()
+    };
+    store.merge_rollups(&deltas(0)).await.expect("merge");
+    let batches: Vec<Vec<RollupDelta>> = (1..MERGES).map(deltas).collect();
+    for merged in futures_util::future::join_all(batches.iter().map(|d| store.merge_rollups(d))).await {
+        merged.expect("concurrent merge");
+    }
+    let found = store.find_series(&[&name], "value", &[], 10).await.expect("find");
+    assert_eq!(found.len(), 1, "{found:?}");
+    for tier in [Tier::Minute, Tier::Hour, Tier::Day] {
+        let buckets = store.rollup_buckets(&[found[0].id], tier, start, start + 1).await.expect("read");
+        assert_eq!(buckets.len(), 1, "{tier:?}");
+        assert_eq!(buckets[0].aggregate.count, MERGES as u64, "{tier:?}: every concurrent merge counted");
+    }
 }
 
 /// Deltas merge into what is stored exactly as `Aggregate::merge` does, per series, tier and
