@@ -1,5 +1,6 @@
 //! Background jobs: announcing silent gateway nodes, marking silent devices offline, merging
-//! gathered rollups into storage, forgetting keys revoked by other processes, deleting what is past its retention, evaluating alert rules
+//! gathered rollups into storage, forgetting keys revoked by other processes, deleting what
+//! is past its retention, evaluating alert rules
 //! and delivering their notifications. They hold no
 //! unwritten data (the rollups they flush stay gathered until stored, and shutdown flushes
 //! them once more), so shutdown simply stops them.
@@ -93,7 +94,10 @@ async fn retention(homepot: Homepot) {
     let settings = homepot.settings();
     let mut ticks = tokio::time::interval(settings.analytics.retention_interval.max(Duration::from_secs(1)));
     let analytics = settings.analytics.retention.filter(|_| settings.analytics.enabled);
-    let lease = homepot.lease(crate::lease::RETENTION);
+    // Held for a whole interval and renewed each round: so the round runs once per interval
+    // across instances (whose ticks fall at different times), and a dead holder's work passes
+    // to another instance within one interval.
+    let lease = homepot.lease_for(crate::lease::RETENTION, settings.analytics.retention_interval);
     loop {
         ticks.tick().await;
         // One instance deletes; the others would only repeat its deletes.

@@ -390,15 +390,21 @@ impl Homepot {
         &self.inner.settings
     }
 
-    /// The lease on singleton work `name`, held under this instance's id.
+    /// The lease on singleton work `name`, held under this instance's id for `lease_ttl`.
     fn lease(&self, name: &'static str) -> lease::Lease {
+        self.lease_for(name, Duration::ZERO)
+    }
+
+    /// The lease on singleton work `name` held for at least `period` (and `lease_ttl`): work
+    /// done once per period keeps it from one round to the next.
+    fn lease_for(&self, name: &'static str, period: Duration) -> lease::Lease {
         let settings = &self.inner.settings;
         lease::Lease::new(
             name,
             &settings.instance_id,
             Arc::clone(&self.inner.store),
             Arc::clone(&self.inner.clock),
-            settings.lease_ttl,
+            settings.lease_ttl.max(period),
         )
     }
 
