@@ -133,8 +133,18 @@ impl TestServer {
     /// one). `None` when the backend is not configured. On the shared PostgreSQL database
     /// retention is off: one test's server must not delete what another test wrote; tests of
     /// retention use [`open_isolated_store`].
+    ///
+    /// A server that marks devices offline sooner than the default would mark other tests'
+    /// devices offline too, when it holds the sweep's lease: on PostgreSQL it gets a database
+    /// of its own.
     pub async fn start(backend: Backend, test: &str, mut config: ServerConfig) -> Option<Self> {
-        let (store, dir) = open_store(backend, test).await?;
+        let defaults = ServerConfig::default();
+        let window = |c: &ServerConfig| c.heartbeat_interval.saturating_mul(c.missed_heartbeats.max(1));
+        let (store, dir) = if window(&config) < window(&defaults) {
+            open_isolated_store(backend, test).await?
+        } else {
+            open_store(backend, test).await?
+        };
         if backend == Backend::Postgres {
             config.retention = RetentionPolicy::KEEP_ALL;
             config.analytics.retention = None;

@@ -1,4 +1,5 @@
-//! Background jobs: announcing silent gateway nodes, marking silent devices offline, merging
+//! Background jobs: announcing silent gateway nodes, sharing device sightings and marking
+//! silent devices offline, merging
 //! gathered rollups into storage, forgetting keys revoked by other processes, deleting what
 //! is past its retention, evaluating alert rules
 //! and delivering their notifications. They hold no
@@ -17,7 +18,7 @@ use crate::rollups::Flush;
 
 /// How often to look for silence that lasts `window`: four times per window, so it is
 /// noticed within a quarter of it, but no more than every 10 ms and at least every 5 s.
-fn sweep_period(window: TimeDelta) -> Duration {
+pub(crate) fn sweep_period(window: TimeDelta) -> Duration {
     (window / 4).to_std().unwrap_or(Duration::from_secs(1)).clamp(Duration::from_millis(10), Duration::from_secs(5))
 }
 
@@ -80,10 +81,13 @@ async fn sweep_nodes(homepot: Homepot) {
 }
 
 async fn sweep_devices(homepot: Homepot) {
-    let mut ticks = tokio::time::interval(sweep_period(homepot.inner.states.allowed_silence()));
+    let states = &homepot.inner.states;
+    let lease = homepot.lease(crate::lease::DEVICE_SWEEP);
+    let mut ticks = tokio::time::interval(states.tick_period());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        homepot.inner.states.sweep(homepot.now()).await;
+        states.tick(homepot.now(), &lease).await;
     }
 }
 

@@ -1,5 +1,5 @@
-//! Work that one instance at a time must do when several share a database: retention and the
-//! delivery of alert notifications. Such a job asks its [`Lease`] before each round; the
+//! Work that one instance at a time must do when several share a database: retention, the
+//! sweep that marks silent devices offline, and the delivery of alert notifications. Such a job asks its [`Lease`] before each round; the
 //! holder renews it round after round, and when it dies the lease runs out and another
 //! instance takes the work over within the lease's time. A single instance always holds it.
 //!
@@ -15,9 +15,10 @@ use homepot_storage::Store;
 
 use crate::clock::Clock;
 
-/// The leases of the singleton jobs: retention, and the alert outbox's delivery.
-pub(crate) const SINGLETONS: [&str; 2] = [RETENTION, ALERT_DELIVERY];
+/// The leases of the singleton jobs: retention, the device sweep, the alert outbox's delivery.
+pub(crate) const SINGLETONS: [&str; 3] = [RETENTION, DEVICE_SWEEP, ALERT_DELIVERY];
 pub(crate) const RETENTION: &str = "retention";
+pub(crate) const DEVICE_SWEEP: &str = "device-sweep";
 pub(crate) const ALERT_DELIVERY: &str = "alert-delivery";
 
 /// A named lease held under this instance's id.

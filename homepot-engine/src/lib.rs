@@ -309,7 +309,7 @@ impl Homepot {
             settings.max_write_batch,
         );
         let allowed_silence = settings.heartbeat_interval.saturating_mul(settings.missed_heartbeats.max(1));
-        let states = Arc::new(DeviceStates::load(Arc::clone(&store), pipeline.clone(), allowed_silence, now).await?);
+        let states = Arc::new(DeviceStates::new(Arc::clone(&store), pipeline.clone(), allowed_silence, now));
         let stale_after = TimeDelta::from_std(settings.node_stale_after).unwrap_or(TimeDelta::MAX);
         let nodes = Nodes::new(settings.thresholds, stale_after);
         let windows = RestoreWindows {

@@ -43,6 +43,8 @@ enum Job {
     /// Points (maybe none) and the receipt of the request that sent them, if it had a key.
     Points(Vec<Point>, Arc<str>, Option<NewReceipt>, Reply<()>),
     Record(Box<AnalyticsRecord>, Reply<RecordId>),
+    /// A state change the engine decided, stored only from the state it was decided from.
+    Transition(Box<StateChange>, Reply<Option<RecordId>>),
 }
 
 /// What became of a health check.
@@ -135,6 +137,7 @@ impl std::fmt::Debug for Job {
             Job::Health(..) => "Job::Health",
             Job::Points(..) => "Job::Points",
             Job::Record(..) => "Job::Record",
+            Job::Transition(..) => "Job::Transition",
         })
     }
 }
@@ -280,11 +283,12 @@ impl Pipeline {
         self.submit(|reply| Job::Record(Box::new(record), reply)).await
     }
 
-    /// Queues a record the engine made itself, waiting for room rather than refusing it (no
-    /// client can send it again), and waits until it is durable.
-    pub(crate) async fn write_own_record(&self, record: AnalyticsRecord) -> Result<RecordId, EngineError> {
+    /// Queues a device's state transition, waiting for room, and waits until it is durable:
+    /// `None` when the device's stored state was no longer the transition's previous state
+    /// (another instance, or a client, changed it first) and nothing was stored.
+    pub(crate) async fn write_transition(&self, change: StateChange) -> Result<Option<RecordId>, EngineError> {
         let (reply, answer) = oneshot::channel();
-        self.writer.send(Job::Record(Box::new(record), reply)).await.map_err(queue_error)?;
+        self.writer.send(Job::Transition(Box::new(change), reply)).await.map_err(queue_error)?;
         answered(answer).await
     }
 }
@@ -294,6 +298,24 @@ async fn answered<T>(answer: oneshot::Receiver<Result<T, Arc<StorageError>>>) ->
     match answer.await {
         Ok(result) => result.map_err(EngineError::Storage),
         Err(_) => Err(EngineError::Stopped),
+    }
+}
+
+/// A batch's answer split into one per job: an error, or an answer count that breaks the
+/// storage contract, fails them all.
+fn per_job<T: Clone>(
+    result: Result<Vec<T>, StorageError>,
+    jobs: usize,
+    what: &str,
+) -> Vec<Result<T, Arc<StorageError>>> {
+    match result {
+        Ok(answers) if answers.len() == jobs => answers.into_iter().map(Ok).collect(),
+        Ok(answers) => {
+            let error = StorageError::backend(format!("backend returned {} answers for {jobs} {what}", answers.len()));
+            tracing::error!(%error, "storage contract violated");
+            vec![Err(Arc::new(error)); jobs]
+        }
+        Err(error) => vec![Err(Arc::new(error)); jobs],
     }
 }
 
@@ -312,6 +334,7 @@ impl Commit<Job> for Telemetry {
         let mut records = Vec::new();
         // State changes come in bursts (a fleet coming online): one transaction for them all.
         let mut changes = Vec::new();
+        let mut transitions = Vec::new();
         for job in batch {
             match job {
                 Job::Health(check, reply) => health.push((*check, reply)),
@@ -320,6 +343,7 @@ impl Commit<Job> for Telemetry {
                     AnalyticsRecord::StateChange(change) => changes.push((change, reply)),
                     record => records.push((record, reply)),
                 },
+                Job::Transition(change, reply) => transitions.push((*change, reply)),
             }
         }
         if !health.is_empty() {
@@ -330,6 +354,9 @@ impl Commit<Job> for Telemetry {
         }
         if !changes.is_empty() {
             self.commit_state_changes(changes).await;
+        }
+        if !transitions.is_empty() {
+            self.commit_transitions(transitions).await;
         }
         for (record, reply) in records {
             self.commit_record(record, reply).await;
@@ -423,19 +450,17 @@ impl Telemetry {
         let (changes, replies): (Vec<StateChange>, Vec<_>) = jobs.into_iter().unzip();
         let result = self.store.insert_state_changes(&changes).await;
         self.note(&result);
-        let results: Vec<Result<RecordId, Arc<StorageError>>> = match result {
-            Ok(ids) if ids.len() == replies.len() => ids.into_iter().map(Ok).collect(),
-            Ok(ids) => {
-                let error = StorageError::backend(format!(
-                    "backend returned {} ids for {} state changes",
-                    ids.len(),
-                    replies.len()
-                ));
-                tracing::error!(%error, "storage contract violated");
-                vec![Err(Arc::new(error)); replies.len()]
-            }
-            Err(error) => vec![Err(Arc::new(error)); replies.len()],
-        };
+        let results = per_job(result, replies.len(), "state changes");
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+    }
+
+    async fn commit_transitions(&self, jobs: Vec<(StateChange, Reply<Option<RecordId>>)>) {
+        let (changes, replies): (Vec<StateChange>, Vec<_>) = jobs.into_iter().unzip();
+        let result = self.store.apply_transitions(&changes).await;
+        self.note(&result);
+        let results = per_job(result, replies.len(), "state transitions");
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }

@@ -176,6 +176,27 @@ async fn add_to_rollups(
 
 /// Stores one state change and its device's current state on `txn`.
 async fn insert_state_change_in(txn: &sea_orm::DatabaseTransaction, c: &StateChange) -> Result<RecordId, StorageError> {
+    // The change and the device's current state together, the insert first (a write, so
+    // SQLite holds the lock before anything is read).
+    let id = insert_history_row(txn, c).await?;
+    let backend = txn.get_database_backend();
+    let sql = crate::sql::numbered(
+        backend,
+        "INSERT INTO device_latest (device_id, state, state_since) SELECT id, ?, ? FROM devices \
+             WHERE device_id = ? ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, \
+             state_since = excluded.state_since \
+             WHERE device_latest.state_since IS NULL OR excluded.state_since >= device_latest.state_since",
+    );
+    let values: Vec<sea_orm::Value> = vec![c.new_state.clone().into(), c.timestamp.into(), c.device_id.clone().into()];
+    txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+    Ok(id)
+}
+
+/// Stores one state change in the history alone.
+pub(crate) async fn insert_history_row(
+    txn: &sea_orm::DatabaseTransaction,
+    c: &StateChange,
+) -> Result<RecordId, StorageError> {
     let row = device_state_change::ActiveModel {
         timestamp: Set(c.timestamp),
         device_id: Set(c.device_id.clone()),
@@ -187,19 +208,7 @@ async fn insert_state_change_in(txn: &sea_orm::DatabaseTransaction, c: &StateCha
         extra_data: Set(object(&c.metadata)),
         ..Default::default()
     };
-    // The change and the device's current state together, the insert first (a write, so
-    // SQLite holds the lock before anything is read).
     let id = device_state_change::Entity::insert(row).exec(txn).await.map_err(db_error)?.last_insert_id;
-    let backend = txn.get_database_backend();
-    let sql = crate::sql::numbered(
-        backend,
-        "INSERT INTO device_latest (device_id, state, state_since) SELECT id, ?, ? FROM devices \
-             WHERE device_id = ? ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, \
-             state_since = excluded.state_since \
-             WHERE device_latest.state_since IS NULL OR excluded.state_since >= device_latest.state_since",
-    );
-    let values: Vec<sea_orm::Value> = vec![c.new_state.clone().into(), c.timestamp.into(), c.device_id.clone().into()];
-    txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
     Ok(RecordId(id))
 }
 

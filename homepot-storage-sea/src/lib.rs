@@ -21,6 +21,7 @@ mod leases;
 mod metrics;
 mod migration;
 mod point_codec;
+mod presence;
 mod receipts;
 mod rollups;
 mod sql;

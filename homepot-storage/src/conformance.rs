@@ -62,6 +62,8 @@ pub async fn run_all<S: Store + ?Sized>(store: &S) {
     stores_alert_transitions_atomically(store).await;
     keeps_receipts_with_their_data(store).await;
     leases_have_one_holder_at_a_time(store).await;
+    changes_state_by_compare_and_set(store).await;
+    shares_presence_between_processes(store).await;
 }
 
 static NAMESPACE: AtomicU64 = AtomicU64::new(0);
@@ -209,6 +211,107 @@ pub async fn leases_have_one_holder_at_a_time<S: Store + ?Sized>(store: &S) {
     assert!(!store.acquire_lease(&lease, "c", later(28), later(43)).await.expect("acquire"), "only its holder ends it");
     store.release_lease(&lease, "b").await.expect("release");
     assert!(store.acquire_lease(&lease, "c", later(29), later(44)).await.expect("acquire"), "released: c takes it");
+}
+
+fn transition(device: &DeviceId, seconds: i64, previous: Option<&str>, new: &str) -> StateChange {
+    StateChange {
+        timestamp: at(seconds),
+        device_id: device.to_string(),
+        previous_state: previous.map(str::to_owned),
+        new_state: new.to_owned(),
+        changed_by: "system".into(),
+        recorded_by: Some("system".into()),
+        reason: Some(format!("conformance {seconds}")),
+        metadata: Map::new(),
+    }
+}
+
+/// A transition is stored only from the device's current state: of the same transition
+/// tried many times at once, exactly one is stored; unknown devices are skipped.
+pub async fn changes_state_by_compare_and_set<S: Store + ?Sized>(store: &S) {
+    let device = unique_device("cas");
+    register(store, &device).await;
+    let t = |seconds, previous, new| transition(&device, seconds, previous, new);
+    let batch = [
+        t(0, Some("online"), "offline"),
+        t(1, None, "online"),
+        t(2, None, "online"),
+        t(3, Some("online"), "unhealthy"),
+    ];
+    let ids = store.apply_transitions(&batch).await.expect("apply");
+    let applied: Vec<bool> = ids.iter().map(Option::is_some).collect();
+    assert_eq!(applied, [false, true, false, true], "each from the state the earlier ones left");
+    let stranger = unique_device("cas-unknown");
+    let ids = store.apply_transitions(&[transition(&stranger, 0, None, "online")]).await.expect("apply");
+    assert_eq!(ids, [None], "an unregistered device has no state to change");
+    assert!(store.apply_transitions(&[]).await.expect("empty").is_empty());
+
+    let tries: Vec<[StateChange; 1]> = (0..16).map(|_| [t(4, Some("unhealthy"), "offline")]).collect();
+    let results = futures_util::future::join_all(tries.iter().map(|batch| store.apply_transitions(batch))).await;
+    let stored = results.into_iter().map(|r| r.expect("concurrent apply")).filter(|ids| ids[0].is_some()).count();
+    assert_eq!(stored, 1, "the same transition from sixteen callers at once is stored once");
+
+    let history = store.state_history(device.as_str(), DateTime::<Utc>::UNIX_EPOCH, 10).await.expect("history");
+    let states: Vec<&str> = history.iter().map(|c| c.new_state.as_str()).collect();
+    assert_eq!(states, ["offline", "unhealthy", "online"], "only what applied is history");
+}
+
+/// Last-seen times only move forward; silent devices are found by them (or, never seen, by
+/// their state's time), offline ones never; recent state changes are listed.
+pub async fn shares_presence_between_processes<S: Store + ?Sized>(store: &S) {
+    let seen = unique_device("seen");
+    let never_seen = unique_device("unseen");
+    let gone = unique_device("gone");
+    for device in [&seen, &never_seen, &gone] {
+        register(store, device).await;
+    }
+    let ids = store
+        .apply_transitions(&[
+            transition(&seen, 100, None, "online"),
+            transition(&never_seen, 120, None, "unhealthy"),
+            transition(&gone, 100, None, "online"),
+            transition(&gone, 101, Some("online"), "offline"),
+        ])
+        .await
+        .expect("apply");
+    assert!(ids.iter().all(Option::is_some), "{ids:?}");
+    let stranger = unique_device("seen-unknown");
+    store
+        .mark_seen(&[(seen.clone(), at(110)), (seen.clone(), at(105)), (stranger, at(110)), (gone.clone(), at(90))])
+        .await
+        .expect("mark seen");
+    store.mark_seen(&[(seen.clone(), at(108))]).await.expect("an older sighting");
+    store.mark_seen(&[]).await.expect("none");
+
+    let mine = [&seen, &never_seen, &gone];
+    let silent = |before: DateTime<Utc>| async move {
+        let all = store.silent_devices(before, usize::MAX).await.expect("silent devices");
+        all.into_iter().filter(|d| mine.contains(&&d.device_id)).collect::<Vec<_>>()
+    };
+    assert_eq!(silent(at(110)).await, [], "seen at 110 is not silent before it; offline never is");
+    let found = silent(at(110) + Duration::microseconds(1)).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!((&found[0].device_id, found[0].state.as_str(), found[0].last_seen), (&seen, "online", at(110)));
+    let found = silent(at(121)).await;
+    let order: Vec<(&DeviceId, &str, DateTime<Utc>)> =
+        found.iter().map(|d| (&d.device_id, d.state.as_str(), d.last_seen)).collect();
+    assert_eq!(order, [(&seen, "online", at(110)), (&never_seen, "unhealthy", at(120))], "longest silent first");
+
+    let recent = |since| async move {
+        let all = store.states_since(since).await.expect("states since");
+        let mut found: Vec<(DeviceId, String)> = all.into_iter().filter(|(d, _)| mine.contains(&d)).collect();
+        found.sort();
+        found
+    };
+    let mut expected = vec![
+        (gone.clone(), "offline".to_owned()),
+        (never_seen.clone(), "unhealthy".to_owned()),
+        (seen.clone(), "online".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(recent(at(100)).await, expected);
+    assert_eq!(recent(at(101)).await.len(), 2, "seen's state is older");
+    assert_eq!(recent(at(121)).await, []);
 }
 
 /// Registering an existing id is a conflict and leaves the first registration intact.

@@ -19,8 +19,9 @@ use crate::export::{ExportCursor, ExportPage, ExportQuery};
 use crate::fleet::{FleetPage, FleetQuery};
 use crate::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
-    LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta,
-    RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, PresenceStore, Receipt, ReceiptStore, RecordId,
+    RollupDelta, RollupStore, SeriesId, SilentDevice, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey,
+    StoredSeries,
 };
 
 /// A storage operation, named after its trait method.
@@ -43,6 +44,10 @@ pub enum Operation {
     KeyRevision,
     AcquireLease,
     ReleaseLease,
+    ApplyTransitions,
+    MarkSeen,
+    SilentDevices,
+    StatesSince,
     InsertHealth,
     HealthSince,
     LatestHealth,
@@ -198,6 +203,13 @@ layered!(AnalyticsStore {
 layered!(LeaseStore {
     AcquireLease => fn acquire_lease(name: &str, holder: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> bool;
     ReleaseLease => fn release_lease(name: &str, holder: &str) -> ();
+});
+
+layered!(PresenceStore {
+    ApplyTransitions => fn apply_transitions(batch: &[StateChange]) -> Vec<Option<RecordId>>;
+    MarkSeen => fn mark_seen(seen: &[(DeviceId, DateTime<Utc>)]) -> ();
+    SilentDevices => fn silent_devices(before: DateTime<Utc>, limit: usize) -> Vec<SilentDevice>;
+    StatesSince => fn states_since(since: DateTime<Utc>) -> Vec<(DeviceId, String)>;
 });
 
 layered!(AlertStore {

@@ -32,6 +32,6 @@ pub use record::{
     SeriesKey, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
 };
 pub use traits::{
-    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, LeaseStore, MetricStore, ReceiptStore,
-    RollupStore, Store,
+    AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthStore, KeyStore, LeaseStore, MetricStore,
+    PresenceStore, ReceiptStore, RollupStore, SilentDevice, Store,
 };

@@ -10,8 +10,9 @@ use crate::export::{ExportCursor, ExportKind, ExportPage, ExportQuery, ExportRec
 use crate::fleet::{FleetDevice, FleetPage, FleetQuery, LatestHealth, fleet_order};
 use crate::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, KeyId, KeyInfo, KeyStore,
-    LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId, RollupDelta,
-    RollupStore, SeriesId, SeriesKey, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, PresenceStore, Receipt, ReceiptStore, RecordId,
+    RollupDelta, RollupStore, SeriesId, SeriesKey, SilentDevice, StorageError, Store, StoredBucket, StoredHealthCheck,
+    StoredKey, StoredSeries,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -47,6 +48,8 @@ struct Tables {
     key_revision: u64,
     /// Holder and end of each lease.
     leases: HashMap<String, (String, DateTime<Utc>)>,
+    /// When each device was last seen.
+    seen: HashMap<DeviceId, DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,18 @@ impl Tables {
     fn next_id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Each device's newest state change; the later stored of equal times wins.
+    fn current_states(&self) -> HashMap<&str, &StateChange> {
+        let mut states: HashMap<&str, &StateChange> = HashMap::new();
+        for change in &self.states {
+            let newest = states.entry(change.device_id.as_str()).or_insert(change);
+            if change.timestamp >= newest.timestamp {
+                *newest = change;
+            }
+        }
+        states
     }
 }
 
@@ -143,14 +158,7 @@ impl DeviceStore for InMemoryStore {
                 *newest = check;
             }
         }
-        let mut states: HashMap<&str, &StateChange> = HashMap::new();
-        // In insertion order, so the later-stored of equal times wins.
-        for change in &t.states {
-            let newest = states.entry(change.device_id.as_str()).or_insert(change);
-            if change.timestamp >= newest.timestamp {
-                *newest = change;
-            }
-        }
+        let states = t.current_states();
         let key = query.sort;
         let mut devices: Vec<FleetDevice> = t
             .devices
@@ -749,6 +757,69 @@ impl LeaseStore for InMemoryStore {
             t.leases.remove(name);
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl PresenceStore for InMemoryStore {
+    async fn apply_transitions(&self, batch: &[StateChange]) -> Result<Vec<Option<RecordId>>, StorageError> {
+        let mut t = self.tables();
+        let mut ids = Vec::with_capacity(batch.len());
+        for change in batch {
+            let registered = DeviceId::parse(&change.device_id).is_ok_and(|id| t.devices.contains_key(&id));
+            let current = t.current_states().get(change.device_id.as_str()).map(|c| c.new_state.clone());
+            if registered && current == change.previous_state {
+                t.states.push(change.clone());
+                ids.push(Some(RecordId(t.next_id())));
+            } else {
+                ids.push(None);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn mark_seen(&self, seen: &[(DeviceId, DateTime<Utc>)]) -> Result<(), StorageError> {
+        let mut t = self.tables();
+        for (device, at) in seen {
+            if t.devices.contains_key(device) {
+                let last = t.seen.entry(device.clone()).or_insert(*at);
+                *last = (*last).max(*at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn silent_devices(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<SilentDevice>, StorageError> {
+        let t = self.tables();
+        let mut silent: Vec<SilentDevice> = t
+            .current_states()
+            .into_iter()
+            .filter(|(_, change)| change.new_state != "offline")
+            .filter_map(|(device, change)| {
+                let id = t.devices.get_key_value(&DeviceId::parse(device).ok()?)?.0;
+                let last_seen = t.seen.get(id).copied().unwrap_or(change.timestamp);
+                (last_seen < before).then(|| SilentDevice {
+                    device_id: id.clone(),
+                    state: change.new_state.clone(),
+                    last_seen,
+                })
+            })
+            .collect();
+        silent.sort_by(|a, b| (a.last_seen, &a.device_id).cmp(&(b.last_seen, &b.device_id)));
+        silent.truncate(limit);
+        Ok(silent)
+    }
+
+    async fn states_since(&self, since: DateTime<Utc>) -> Result<Vec<(DeviceId, String)>, StorageError> {
+        let t = self.tables();
+        Ok(t.current_states()
+            .into_values()
+            .filter(|change| change.timestamp >= since)
+            .filter_map(|change| {
+                let id = DeviceId::parse(&change.device_id).ok().filter(|id| t.devices.contains_key(id))?;
+                Some((id, change.new_state.clone()))
+            })
+            .collect())
     }
 }
 

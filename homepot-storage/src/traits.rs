@@ -505,6 +505,57 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError>;
 }
 
+/// A device that has been silent, as [`PresenceStore::silent_devices`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SilentDevice {
+    pub device_id: DeviceId,
+    /// Its current state.
+    pub state: String,
+    /// When it was last seen, or, never seen, when it entered its current state.
+    pub last_seen: DateTime<Utc>,
+}
+
+/// Device presence shared by the processes on one database: when each device was last seen
+/// and its current state, changed only by compare-and-set, so that instances that see the
+/// same transition record it once. A device's current state is the new state of its newest
+/// state change by timestamp (the later stored of equal times), none without one.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + fmt::Debug {
+    /// Stores each change whose device is registered and whose current state is the
+    /// change's `previous_state` (none matching none), atomically with that comparison, so
+    /// of two processes storing the same transition at once one succeeds. Returns each
+    /// stored change's id and `None` for each skipped one, in batch order; a later change in
+    /// the batch sees the earlier ones.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn apply_transitions(&self, batch: &[StateChange]) -> Result<Vec<Option<RecordId>>, StorageError>;
+
+    /// Records that devices were seen: each registered device's last-seen time becomes the
+    /// later of the stored one and the given one; unknown devices are skipped. A device may
+    /// appear more than once. Presence may be kept in memory: it need not survive a restart.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn mark_seen(&self, seen: &[(DeviceId, DateTime<Utc>)]) -> Result<(), StorageError>;
+
+    /// Registered devices with a current state other than `offline` whose last-seen time
+    /// (or, never seen, the time of their current state) is before `before`: at most
+    /// `limit`, the longest silent first.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn silent_devices(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<SilentDevice>, StorageError>;
+
+    /// Registered devices whose current state was entered at or after `since` (by the
+    /// state change's timestamp), with that state, in any order: what a process reads to
+    /// learn of transitions other processes made.
+    ///
+    /// # Errors
+    /// Backend failures only.
+    async fn states_since(&self, since: DateTime<Utc>) -> Result<Vec<(DeviceId, String)>, StorageError>;
+}
+
 /// Everything the server needs from one backend.
 #[async_trait]
 pub trait Store:
@@ -518,6 +569,7 @@ pub trait Store:
     + ExportStore
     + AlertStore
     + LeaseStore
+    + PresenceStore
 {
     /// Checks that the backend answers, for `/health`.
     ///

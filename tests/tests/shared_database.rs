@@ -1,6 +1,7 @@
 //! Several processes on one database (homepot instances behind a balancer, or a server and the
-//! CLI): what each of them merges into the rollups must add up exactly, and singleton work
-//! (the alert outbox's delivery) is done by one instance at a time.
+//! CLI): what each of them merges into the rollups must add up exactly, device states change
+//! once whichever instance sees the change, and singleton work (the alert outbox's delivery)
+//! is done by one instance at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,4 +130,79 @@ async fn one_instance_at_a_time_delivers_notifications(store: Arc<dyn Store>) {
     engine_b.shutdown().await;
     engine_a.shutdown().await;
     drop(a);
+}
+
+#[tokio::test]
+async fn sqlite_device_states_change_once_across_instances() {
+    let (first, dir) = open_store(Backend::Sqlite, "shared_states").await.expect("SQLite");
+    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
+    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    device_states_change_once_across_instances(Arc::new(first), Arc::new(second)).await;
+}
+
+#[tokio::test]
+async fn postgres_device_states_change_once_across_instances() {
+    // A database of its own: the sweep marks any silent device in it offline. One pool for
+    // both instances: each statement still takes a connection of its own.
+    let Some((store, _)) = open_isolated_store(Backend::Postgres, "shared_states").await else { return };
+    let store: Arc<dyn Store> = Arc::new(store);
+    device_states_change_once_across_instances(Arc::clone(&store), store).await;
+}
+
+/// Devices expected every 200 ms, offline after two missed.
+fn fast_instance(id: &str) -> Settings {
+    Settings {
+        heartbeat_interval: Duration::from_millis(200),
+        missed_heartbeats: 2,
+        lease_ttl: Duration::from_secs(1),
+        ..instance(id)
+    }
+}
+
+/// A device's checks alternate between two instances (as behind a round-robin balancer):
+/// each transition is recorded once, whichever instance saw it, a change one instance made
+/// is known to the other within a tick, and only one instance marks the silent device
+/// offline.
+async fn device_states_change_once_across_instances(first: Arc<dyn Store>, second: Arc<dyn Store>) {
+    let clock = Arc::new(SystemClock);
+    let (a, engine_a) = Homepot::start(Arc::clone(&first), fast_instance("a"), clock.clone()).await.expect("a");
+    let (b, engine_b) = Homepot::start(Arc::clone(&second), fast_instance("b"), clock).await.expect("b");
+    let device = DeviceId::parse(&unique("till-")).unwrap();
+    a.register_device(&NewDevice::with_id(device.clone())).await.expect("register");
+    let check = |healthy: bool| HealthCheck::validate(HealthReport::minimal(healthy, 20)).unwrap();
+    // Healthy, then unhealthy on b, then healthy again on a: a knows b's change once it has
+    // ticked (every 100 ms here), and records the return from it.
+    for (instance, healthy, pause) in [(&a, true, 50), (&b, true, 50), (&a, true, 50), (&b, false, 250), (&a, true, 50)]
+    {
+        instance.record_health(device.clone(), check(healthy), None).await.expect("recorded");
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+    }
+    let states = || async {
+        let history =
+            first.state_history(device.as_str(), chrono::DateTime::<Utc>::UNIX_EPOCH, 100).await.expect("read");
+        history.into_iter().rev().map(|c| c.new_state).collect::<Vec<_>>()
+    };
+    assert_eq!(states().await, ["online", "unhealthy", "online"]);
+
+    // Silent: both instances tick, one marks it offline.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while states().await.last().map(String::as_str) != Some("offline") {
+        assert!(tokio::time::Instant::now() < deadline, "never marked offline: {:?}", states().await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both ticks have had their chance to mark it again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(states().await, ["online", "unhealthy", "online", "offline"]);
+
+    // Back on both instances at once: one of them records the return.
+    let (x, y) = tokio::join!(
+        a.record_health(device.clone(), check(true), None),
+        b.record_health(device.clone(), check(true), None)
+    );
+    x.expect("a recorded");
+    y.expect("b recorded");
+    assert_eq!(states().await, ["online", "unhealthy", "online", "offline", "online"]);
+    drop((a, b));
+    engine_a.shutdown().await;
+    engine_b.shutdown().await;
 }

@@ -33,8 +33,9 @@ use homepot_storage::export::{ExportCursor, ExportPage, ExportQuery};
 use homepot_storage::fleet::{FleetPage, FleetQuery};
 use homepot_storage::{
     AlertStore, AnalyticsStore, DeviceStore, ExportStore, HealthCheckId, HealthStore, InMemoryStore, KeyId, KeyInfo,
-    KeyStore, LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, Receipt, ReceiptStore, RecordId,
-    RollupDelta, RollupStore, SeriesId, StorageError, Store, StoredBucket, StoredHealthCheck, StoredKey, StoredSeries,
+    KeyStore, LeaseStore, MetricStore, NewHealthCheck, NewKey, NewReceipt, PresenceStore, Receipt, ReceiptStore,
+    RecordId, RollupDelta, RollupStore, SeriesId, SilentDevice, StorageError, Store, StoredBucket, StoredHealthCheck,
+    StoredKey, StoredSeries,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
@@ -80,6 +81,10 @@ enum Op<'a> {
     },
     InsertStateChange {
         change: Cow<'a, StateChange>,
+    },
+    /// Replayed in order, each comparison finds what it found the first time.
+    ApplyTransitions {
+        batch: Cow<'a, [StateChange]>,
     },
     InsertJobOutcome {
         outcome: Cow<'a, JobOutcome>,
@@ -158,6 +163,7 @@ impl Op<'_> {
                 Applied::Unit
             }
             Op::InsertStateChange { change } => Applied::Record(tables.insert_state_change(change).await?),
+            Op::ApplyTransitions { batch } => Applied::Transitions(tables.apply_transitions(batch).await?),
             Op::InsertJobOutcome { outcome } => Applied::Record(tables.insert_job_outcome(outcome).await?),
             Op::InsertErrorLog { error } => Applied::Record(tables.insert_error_log(error).await?),
             Op::InsertUserActivity { activity } => Applied::Record(tables.insert_user_activity(activity).await?),
@@ -206,6 +212,7 @@ enum Applied {
     Key(KeyId),
     Health(Vec<HealthCheckId>),
     Record(RecordId),
+    Transitions(Vec<Option<RecordId>>),
     Count(u64),
 }
 
@@ -640,6 +647,26 @@ impl LeaseStore for JournalStore {
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
         self.tables.release_lease(name, holder).await
+    }
+}
+
+#[async_trait]
+impl PresenceStore for JournalStore {
+    async fn apply_transitions(&self, batch: &[StateChange]) -> Result<Vec<Option<RecordId>>, StorageError> {
+        answer!(self.write(Op::ApplyTransitions { batch: Cow::Borrowed(batch) }).await, Transitions)
+    }
+
+    // Presence is not journaled: after a restart devices get a full silence window anyway.
+    async fn mark_seen(&self, seen: &[(DeviceId, DateTime<Utc>)]) -> Result<(), StorageError> {
+        self.tables.mark_seen(seen).await
+    }
+
+    async fn silent_devices(&self, before: DateTime<Utc>, limit: usize) -> Result<Vec<SilentDevice>, StorageError> {
+        self.tables.silent_devices(before, limit).await
+    }
+
+    async fn states_since(&self, since: DateTime<Utc>) -> Result<Vec<(DeviceId, String)>, StorageError> {
+        self.tables.states_since(since).await
     }
 }
 

@@ -16,6 +16,7 @@ mod m20261201_000010_create_alerting;
 mod m20261203_000011_create_receipts;
 mod m20261207_000012_create_revisions;
 mod m20261207_000013_create_leases;
+mod m20261208_000014_add_seen_at;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000011_create_receipts::Migration),
             Box::new(m20261207_000012_create_revisions::Migration),
             Box::new(m20261207_000013_create_leases::Migration),
+            Box::new(m20261208_000014_add_seen_at::Migration),
         ]
     }
 }
