@@ -61,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            settings::init_logging(args.log.log_format);
+            settings::init_logging(args.log.log_format, Some(args.instance_id()));
             serve::run(*args).await
         }
         Command::Openapi => {
@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Retention(command) => retention::run(command).await,
         Command::Alert(command) => alert::run(command).await,
         Command::Agent(args) => {
-            settings::init_logging(args.log.log_format);
+            settings::init_logging(args.log.log_format, None);
             agent::run(*args).await
         }
     }

@@ -594,15 +594,60 @@ pub(crate) struct LogArgs {
 }
 
 /// Structured logs to stderr; `RUST_LOG` overrides the default `info`. Colour codes only
-/// reach a terminal: in a file or a pipe they are noise.
-pub(crate) fn init_logging(format: LogFormat) {
+/// reach a terminal: in a file or a pipe they are noise. With an `instance` id every line
+/// carries it, so that the merged logs of instances behind one balancer tell them apart.
+pub(crate) fn init_logging(format: LogFormat, instance: Option<String>) {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).init(),
+        LogFormat::Text => {
+            let builder = builder.with_ansi(std::io::stderr().is_terminal());
+            let inner = tracing_subscriber::fmt::format().with_ansi(std::io::stderr().is_terminal());
+            builder.event_format(WithInstance { instance, json: false, inner }).init();
+        }
+        LogFormat::Json => {
+            let inner = tracing_subscriber::fmt::format().json().flatten_event(true).with_current_span(false);
+            builder.json().event_format(WithInstance { instance, json: true, inner }).init();
+        }
+    }
+}
+
+/// A log line format with the instance id in front: a `instance_id=` prefix on text lines, the
+/// first member of JSON ones.
+struct WithInstance<F> {
+    instance: Option<String>,
+    json: bool,
+    inner: F,
+}
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for WithInstance<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(instance) = &self.instance else { return self.inner.format_event(ctx, writer, event) };
+        if !self.json {
+            write!(writer, "instance_id={instance} ")?;
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let mut line = String::new();
+        self.inner.format_event(ctx, tracing_subscriber::fmt::format::Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(members) => {
+                let id = serde_json::Value::from(instance.as_str());
+                write!(writer, "{{\"instance_id\":{id},{members}")
+            }
+            None => writer.write_str(&line),
+        }
     }
 }
 

@@ -385,8 +385,8 @@ fn present_keys_every_way(port: u16, key: &str) {
     }
 }
 
-/// No log line carries a credential, text logs to a file carry no colour codes, and
-/// `HOMEPOT_LOG_FORMAT=json` writes one JSON object per line.
+/// No log line carries a credential, text logs to a file carry no colour codes, every line
+/// names the instance, and `HOMEPOT_LOG_FORMAT=json` writes one JSON object per line.
 #[test]
 fn logs_carry_no_credentials_and_no_colour_codes() {
     for format in ["text", "json"] {
@@ -394,7 +394,8 @@ fn logs_carry_no_credentials_and_no_colour_codes() {
         let log_path = dir.path().join(format!("{format}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let port = free_port();
-        let (server, key) = serve_logging(dir.path(), port, &[("HOMEPOT_LOG_FORMAT", format)], Stdio::from(log));
+        let env = [("HOMEPOT_LOG_FORMAT", format), ("HOMEPOT_INSTANCE_ID", "edge-7")];
+        let (server, key) = serve_logging(dir.path(), port, &env, Stdio::from(log));
         present_keys_every_way(port, &key);
         terminate(server);
 
@@ -409,7 +410,10 @@ fn logs_carry_no_credentials_and_no_colour_codes() {
             for line in log.lines() {
                 let event: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
                 assert!(event["level"].is_string() && event["message"].is_string(), "{line}");
+                assert_eq!(event["instance_id"], "edge-7", "{line}");
             }
+        } else {
+            assert!(log.lines().all(|line| line.starts_with("instance_id=edge-7 ")), "{log}");
         }
     }
 }
