@@ -683,7 +683,16 @@ impl Homepot {
         let Some(key) = key else { return write(None).await };
         match self.inner.receipts.claim(key, now).await? {
             Claimed::Repeat(repeat) => replay(&repeat),
-            Claimed::Fresh(claim) => write(Some(&claim.ticket)).await,
+            Claimed::Fresh(claim) => match write(Some(&claim.ticket)).await {
+                // Another instance stored the key's first use while this one ran.
+                Err(EngineError::Storage(error)) if matches!(*error, StorageError::Conflict { .. }) => {
+                    match self.inner.receipts.repeat(key, now).await? {
+                        Some(repeat) => replay(&repeat),
+                        None => Err(EngineError::Storage(error)),
+                    }
+                }
+                written => written,
+            },
         }
     }
 

@@ -381,8 +381,9 @@ impl Telemetry {
                 let error = Arc::new(error);
                 vec![Err(error); replies.len()]
             }
-            // One unknown device must not fail the checks that shared its transaction.
-            Err(StorageError::NotFound { .. }) if checks.len() > 1 => {
+            // One unknown device, or one idempotency key another instance took, must not fail
+            // the checks that shared its transaction.
+            Err(StorageError::NotFound { .. } | StorageError::Conflict { .. }) if checks.len() > 1 => {
                 let mut results = Vec::with_capacity(checks.len());
                 for check in &checks {
                     let result = self.store.insert_health(std::slice::from_ref(check)).await.and_then(|ids| {
@@ -426,23 +427,39 @@ impl Telemetry {
         let mut all = Vec::with_capacity(jobs.iter().map(|(batch, ..)| batch.len()).sum());
         let mut senders = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::new();
+        let mut jobs_receipts = Vec::with_capacity(jobs.len());
         for (batch, owner, receipt, reply) in jobs {
             senders.push((all.len()..all.len() + batch.len(), owner, reply));
             all.extend(batch);
-            receipts.extend(receipt);
+            receipts.extend(receipt.clone());
+            jobs_receipts.push(receipt.into_iter().collect::<Vec<_>>());
         }
         let result = self.store.insert_points(&all, &receipts).await;
         self.note(&result);
-        match &result {
-            Ok(()) => self.stats.metrics_received(all.len()),
-            Err(error) => tracing::warn!(%error, points = all.len(), "metric points not stored"),
+        let results = match result {
+            // An idempotency key another instance took must not fail the senders that shared
+            // its transaction: each sender alone.
+            Err(StorageError::Conflict { .. }) if senders.len() > 1 => {
+                let mut results = Vec::with_capacity(senders.len());
+                for ((range, ..), receipt) in senders.iter().zip(&jobs_receipts) {
+                    results.push(
+                        self.store.insert_points(&all[range.clone()], receipt.as_slice()).await.map_err(Arc::new),
+                    );
+                }
+                results
+            }
+            result => vec![result.map_err(Arc::new); senders.len()],
+        };
+        let stored: usize =
+            senders.iter().zip(&results).filter(|(_, r)| r.is_ok()).map(|((range, ..), _)| range.len()).sum();
+        self.stats.metrics_received(stored);
+        if let Some(Err(error)) = results.iter().find(|r| r.is_err()) {
+            tracing::warn!(%error, points = all.len() - stored, "metric points not stored");
         }
-        if result.is_ok() {
-            self.accepted.accept(senders.iter().map(|(range, owner, _)| (Some(&**owner), &all[range.clone()]))).await;
-        }
-        let result = result.map_err(Arc::new);
-        for (_, _, reply) in senders {
-            let _ = reply.send(result.clone());
+        let accepted = senders.iter().zip(&results).filter(|(_, r)| r.is_ok());
+        self.accepted.accept(accepted.map(|((range, owner, _), _)| (Some(&**owner), &all[range.clone()]))).await;
+        for ((_, _, reply), result) in senders.into_iter().zip(results) {
+            let _ = reply.send(result);
         }
     }
 

@@ -5,7 +5,9 @@
 //! (`NewHealthCheck::receipt`, `MetricStore::insert_points`), so "stored" and "remembered"
 //! cannot come apart: a crash after the commit and before the answer leaves both, a crash
 //! before it neither. Within one process, a repeat that arrives while the first is still in
-//! flight waits for it (one async lock per key in use) and then reads its receipt.
+//! flight waits for it (one async lock per key in use) and then reads its receipt. Across
+//! processes on one database, storage refuses a receipt whose key is still taken
+//! (`StorageError::Conflict`), and the loser answers from the winner's receipt.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,6 +88,8 @@ impl Answer {
 pub(crate) struct Ticket {
     key: IdempotencyKey,
     accepted_at: DateTime<Utc>,
+    /// Where the window of an earlier use of the key ends.
+    cutoff: DateTime<Utc>,
 }
 
 impl Ticket {
@@ -95,6 +99,7 @@ impl Ticket {
             key: self.key.key.clone(),
             accepted_at: self.accepted_at,
             answer: answer.encode(),
+            replaces_before: self.cutoff,
         }
     }
 }
@@ -180,12 +185,19 @@ impl Receipts {
         let map_key = (key.scope.clone(), key.key.clone());
         let lock = self.inflight().entry(map_key.clone()).or_default().clone();
         let held = lock.lock_owned().await;
-        let claim =
-            Claim { receipts: self, map_key, _held: held, ticket: Ticket { key: key.clone(), accepted_at: now } };
-        match self.store.receipt(&key.scope, &key.key).await? {
-            Some(receipt) if receipt.accepted_at >= now - self.window => Ok(Claimed::Repeat(Repeat(receipt))),
-            _ => Ok(Claimed::Fresh(claim)),
+        let ticket = Ticket { key: key.clone(), accepted_at: now, cutoff: self.cutoff(now) };
+        let claim = Claim { receipts: self, map_key, _held: held, ticket };
+        match self.repeat(key, now).await? {
+            Some(repeat) => Ok(Claimed::Repeat(repeat)),
+            None => Ok(Claimed::Fresh(claim)),
         }
+    }
+
+    /// The receipt of an earlier use of `key` within the window, if there is one: after a
+    /// fresh request's write failed because another instance took the key meanwhile, what
+    /// that instance answered.
+    pub(crate) async fn repeat(&self, key: &IdempotencyKey, now: DateTime<Utc>) -> Result<Option<Repeat>, EngineError> {
+        Ok(self.store.receipt(&key.scope, &key.key).await?.filter(|r| r.accepted_at >= self.cutoff(now)).map(Repeat))
     }
 
     /// Receipts older than the window are forgotten.

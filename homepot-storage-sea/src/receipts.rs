@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use homepot_storage::{HealthCheckId, NewReceipt, Receipt, ReceiptStore, StorageError};
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use crate::SeaOrmStore;
 use crate::error::db_error;
@@ -20,11 +20,14 @@ const RECEIPT_COLUMNS: &[(&str, Bind)] = &[
     ("health_id", Bind::Plain),
 ];
 
-/// A key reused after its window replaces the old receipt.
+/// A key reused after its window replaces the old receipt; one still in its window (taken by
+/// a transaction of another process, maybe committing meanwhile: PostgreSQL waits for it)
+/// updates nothing and returns no row.
 const RECEIPT_UPSERT: &str = " ON CONFLICT (scope, request_key) DO UPDATE SET accepted_at = excluded.accepted_at, \
-     answer = excluded.answer, health_id = excluded.health_id";
+     answer = excluded.answer, health_id = excluded.health_id WHERE receipts.accepted_at < ";
 
-/// Stores `receipts` on `txn`, the transaction that stores their data.
+/// Stores `receipts` on `txn`, the transaction that stores their data; a key still taken
+/// fails it with [`StorageError::Conflict`], and the caller drops the transaction.
 pub(crate) async fn insert_receipts<C: ConnectionTrait>(
     txn: &C,
     receipts: impl IntoIterator<Item = (&NewReceipt, Option<HealthCheckId>)>,
@@ -37,7 +40,7 @@ pub(crate) async fn insert_receipts<C: ConnectionTrait>(
     let rows: Vec<_> = unique.into_values().collect();
     let backend = txn.get_database_backend();
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * RECEIPT_COLUMNS.len());
+        let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * RECEIPT_COLUMNS.len() + 1);
         for (receipt, id) in chunk {
             values.extend([
                 receipt.scope.as_str().into(),
@@ -47,8 +50,20 @@ pub(crate) async fn insert_receipts<C: ConnectionTrait>(
                 id.map(|id| id.0).into(),
             ]);
         }
-        let sql = insert_sql(backend, "receipts", RECEIPT_COLUMNS, chunk.len(), RECEIPT_UPSERT);
-        txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+        // One cut for the statement, the earliest: a receipt between it and its own cut is
+        // refused, and the engine's retry alone then replaces it.
+        let cut = chunk.iter().map(|(r, _)| r.replaces_before).min().unwrap_or(DateTime::<Utc>::MAX_UTC);
+        values.push(cut.into());
+        let placeholder = match backend {
+            DbBackend::Postgres => format!("${}", values.len()),
+            _ => "?".to_owned(),
+        };
+        let suffix = format!("{RECEIPT_UPSERT}{placeholder} RETURNING scope");
+        let sql = insert_sql(backend, "receipts", RECEIPT_COLUMNS, chunk.len(), &suffix);
+        let written = txn.query_all(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
+        if written.len() < chunk.len() {
+            return Err(StorageError::conflict("an idempotency key in this batch is taken"));
+        }
     }
     Ok(())
 }

@@ -1520,8 +1520,15 @@ pub async fn stores_alert_transitions_atomically<S: Store + ?Sized>(store: &S) {
     assert!(matches!(store.update_notification(&unknown).await, Err(StorageError::NotFound { .. })));
 }
 
+/// A receipt whose key's earlier uses, if any, are past a one-hour window.
 fn receipt(scope: &str, key: &str, accepted_at: DateTime<Utc>, answer: &str) -> NewReceipt {
-    NewReceipt { scope: scope.to_owned(), key: key.to_owned(), accepted_at, answer: answer.to_owned() }
+    NewReceipt {
+        scope: scope.to_owned(),
+        key: key.to_owned(),
+        accepted_at,
+        answer: answer.to_owned(),
+        replaces_before: accepted_at - Duration::hours(1),
+    }
 }
 
 /// A receipt is stored in the transaction of its data: a health check's receipt names the
@@ -1575,6 +1582,24 @@ pub async fn keeps_receipts_with_their_data<S: Store + ?Sized>(store: &S) {
         Some(Receipt { accepted_at: recent, answer: "again".into(), health_id: None }),
         "a reused key replaces its receipt"
     );
+
+    // A key still taken (by another process that got there first) stores nothing.
+    let taken = |answer: &str| receipt(&scope, "a", recent + Duration::seconds(1), answer);
+    let q = point(&name, &[], vec![("value", FieldValue::Float(2.0))], 2_000, MetricType::Gauge);
+    let refused = store.insert_points(std::slice::from_ref(&q), &[taken("twice")]).await;
+    assert!(matches!(refused, Err(StorageError::Conflict { .. })), "{refused:?}");
+    assert_eq!(store.points_since(&name, 0, &[], 10).await.expect("read").len(), 1, "its points are not stored");
+    let refused = store.insert_health(&[NewHealthCheck { receipt: Some(taken("twice")), ..keyed(6, "x") }]).await;
+    assert!(matches!(refused, Err(StorageError::Conflict { .. })), "{refused:?}");
+    assert_eq!(found("a").await.map(|r| r.answer), Some("again".to_owned()), "the first keeps its receipt");
+    let conflicts = futures_util::future::join_all((0..8).map(|i| {
+        let scope = scope.clone();
+        async move { store.insert_points(&[], &[receipt(&scope, "race", now(), &format!("{i}"))]).await }
+    }))
+    .await;
+    let won = conflicts.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "of eight processes using one key at once, one stores: {conflicts:?}");
+
     while store.purge_receipts(at(100), 2).await.expect("purge") > 0 {}
     for key in ["b", "e", "f"] {
         assert_eq!(found(key).await, None, "receipt {key} is older than the cut");

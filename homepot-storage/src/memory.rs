@@ -264,6 +264,7 @@ impl HealthStore for InMemoryStore {
         if let Some(missing) = batch.iter().find(|c| !t.devices.contains_key(&c.device_id)) {
             return Err(StorageError::not_found(format!("device '{}'", missing.device_id)));
         }
+        t.check_receipts(batch.iter().filter_map(|c| c.receipt.as_ref()))?;
         let mut ids = Vec::with_capacity(batch.len());
         for item in batch {
             let id = HealthCheckId(t.next_id());
@@ -317,6 +318,17 @@ impl HealthStore for InMemoryStore {
 }
 
 impl Tables {
+    /// Fails when any of `receipts` finds its key still taken.
+    fn check_receipts<'a>(&self, receipts: impl IntoIterator<Item = &'a NewReceipt>) -> Result<(), StorageError> {
+        for receipt in receipts {
+            let stored = self.receipts.get(&(receipt.scope.clone(), receipt.key.clone()));
+            if stored.is_some_and(|s| s.accepted_at >= receipt.replaces_before) {
+                return Err(StorageError::conflict(format!("idempotency key '{}' is taken", receipt.key)));
+            }
+        }
+        Ok(())
+    }
+
     fn keep_receipt(&mut self, receipt: &NewReceipt, health_id: Option<HealthCheckId>) {
         let stored = Receipt { accepted_at: receipt.accepted_at, answer: receipt.answer.clone(), health_id };
         self.receipts.insert((receipt.scope.clone(), receipt.key.clone()), stored);
@@ -349,6 +361,7 @@ impl ReceiptStore for InMemoryStore {
 impl MetricStore for InMemoryStore {
     async fn insert_points(&self, batch: &[Point], receipts: &[NewReceipt]) -> Result<(), StorageError> {
         let mut t = self.tables();
+        t.check_receipts(receipts)?;
         t.points.extend_from_slice(batch);
         for receipt in receipts {
             t.keep_receipt(receipt, None);

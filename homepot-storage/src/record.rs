@@ -44,6 +44,16 @@ pub struct NewReceipt {
     pub accepted_at: DateTime<Utc>,
     /// What the request was answered, in the engine's own encoding; opaque to storage.
     pub answer: String,
+    /// A stored receipt of the same scope and key accepted before this replaces (its window
+    /// has passed); one accepted at or after it means another process took the key first,
+    /// and the call fails with [`crate::StorageError::Conflict`], storing nothing.
+    #[serde(default = "always_replaces")]
+    pub replaces_before: DateTime<Utc>,
+}
+
+/// Receipts journaled before `replaces_before` existed replaced whatever was stored.
+fn always_replaces() -> DateTime<Utc> {
+    DateTime::<Utc>::MAX_UTC
 }
 
 /// A stored receipt: what a repeat of its request is answered.

@@ -128,11 +128,13 @@ pub trait HealthStore: Send + Sync + fmt::Debug {
     /// Stores a batch durably, all or nothing, and returns the ids in batch order. The
     /// pipeline hands every check that arrived together to one call (group commit). A check's
     /// `receipt` is stored in the same transaction, with the check's id as its `health_id`
-    /// (replacing any receipt of the same scope and key).
+    /// (replacing a receipt of the same scope and key accepted before its `replaces_before`).
     ///
     /// # Errors
-    /// [`StorageError::NotFound`] when a check names an unregistered device (nothing is
-    /// stored then).
+    /// [`StorageError::NotFound`] when a check names an unregistered device, and
+    /// [`StorageError::Conflict`] when a receipt of the same scope and key accepted at or after
+    /// a receipt's `replaces_before` is stored, even by a transaction committing meanwhile
+    /// (nothing is stored then).
     async fn insert_health(&self, batch: &[NewHealthCheck]) -> Result<Vec<HealthCheckId>, StorageError>;
 
     /// A device's checks accepted at or after `since`, newest first, at most `limit`.
@@ -171,10 +173,11 @@ pub trait MetricStore: Send + Sync + fmt::Debug {
     /// Stores a batch and the `receipts` of the requests that brought it durably, all or
     /// nothing, in one transaction. Points keep every tag, field (with its type), metric type
     /// and their nanosecond timestamps. Either may be empty: a request whose points were all
-    /// filtered still leaves its receipt. A receipt replaces any of the same scope and key.
+    /// filtered still leaves its receipt. Receipts replace or conflict as in
+    /// [`HealthStore::insert_health`].
     ///
     /// # Errors
-    /// Backend failures only.
+    /// [`StorageError::Conflict`] for a receipt's key that is still taken (nothing is stored).
     async fn insert_points(&self, batch: &[Point], receipts: &[NewReceipt]) -> Result<(), StorageError>;
 
     /// Points named `name` at or after `since_ns` whose tags include every pair in `tags`,

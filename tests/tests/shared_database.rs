@@ -1,15 +1,17 @@
 //! Several processes on one database (homepot instances behind a balancer, or a server and the
 //! CLI): what each of them merges into the rollups must add up exactly, device states change
-//! once whichever instance sees the change, and singleton work (the alert outbox's delivery)
+//! once whichever instance sees the change, an idempotency key stores once whichever instances
+//! its retries reach, and singleton work (the alert outbox's delivery)
 //! is done by one instance at a time.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use homepot_core::filter::FilterConfig;
 use homepot_core::rollup::{Aggregate, Tier};
-use homepot_core::{DeviceId, HealthCheck, HealthReport, NewDevice};
-use homepot_engine::{AlertSettings, DeliveryPolicy, Homepot, Settings, SystemClock};
+use homepot_core::{DeviceId, FieldValue, HealthCheck, HealthReport, MetricType, NewDevice, Point};
+use homepot_engine::{AlertSettings, DeliveryPolicy, Homepot, IdempotencyKey, Settings, SystemClock};
 use homepot_storage::{RollupDelta, RollupStore, SeriesKey, Store};
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use homepot_tests::webhook::Webhook;
@@ -202,6 +204,75 @@ async fn device_states_change_once_across_instances(first: Arc<dyn Store>, secon
     x.expect("a recorded");
     y.expect("b recorded");
     assert_eq!(states().await, ["online", "unhealthy", "online", "offline", "online"]);
+    drop((a, b));
+    engine_a.shutdown().await;
+    engine_b.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_an_idempotency_key_stores_once_across_instances() {
+    let (first, dir) = open_store(Backend::Sqlite, "shared_receipts").await.expect("SQLite");
+    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
+    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    an_idempotency_key_stores_once_across_instances(Arc::new(first), Arc::new(second)).await;
+}
+
+#[tokio::test]
+async fn postgres_an_idempotency_key_stores_once_across_instances() {
+    let Some(url) = postgres_url("postgres_an_idempotency_key_stores_once_across_instances") else { return };
+    let Some((first, _)) = open_store(Backend::Postgres, "shared_receipts").await else { return };
+    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    an_idempotency_key_stores_once_across_instances(Arc::new(first), Arc::new(second)).await;
+}
+
+/// A sender's retry reaches another instance while the first request is still in flight:
+/// both get the same answer, and the data is stored once.
+async fn an_idempotency_key_stores_once_across_instances(first: Arc<dyn Store>, second: Arc<dyn Store>) {
+    const ROUNDS: usize = 20;
+    // Every sample stored, so each answer names what it stored.
+    let settings =
+        |id: &str| Settings { filter: FilterConfig { enabled: false, ..FilterConfig::default() }, ..instance(id) };
+    let clock = Arc::new(SystemClock);
+    let (a, engine_a) = Homepot::start(Arc::clone(&first), settings("a"), clock.clone()).await.expect("a");
+    let (b, engine_b) = Homepot::start(Arc::clone(&second), settings("b"), clock).await.expect("b");
+    let device = DeviceId::parse(&unique("till-")).unwrap();
+    a.register_device(&NewDevice::with_id(device.clone())).await.expect("register");
+    let check = HealthCheck::validate(HealthReport::minimal(true, 20)).unwrap();
+    for round in 0..ROUNDS {
+        let key = IdempotencyKey::new(device.to_string(), &format!("check-{round}")).unwrap();
+        let (x, y) = tokio::join!(
+            a.record_health(device.clone(), check.clone(), Some(&key)),
+            b.record_health(device.clone(), check.clone(), Some(&key))
+        );
+        let (x, y) = (x.expect("a answered").0, y.expect("b answered").0);
+        assert_eq!(x, y, "round {round}: both instances answer with the one stored check");
+    }
+    let stored = first.health_since(&device, chrono::DateTime::<Utc>::UNIX_EPOCH, 1_000).await.expect("read");
+    assert_eq!(stored.len(), ROUNDS, "one check per key");
+
+    let name = unique("retried_");
+    for round in 0..ROUNDS {
+        let key = IdempotencyKey::new("sender", &format!("{name}-{round}")).unwrap();
+        let batch = || {
+            let time = (1_700_000_000 + round as i64) * 1_000_000_000;
+            vec![
+                Point::new(
+                    name.clone(),
+                    vec![],
+                    vec![("value".into(), FieldValue::Float(1.0))],
+                    time,
+                    MetricType::Gauge,
+                )
+                .unwrap(),
+            ]
+        };
+        let (x, y) =
+            tokio::join!(a.write_points("sender", batch(), Some(&key)), b.write_points("sender", batch(), Some(&key)));
+        assert_eq!(x.expect("a answered").stored, 1);
+        assert_eq!(y.expect("b answered").stored, 1);
+    }
+    let points = first.points_since(&name, 0, &[], 1_000).await.expect("read");
+    assert_eq!(points.len(), ROUNDS, "one batch per key");
     drop((a, b));
     engine_a.shutdown().await;
     engine_b.shutdown().await;
