@@ -72,13 +72,21 @@ pub async fn open_store(backend: Backend, test: &str) -> Option<(SeaOrmStore, Op
 }
 
 /// Like [`open_store`], but on PostgreSQL a database of its own, created for this call: for
-/// tests whose effects reach across the database (retention). Databases such tests created
-/// more than an hour ago are dropped first.
+/// tests whose effects reach across the database (retention).
 pub async fn open_isolated_store(backend: Backend, test: &str) -> Option<(SeaOrmStore, Option<tempfile::TempDir>)> {
-    use sea_orm::{ConnectionTrait, Database, Statement};
     if backend == Backend::Sqlite {
         return open_store(backend, test).await;
     }
+    let isolated = isolated_postgres_url(test).await?;
+    let store = SeaOrmStore::connect(&isolated, &StoreOptions::default()).await.expect("open the new database");
+    Some((store, None))
+}
+
+/// The URL of a new, empty PostgreSQL database for this call (`None`, after a notice, when
+/// PostgreSQL is not configured). Databases such tests created more than an hour ago are
+/// dropped first.
+pub async fn isolated_postgres_url(test: &str) -> Option<String> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
     init();
     let url = postgres_url(test)?;
     let admin = Database::connect(&url).await.expect("connect to PostgreSQL");
@@ -106,9 +114,7 @@ pub async fn open_isolated_store(backend: Backend, test: &str) -> Option<(SeaOrm
         .expect("create a database");
     let (base, query) = url.split_once('?').map_or((url.as_str(), ""), |(b, q)| (b, q));
     let prefix = base.rsplit_once('/').map_or(base, |(prefix, _)| prefix);
-    let isolated = if query.is_empty() { format!("{prefix}/{name}") } else { format!("{prefix}/{name}?{query}") };
-    let store = SeaOrmStore::connect(&isolated, &StoreOptions::default()).await.expect("open the new database");
-    Some((store, None))
+    Some(if query.is_empty() { format!("{prefix}/{name}") } else { format!("{prefix}/{name}?{query}") })
 }
 
 /// A running server with an admin key and a client.
