@@ -89,6 +89,7 @@ static RETRIES: AtomicUsize = AtomicUsize::new(0);
 
 /// Sends a request until it is answered `expected`, with the same idempotency key each time:
 /// a refused connection, a proxy's 502 (its instance died mid-request) or a 503 is retried.
+/// Deliberately no 500: nothing in this load may fail inside a server.
 async fn until_acknowledged(request: impl Fn() -> reqwest::RequestBuilder, expected: u16) -> Value {
     let deadline = Instant::now() + GIVE_UP;
     for attempt in 0.. {
@@ -99,7 +100,9 @@ async fn until_acknowledged(request: impl Fn() -> reqwest::RequestBuilder, expec
             Ok(response) if response.status().as_u16() == expected => {
                 return response.json().await.unwrap_or(Value::Null);
             }
-            Ok(response) if [500, 502, 503, 504].contains(&response.status().as_u16()) => {}
+            // The proxy's 502 and 504 when an instance dies with the request, or a 503 when a
+            // writer's queue is full: retryable. A 500 is a defect (a deadlock, say).
+            Ok(response) if [502, 503, 504].contains(&response.status().as_u16()) => {}
             Ok(response) => {
                 let status = response.status();
                 panic!("answered {status}: {}", response.text().await.unwrap_or_default());

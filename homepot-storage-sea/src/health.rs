@@ -168,7 +168,10 @@ impl HealthStore for SeaOrmStore {
                 *entry = item;
             }
         }
-        let newest: Vec<&NewHealthCheck> = newest.into_values().collect();
+        // In device order, as every write of `device_latest` takes its rows: instances that
+        // write the same devices at once then wait for each other instead of deadlocking.
+        let mut newest: Vec<&NewHealthCheck> = newest.into_values().collect();
+        newest.sort_unstable_by(|a, b| a.device_id.cmp(&b.device_id));
         for chunk in newest.chunks(INSERT_CHUNK) {
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * LATEST_COLUMNS.len());
             for item in chunk {

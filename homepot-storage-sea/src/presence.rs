@@ -78,23 +78,28 @@ impl PresenceStore for SeaOrmStore {
             return Ok(());
         }
         let mut latest: Vec<_> = latest.into_iter().collect();
-        // Sorted, so concurrent statements lock rows in one order.
+        // In device order, as every write of `device_latest` takes its rows.
         latest.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let backend = self.db.get_database_backend();
         let (_gate, txn) = self.begin_write().await.map_err(db_error)?;
         for chunk in latest.chunks(INSERT_CHUNK) {
-            let rows = vec!["(?, ?)"; chunk.len()].join(", ");
+            let rows = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+            // Rows are written in the order the join yields them: the third column keeps the
+            // sorted order (the database's collation may sort ids otherwise).
             let sql = numbered(
                 backend,
                 &format!(
                     "INSERT INTO device_latest (device_id, seen_at) \
                      SELECT d.id, v.column2 FROM (VALUES {rows}) AS v JOIN devices d ON d.device_id = v.column1 \
-                     WHERE true ON CONFLICT (device_id) DO UPDATE SET seen_at = excluded.seen_at \
+                     WHERE true ORDER BY v.column3 ON CONFLICT (device_id) DO UPDATE SET seen_at = excluded.seen_at \
                      WHERE device_latest.seen_at IS NULL OR excluded.seen_at > device_latest.seen_at"
                 ),
             );
-            let values: Vec<Value> =
-                chunk.iter().flat_map(|(device, at)| [device.as_str().into(), (*at).into()]).collect();
+            let values: Vec<Value> = chunk
+                .iter()
+                .enumerate()
+                .flat_map(|(i, (device, at))| [device.as_str().into(), (*at).into(), (i as i64).into()])
+                .collect();
             txn.execute(Statement::from_sql_and_values(backend, sql, values)).await.map_err(db_error)?;
         }
         txn.commit().await.map_err(db_error)

@@ -37,7 +37,9 @@ pub(crate) async fn insert_receipts<C: ConnectionTrait>(
     for (receipt, id) in receipts {
         unique.insert((&receipt.scope, &receipt.key), (receipt, id));
     }
-    let rows: Vec<_> = unique.into_values().collect();
+    let mut rows: Vec<_> = unique.into_values().collect();
+    // In key order, as concurrent transactions must take the rows.
+    rows.sort_unstable_by(|a, b| (&a.0.scope, &a.0.key).cmp(&(&b.0.scope, &b.0.key)));
     let backend = txn.get_database_backend();
     for chunk in rows.chunks(INSERT_CHUNK) {
         let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * RECEIPT_COLUMNS.len() + 1);

@@ -118,6 +118,9 @@ impl SeaOrmStore {
                 }
             }
         }
+        // In key order: two instances creating the same series at once wait for each other
+        // instead of deadlocking.
+        missing.sort_unstable();
         for chunk in missing.chunks(CHUNK) {
             let mut by_hash = HashMap::with_capacity(chunk.len());
             let mut values: Vec<sea_orm::Value> = Vec::with_capacity(chunk.len() * 4);

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
+use homepot_core::analytics::StateChange;
 use homepot_core::filter::FilterConfig;
 use homepot_core::rollup::{Aggregate, Tier};
 use homepot_core::{DeviceId, FieldValue, HealthCheck, HealthReport, MetricType, NewDevice, Point};
 use homepot_engine::{AlertSettings, DeliveryPolicy, Homepot, IdempotencyKey, Settings, SystemClock};
-use homepot_storage::{RollupDelta, RollupStore, SeriesKey, Store};
+use homepot_storage::{
+    DeviceStore, HealthStore, NewHealthCheck, PresenceStore, RollupDelta, RollupStore, SeriesKey, Store,
+};
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use homepot_tests::webhook::Webhook;
 use homepot_tests::{Backend, open_isolated_store, open_store, postgres_url, unique};
@@ -276,4 +279,84 @@ async fn an_idempotency_key_stores_once_across_instances(first: Arc<dyn Store>, 
     drop((a, b));
     engine_a.shutdown().await;
     engine_b.shutdown().await;
+}
+
+#[tokio::test]
+async fn postgres_concurrent_device_writes_do_not_deadlock() {
+    let Some(url) = postgres_url("postgres_concurrent_device_writes_do_not_deadlock") else { return };
+    let Some((first, _)) = open_store(Backend::Postgres, "shared_database").await else { return };
+    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    concurrent_device_writes_do_not_deadlock(Arc::new(first), Arc::new(second)).await;
+}
+
+#[tokio::test]
+async fn sqlite_concurrent_device_writes_do_not_deadlock() {
+    let (first, dir) = open_store(Backend::Sqlite, "shared_database").await.expect("SQLite");
+    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
+    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    concurrent_device_writes_do_not_deadlock(Arc::new(first), Arc::new(second)).await;
+}
+
+/// Instances write the same devices' rows at once, each batch in its own order: health
+/// batches (which keep each device's latest check), sightings and state transitions. Rows
+/// locked in different orders deadlock on PostgreSQL, and the database fails one writer.
+async fn concurrent_device_writes_do_not_deadlock(first: Arc<SeaOrmStore>, second: Arc<SeaOrmStore>) {
+    const DEVICES: usize = 40;
+    const ROUNDS: usize = 30;
+    let devices: Vec<DeviceId> = (0..DEVICES).map(|_| DeviceId::parse(&unique("contended-")).unwrap()).collect();
+    for device in &devices {
+        first
+            .register_device(
+                &NewDevice::with_id(device.clone()),
+                &homepot_core::ApiKey::from_entropy(rand::random()).hash(),
+                Utc::now(),
+            )
+            .await
+            .expect("register");
+    }
+    let check = HealthCheck::validate(HealthReport::minimal(true, 20)).unwrap();
+    let mut tasks = Vec::new();
+    for (n, store) in [&first, &second, &first, &second].into_iter().enumerate() {
+        let (store, devices, check) = (Arc::clone(store), devices.clone(), check.clone());
+        tasks.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                let mut order = devices.clone();
+                order.rotate_left((round * 7 + n * 13) % DEVICES);
+                if (round + n) % 2 == 0 {
+                    order.reverse();
+                }
+                let now = Utc::now();
+                let batch: Vec<NewHealthCheck> = order
+                    .iter()
+                    .map(|d| NewHealthCheck {
+                        device_id: d.clone(),
+                        checked_at: now,
+                        check: check.clone(),
+                        receipt: None,
+                    })
+                    .collect();
+                store.insert_health(&batch).await.expect("health batch");
+                let seen: Vec<(DeviceId, chrono::DateTime<Utc>)> = order.iter().map(|d| (d.clone(), now)).collect();
+                store.mark_seen(&seen).await.expect("sightings");
+                let (from, to) = if round % 2 == 0 { (None, "online") } else { (Some("online"), "unhealthy") };
+                let transitions: Vec<StateChange> = order
+                    .iter()
+                    .map(|d| StateChange {
+                        timestamp: now,
+                        device_id: d.to_string(),
+                        previous_state: from.map(str::to_owned),
+                        new_state: to.to_owned(),
+                        changed_by: "system".into(),
+                        recorded_by: Some("system".into()),
+                        reason: None,
+                        metadata: serde_json::Map::new(),
+                    })
+                    .collect();
+                store.apply_transitions(&transitions).await.expect("transitions");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("no writer failed");
+    }
 }
