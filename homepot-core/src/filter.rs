@@ -12,6 +12,15 @@
 //! Pure: the caller passes the time. State is per series and bounded: beyond `max_series`, the
 //! least recently seen series is forgotten (its next sample is a first contact again, so it is
 //! stored: forgetting never loses a change).
+//!
+//! Several filters that each see part of a series (instances behind a balancer that is not
+//! pinned by device) keep their own baselines. What still holds for the samples stored by all
+//! of them together: every skipped sample is within the threshold of a stored sample no older
+//! than the interval (the one its own filter stored last); stored samples are never further
+//! apart than the interval plus one gap between samples. What weakens: a skipped sample may
+//! differ from the newest stored sample by more than the threshold (another filter stored it),
+//! and each filter stores its own first contact and heartbeats, so a steady series is stored
+//! up to once per filter per interval.
 
 use std::collections::HashMap;
 
@@ -270,6 +279,44 @@ mod tests {
             let mut f = SmartDataFilter::new(FilterConfig::default());
             f.decide("s", &v, 0);
             prop_assert_eq!(f.decide("s", &v, later), Decision::Skip);
+        }
+
+        #[test]
+        fn filters_sharing_a_series_keep_the_documented_guarantees(
+            filters in 1usize..5,
+            samples in proptest::collection::vec((arb_values(), 1i64..60 * S, any::<prop::sample::Index>()), 1..300)
+        ) {
+            let mut all: Vec<SmartDataFilter> = (0..filters).map(|_| SmartDataFilter::new(FilterConfig::default())).collect();
+            let (mut now, mut largest_gap) = (0i64, 0i64);
+            let mut stored: Vec<(i64, Vec<(String, Tracked)>)> = Vec::new();
+            for (v, gap, which) in &samples {
+                now += gap;
+                largest_gap = largest_gap.max(*gap);
+                match all[which.index(filters)].decide("s", v, now) {
+                    Decision::Store(_) => {
+                        if let Some((previous, _)) = stored.last() {
+                            prop_assert!(now - previous <= 300 * S + largest_gap, "{} s apart", (now - previous) / S);
+                        }
+                        stored.push((now, v.clone()));
+                    }
+                    Decision::Skip => {
+                        let close = stored.iter().rev().take_while(|(at, _)| now - at < 300 * S).any(|(_, kept)| {
+                            significant_change(kept, v, FilterConfig::default().threshold).is_none()
+                        });
+                        prop_assert!(close, "a skipped sample at {} s has a close stored one within the interval", now / S);
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn a_steady_series_is_stored_at_most_once_per_filter_per_interval(filters in 1usize..5, v in arb_values()) {
+            let mut all: Vec<SmartDataFilter> = (0..filters).map(|_| SmartDataFilter::new(FilterConfig::default())).collect();
+            // Ten intervals of a sample a second, round-robin.
+            let stored = (0..3_000i64).filter(|i| {
+                matches!(all[*i as usize % filters].decide("s", &v, i * S), Decision::Store(_))
+            }).count();
+            prop_assert!(stored <= filters * 11, "{stored} stored by {filters} filters");
         }
 
         #[test]
