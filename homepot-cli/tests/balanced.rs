@@ -1,6 +1,7 @@
 //! Three `homepot serve` processes on one PostgreSQL database behind nginx as a round-robin
 //! proxy, one of them killed with SIGKILL mid-run and started again, while 200 devices send
-//! health checks and writers send `/write` batches, each retrying with its `Idempotency-Key`
+//! health checks, writers send `/write` batches and senders remote-write requests, each
+//! retrying with its `Idempotency-Key`
 //! until it is acknowledged: every acknowledged write is stored exactly once, no device's
 //! state timeline repeats a transition, and every instance answers a query alike. Skips
 //! without PostgreSQL (`HOMEPOT_TEST_DATABASE_URL`) or nginx.
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use homepot_core::DeviceId;
+use homepot_core::ingest::remote_write::{Label, Sample, TimeSeries, WriteRequest, encode};
 use homepot_storage::{AnalyticsStore, HealthStore, MetricStore};
 use homepot_storage_sea::{SeaOrmStore, StoreOptions};
 use homepot_tests::{KilledOnDrop, isolated_postgres_url, unique};
@@ -26,6 +28,9 @@ const CHECKS_PER_DEVICE: usize = 20;
 const WRITERS: usize = 4;
 const BATCHES_PER_WRITER: usize = 25;
 const POINTS_PER_BATCH: usize = 50;
+const REMOTE_SENDERS: usize = 2;
+const REMOTE_REQUESTS: usize = 20;
+const SAMPLES_PER_REQUEST: usize = 100;
 /// How long a sender keeps retrying one request before the test fails.
 const GIVE_UP: Duration = Duration::from_secs(60);
 
@@ -206,6 +211,44 @@ async fn three_instances_behind_nginx_store_every_acknowledged_write_once() {
             }
         }));
     }
+    let remote_series = format!("balanced_remote_{run}");
+    let start_ms = Utc::now().timestamp_millis();
+    for sender in 0..REMOTE_SENDERS {
+        let (client, base, admin, name) = (client.clone(), base.clone(), admin.clone(), remote_series.clone());
+        writes.push(tokio::spawn(async move {
+            let url = format!("{base}/api/v1/write");
+            for request in 0..REMOTE_REQUESTS {
+                let label = |name: &str, value: &str| Label { name: name.into(), value: value.into() };
+                let samples = (0..SAMPLES_PER_REQUEST)
+                    .map(|i| Sample {
+                        value: i as f64,
+                        timestamp: start_ms + (request * SAMPLES_PER_REQUEST + i) as i64,
+                    })
+                    .collect();
+                let series = TimeSeries {
+                    labels: vec![label("__name__", &name), label("sender", &format!("s{sender}"))],
+                    samples,
+                };
+                let body = encode(&WriteRequest { timeseries: vec![series], metadata: vec![] });
+                let idempotency = format!("{name}-{sender}-{request}");
+                until_acknowledged(
+                    || {
+                        client
+                            .post(&url)
+                            .header("Authorization", format!("Bearer {admin}"))
+                            .header("Content-Type", "application/x-protobuf")
+                            .header("Content-Encoding", "snappy")
+                            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                            .header("Idempotency-Key", &idempotency)
+                            .body(body.clone())
+                    },
+                    204,
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(80)).await;
+            }
+        }));
+    }
     // Mid-run, the second instance dies without a word, and comes back.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(!checks.iter().all(tokio::task::JoinHandle::is_finished), "the kill lands mid-run");
@@ -246,6 +289,8 @@ async fn three_instances_behind_nginx_store_every_acknowledged_write_once() {
     let distinct: BTreeSet<(String, i64)> = points.iter().map(|p| (p.tags()[0].1.clone(), p.timestamp_ns())).collect();
     assert_eq!(points.len(), WRITERS * BATCHES_PER_WRITER * POINTS_PER_BATCH, "every acknowledged point once");
     assert_eq!(distinct.len(), points.len());
+    let remote = store.points_since(&remote_series, 0, &[], 1_000_000).await.expect("samples");
+    assert_eq!(remote.len(), REMOTE_SENDERS * REMOTE_REQUESTS * SAMPLES_PER_REQUEST, "every acknowledged sample once");
 
     // Each instance, asked directly, answers from the same database alike.
     for (device, _) in acknowledged.iter().take(5) {
