@@ -17,6 +17,7 @@ mod m20261203_000011_create_receipts;
 mod m20261207_000012_create_revisions;
 mod m20261207_000013_create_leases;
 mod m20261208_000014_add_seen_at;
+mod m20261208_000015_index_presence;
 
 #[derive(Debug)]
 pub(crate) struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000012_create_revisions::Migration),
             Box::new(m20261207_000013_create_leases::Migration),
             Box::new(m20261208_000014_add_seen_at::Migration),
+            Box::new(m20261208_000015_index_presence::Migration),
         ]
     }
 }
