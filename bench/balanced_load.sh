@@ -104,3 +104,11 @@ echo "pids: instances $FIRST $SECOND $THIRD, nginx $NGINX_PID"
 for n in 1 2 3; do
   echo "instance $n: answered 503: $(grep -c 'status=503' "$WORK/server-$n.log" || true); errors: $(grep -c ' ERROR ' "$WORK/server-$n.log" || true)"
 done
+# Bytes per row on disk (table, indexes and TOAST), once the last minutes' rollups are merged.
+sleep 75
+psql "$URL" -qAt -F ' ' -c "VACUUM ANALYZE" -c "SELECT relname, n_live_tup, pg_total_relation_size(relid),
+  round(pg_total_relation_size(relid)::numeric / greatest(n_live_tup, 1)) FROM pg_stat_user_tables
+  WHERE relname IN ('health_checks', 'rollup_buckets', 'rollup_series', 'device_latest', 'device_state_history')
+  ORDER BY relname" | awk '{ printf "%s: %s rows, %.1f MB, %s bytes per row\n", $1, $2, $3 / 1048576, $4 }'
+psql "$URL" -qAt -F ' ' -c "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'device_latest'" \
+  | awk '{ printf "device_latest: %s updates, %s of them HOT\n", $1, $2 }'
