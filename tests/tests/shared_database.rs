@@ -12,7 +12,10 @@ use homepot_core::analytics::StateChange;
 use homepot_core::filter::FilterConfig;
 use homepot_core::rollup::{Aggregate, Tier};
 use homepot_core::{DeviceId, FieldValue, HealthCheck, HealthReport, MetricType, NewDevice, Point};
-use homepot_engine::{AlertSettings, DeliveryPolicy, Homepot, IdempotencyKey, Settings, SystemClock};
+use homepot_engine::{
+    AlertSettings, AnalyticsSettings, DeliveryPolicy, Homepot, IdempotencyKey, Settings, SystemClock,
+};
+use homepot_storage::retention::RetentionPolicy;
 use homepot_storage::{
     DeviceStore, HealthStore, NewHealthCheck, PresenceStore, RollupDelta, RollupStore, SeriesKey, Store,
 };
@@ -28,19 +31,33 @@ const MERGES_PER_TASK: usize = 25;
 
 #[tokio::test]
 async fn postgres_concurrent_merges_into_one_bucket_add_up() {
-    let Some(url) = postgres_url("postgres_concurrent_merges_into_one_bucket_add_up") else { return };
-    // Connects after the shared helper, which runs the migrations once.
-    let Some((first, _)) = open_store(Backend::Postgres, "shared_database").await else { return };
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let Some((first, second, _)) =
+        two_processes(Backend::Postgres, "postgres_concurrent_merges_into_one_bucket_add_up").await
+    else {
+        return;
+    };
     merges_add_up(vec![Arc::new(first), Arc::new(second)]).await;
 }
 
 #[tokio::test]
 async fn sqlite_concurrent_merges_into_one_bucket_add_up() {
-    let (first, dir) = open_store(Backend::Sqlite, "shared_database").await.expect("SQLite");
-    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let (first, second, _dir) = two_processes(Backend::Sqlite, "shared_database").await.expect("SQLite");
     merges_add_up(vec![Arc::new(first), Arc::new(second)]).await;
+}
+
+/// Two connections to one database, as two processes have: on SQLite each with its own pool
+/// and write lock; `None` when the backend is not configured.
+async fn two_processes(backend: Backend, test: &str) -> Option<(SeaOrmStore, SeaOrmStore, Option<tempfile::TempDir>)> {
+    let url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(postgres_url(test)?),
+    };
+    // Connects after the shared helper, which runs the migrations once.
+    let (first, dir) = open_store(backend, test).await?;
+    let url = url
+        .unwrap_or_else(|| format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display()));
+    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    Some((first, second, dir))
 }
 
 /// Every process merges deltas of one sample into the same minute, hour and day buckets at
@@ -91,9 +108,13 @@ async fn postgres_one_instance_at_a_time_delivers_notifications() {
     one_instance_at_a_time_delivers_notifications(Arc::new(store)).await;
 }
 
+/// An instance's settings. Retention off: on the shared PostgreSQL database it would delete
+/// what other tests wrote (and it deleted this file's own old-timestamped points mid-test).
 fn instance(id: &str) -> Settings {
     Settings {
         instance_id: id.to_owned(),
+        retention: RetentionPolicy::KEEP_ALL,
+        analytics: AnalyticsSettings { retention: None, ..AnalyticsSettings::default() },
         lease_ttl: Duration::from_secs(1),
         alerting: AlertSettings {
             // Cycles run when the test says so.
@@ -139,9 +160,7 @@ async fn one_instance_at_a_time_delivers_notifications(store: Arc<dyn Store>) {
 
 #[tokio::test]
 async fn sqlite_device_states_change_once_across_instances() {
-    let (first, dir) = open_store(Backend::Sqlite, "shared_states").await.expect("SQLite");
-    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let (first, second, _dir) = two_processes(Backend::Sqlite, "shared_states").await.expect("SQLite");
     device_states_change_once_across_instances(Arc::new(first), Arc::new(second)).await;
 }
 
@@ -214,17 +233,17 @@ async fn device_states_change_once_across_instances(first: Arc<dyn Store>, secon
 
 #[tokio::test]
 async fn sqlite_an_idempotency_key_stores_once_across_instances() {
-    let (first, dir) = open_store(Backend::Sqlite, "shared_receipts").await.expect("SQLite");
-    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let (first, second, _dir) = two_processes(Backend::Sqlite, "shared_receipts").await.expect("SQLite");
     an_idempotency_key_stores_once_across_instances(Arc::new(first), Arc::new(second)).await;
 }
 
 #[tokio::test]
 async fn postgres_an_idempotency_key_stores_once_across_instances() {
-    let Some(url) = postgres_url("postgres_an_idempotency_key_stores_once_across_instances") else { return };
-    let Some((first, _)) = open_store(Backend::Postgres, "shared_receipts").await else { return };
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let Some((first, second, _)) =
+        two_processes(Backend::Postgres, "postgres_an_idempotency_key_stores_once_across_instances").await
+    else {
+        return;
+    };
     an_idempotency_key_stores_once_across_instances(Arc::new(first), Arc::new(second)).await;
 }
 
@@ -254,10 +273,11 @@ async fn an_idempotency_key_stores_once_across_instances(first: Arc<dyn Store>, 
     assert_eq!(stored.len(), ROUNDS, "one check per key");
 
     let name = unique("retried_");
+    let start_ns = Utc::now().timestamp_nanos_opt().expect("now");
     for round in 0..ROUNDS {
         let key = IdempotencyKey::new("sender", &format!("{name}-{round}")).unwrap();
         let batch = || {
-            let time = (1_700_000_000 + round as i64) * 1_000_000_000;
+            let time = start_ns + round as i64;
             vec![
                 Point::new(
                     name.clone(),
@@ -283,17 +303,17 @@ async fn an_idempotency_key_stores_once_across_instances(first: Arc<dyn Store>, 
 
 #[tokio::test]
 async fn postgres_concurrent_device_writes_do_not_deadlock() {
-    let Some(url) = postgres_url("postgres_concurrent_device_writes_do_not_deadlock") else { return };
-    let Some((first, _)) = open_store(Backend::Postgres, "shared_database").await else { return };
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let Some((first, second, _)) =
+        two_processes(Backend::Postgres, "postgres_concurrent_device_writes_do_not_deadlock").await
+    else {
+        return;
+    };
     concurrent_device_writes_do_not_deadlock(Arc::new(first), Arc::new(second)).await;
 }
 
 #[tokio::test]
 async fn sqlite_concurrent_device_writes_do_not_deadlock() {
-    let (first, dir) = open_store(Backend::Sqlite, "shared_database").await.expect("SQLite");
-    let url = format!("sqlite://{}", dir.as_ref().expect("a file").path().join("homepot.db").display());
-    let second = SeaOrmStore::connect(&url, &StoreOptions::default()).await.expect("a second process");
+    let (first, second, _dir) = two_processes(Backend::Sqlite, "shared_database").await.expect("SQLite");
     concurrent_device_writes_do_not_deadlock(Arc::new(first), Arc::new(second)).await;
 }
 
