@@ -427,12 +427,13 @@ impl Telemetry {
         let mut all = Vec::with_capacity(jobs.iter().map(|(batch, ..)| batch.len()).sum());
         let mut senders = Vec::with_capacity(jobs.len());
         let mut receipts = Vec::new();
-        let mut jobs_receipts = Vec::with_capacity(jobs.len());
+        // Each sender's receipt, as a range of `receipts` (empty without a key).
+        let mut receipt_ranges = Vec::with_capacity(jobs.len());
         for (batch, owner, receipt, reply) in jobs {
             senders.push((all.len()..all.len() + batch.len(), owner, reply));
             all.extend(batch);
-            receipts.extend(receipt.clone());
-            jobs_receipts.push(receipt.into_iter().collect::<Vec<_>>());
+            receipt_ranges.push(receipts.len()..receipts.len() + usize::from(receipt.is_some()));
+            receipts.extend(receipt);
         }
         let result = self.store.insert_points(&all, &receipts).await;
         self.note(&result);
@@ -441,9 +442,9 @@ impl Telemetry {
             // its transaction: each sender alone.
             Err(StorageError::Conflict { .. }) if senders.len() > 1 => {
                 let mut results = Vec::with_capacity(senders.len());
-                for ((range, ..), receipt) in senders.iter().zip(&jobs_receipts) {
+                for ((range, ..), receipt) in senders.iter().zip(receipt_ranges) {
                     results.push(
-                        self.store.insert_points(&all[range.clone()], receipt.as_slice()).await.map_err(Arc::new),
+                        self.store.insert_points(&all[range.clone()], &receipts[receipt]).await.map_err(Arc::new),
                     );
                 }
                 results

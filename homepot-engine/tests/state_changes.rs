@@ -19,7 +19,7 @@ struct SlowStateChanges;
 #[async_trait]
 impl StoreLayer for SlowStateChanges {
     async fn before(&self, operation: Operation) -> Result<(), StorageError> {
-        if operation == Operation::InsertStateChange {
+        if matches!(operation, Operation::InsertStateChange | Operation::ApplyTransitions) {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         Ok(())
