@@ -1,8 +1,7 @@
 //! Background jobs: announcing silent gateway nodes, sharing device sightings and marking
-//! silent devices offline, merging
-//! gathered rollups into storage, forgetting keys revoked by other processes, deleting what
-//! is past its retention, evaluating alert rules
-//! and delivering their notifications. They hold no
+//! silent devices offline, merging gathered rollups into storage, forgetting keys revoked by
+//! other processes, deleting what is past its retention, evaluating alert rules and
+//! delivering their notifications. They hold no
 //! unwritten data (the rollups they flush stay gathered until stored, and shutdown flushes
 //! them once more), so shutdown simply stops them.
 

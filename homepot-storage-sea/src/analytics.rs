@@ -482,26 +482,6 @@ impl AnalyticsStore for SeaOrmStore {
         Ok(rows.into_iter().map(to_state_change).collect())
     }
 
-    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError> {
-        use device_state_change::{Column as C, Entity};
-        let ids: Vec<i64> = Entity::find()
-            .select_only()
-            .column_as(Expr::cust("MAX(id)"), "id")
-            .group_by(C::DeviceId)
-            .into_tuple()
-            .all(&self.db)
-            .await
-            .map_err(db_error)?;
-        let mut latest = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(INSERT_CHUNK) {
-            let rows =
-                Entity::find().filter(C::Id.is_in(chunk.iter().copied())).all(&self.db).await.map_err(db_error)?;
-            latest.extend(rows.into_iter().map(to_state_change));
-        }
-        latest.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-        Ok(latest)
-    }
-
     async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
         macro_rules! purge {
             ($entity:ident) => {{

@@ -75,7 +75,6 @@ pub enum Operation {
     JobStatusCounts,
     ErrorTrends,
     StateHistory,
-    LatestStates,
     PurgeAnalytics,
     PutAlertConfig,
     DeleteAlertConfig,
@@ -196,7 +195,6 @@ layered!(AnalyticsStore {
     JobStatusCounts => fn job_status_counts(since: DateTime<Utc>, job_type: Option<&str>) -> Vec<JobStatusCount>;
     ErrorTrends => fn error_trends(since: DateTime<Utc>, category: Option<&str>, bucket_s: Option<i64>) -> Vec<ErrorTrend>;
     StateHistory => fn state_history(device_id: &str, since: DateTime<Utc>, limit: usize) -> Vec<StateChange>;
-    LatestStates => fn latest_states() -> Vec<StateChange>;
     PurgeAnalytics => fn purge_analytics(before: DateTime<Utc>, max_rows: u64) -> u64;
 });
 

@@ -727,14 +727,6 @@ impl AnalyticsStore for InMemoryStore {
         Ok(found)
     }
 
-    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError> {
-        let mut latest: BTreeMap<String, StateChange> = BTreeMap::new();
-        for change in &self.tables().states {
-            latest.insert(change.device_id.clone(), change.clone());
-        }
-        Ok(latest.into_values().collect())
-    }
-
     async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
         let mut t = self.tables();
         Ok(purge(&mut t.requests, |r| r.timestamp < before, max_rows)

@@ -384,12 +384,6 @@ pub trait AnalyticsStore: Send + Sync + fmt::Debug {
         limit: usize,
     ) -> Result<Vec<StateChange>, StorageError>;
 
-    /// The newest state change of every device that has one, in device order.
-    ///
-    /// # Errors
-    /// Backend failures only.
-    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError>;
-
     /// Deletes at most `max_rows` records older than `before` from each analytics table and
     /// returns how many it deleted in all. Callers repeat until it returns 0, so no single
     /// statement holds locks for long.

@@ -622,10 +622,6 @@ impl AnalyticsStore for JournalStore {
         self.tables.state_history(device_id, since, limit).await
     }
 
-    async fn latest_states(&self) -> Result<Vec<StateChange>, StorageError> {
-        self.tables.latest_states().await
-    }
-
     async fn purge_analytics(&self, before: DateTime<Utc>, max_rows: u64) -> Result<u64, StorageError> {
         answer!(self.write(Op::PurgeAnalytics { before, max_rows }).await, Count)
     }

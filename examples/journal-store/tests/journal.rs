@@ -88,7 +88,7 @@ async fn what_was_acknowledged_survives_a_reopen() {
     assert_eq!(store.key_by_hash(&KeyHash::of("reader")).await.unwrap().map(|k| k.id), Some(read_id));
     assert!(store.key_by_hash(&KeyHash::of("other")).await.unwrap().is_none(), "the refused key stays refused");
     assert_eq!(store.points_since("cpu", 0, &[], 10).await.unwrap(), vec![point]);
-    assert_eq!(store.latest_states().await.unwrap(), vec![change]);
+    assert_eq!(store.state_history(&change.device_id, change.timestamp, 10).await.unwrap(), vec![change]);
     // New records continue after the replayed ones.
     let next = NewKey { hash: KeyHash::of("second reader"), ..read_key };
     assert!(store.insert_key(&next).await.expect("key").0 > read_id.0);
