@@ -1,7 +1,8 @@
 //! Work that one instance at a time must do when several share a database: retention, the
 //! sweep that marks silent devices offline, and the delivery of alert notifications. Such a
-//! job asks its [`Lease`] before each round; the holder renews it round after round, and when it dies the lease runs out and another
-//! instance takes the work over within the lease's time. A single instance always holds it.
+//! job asks its [`Lease`] before each round; the holder renews it round after round, and when
+//! it dies the lease runs out and another instance takes the work over within the lease's
+//! time. A single instance always holds it.
 //!
 //! Instances compare their own clocks with the lease's end, so their clocks must agree to
 //! well within the lease time (NTP does). A round that outlasts the lease may overlap with
